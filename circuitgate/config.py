@@ -1,0 +1,137 @@
+"""Thresholds and analysis settings: YAML loaded into frozen dataclasses that validate themselves.
+
+Defaults are the original method's numbers (SEED_METHOD.md). Count thresholds that the paper states
+for Qwen2.5-7B ("H1 supported if >= 5 of 28 layers", "H2 if >= 20 of 784 heads") are kept as the
+count *and* the size it was stated for, so on the paper's model they are exact and on a model of
+another size they scale with it (5/28 of the layers), instead of being unreachable on a 4-layer model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from circuitgate import CircuitgateError
+
+VERDICTS = ("supported", "not_supported", "inconclusive")
+HYPOTHESES = ("H1", "H2")
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise CircuitgateError(msg)
+
+
+@dataclass(frozen=True)
+class ScaledCount:
+    """``count`` units out of ``of`` (the size the threshold was stated for), rescaled to ``n`` units."""
+
+    count: int
+    of: int
+
+    def __post_init__(self) -> None:
+        _check(self.count >= 1 and self.of >= self.count, f"bad scaled count {self.count}/{self.of}")
+
+    def for_size(self, n: int) -> int:
+        return max(1, math.ceil(self.count * n / self.of - 1e-9))
+
+
+@dataclass(frozen=True)
+class H1Config:
+    alpha: float = 0.01  # BH level per feature over the layers
+    d_significant: float = 0.5  # |d| above which a BH-rejected feature is significant
+    d_vote: float = 0.8  # |d| above which a significant feature votes
+    min_votes: int = 2  # votes that make a layer specialised
+    min_layers: ScaledCount = ScaledCount(5, 28)  # "H1 supported if >= 5 layers are specialised"
+    n_bootstrap: int = 1000
+    n_folds: int = 5
+    consistency: float = 0.8  # fraction of folds a layer must keep its type in
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        _check(0 < self.alpha < 1, f"h1.alpha must be in (0, 1), got {self.alpha}")
+        _check(0 <= self.d_significant <= self.d_vote, "h1 needs 0 <= d_significant <= d_vote")
+        _check(self.min_votes >= 1, "h1.min_votes must be >= 1")
+        _check(self.n_bootstrap >= 0, "h1.n_bootstrap must be >= 0")
+        _check(self.n_folds >= 2, "h1.n_folds must be >= 2")
+        _check(0 < self.consistency <= 1, "h1.consistency must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class H2Config:
+    alpha: float = 1e-4  # BH level per metric over all heads
+    d_significant: float = 1.0  # |d| >= this (note: >=, as in the original code)
+    d_artifact: float = 15.0  # |d| above this is set to 0 by the original method (flaw 6)
+    min_metrics: int = 3  # significant metrics (of 5) that make a head specialised
+    min_heads: ScaledCount = ScaledCount(20, 784)  # "H2 supported if >= 20 heads"
+    min_n: int = 5  # fewer valid prompts per side: the test is skipped (p = 1)
+    min_variance: float = 1e-6  # both variances below: the test is skipped (p = 1)
+
+    def __post_init__(self) -> None:
+        _check(0 < self.alpha < 1, f"h2.alpha must be in (0, 1), got {self.alpha}")
+        _check(self.d_significant >= 0 and self.d_artifact > self.d_significant, "h2 d thresholds out of order")
+        _check(1 <= self.min_metrics <= 5, "h2.min_metrics must be in 1..5")
+        _check(self.min_n >= 2, "h2.min_n must be >= 2")
+
+
+@dataclass(frozen=True)
+class Config:
+    h1: H1Config = field(default_factory=H1Config)
+    h2: H2Config = field(default_factory=H2Config)
+    # Expected hypothesis verdicts; unset ones come from the model's expectations source.
+    expected: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for h, v in self.expected.items():
+            _check(h in HYPOTHESES, f"expected: unknown hypothesis {h!r} (known: {', '.join(HYPOTHESES)})")
+            _check(v in VERDICTS, f"expected.{h}: {v!r} is not one of {', '.join(VERDICTS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Instantiate a (nested) config dataclass from a mapping, rejecting unknown keys by name."""
+    if data is None:
+        return cls()
+    _check(isinstance(data, Mapping), f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    _check(not unknown, f"{where}: unknown key(s) {', '.join(map(str, unknown))} (known: {', '.join(fields)})")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        default = getattr(cls(), name) if name != "expected" else None
+        if dataclasses.is_dataclass(default) and not isinstance(default, ScaledCount):
+            kwargs[name] = _build(type(default), value, f"{where}.{name}")
+        elif isinstance(default, ScaledCount):
+            _check(isinstance(value, Mapping) and set(value) == {"count", "of"},
+                   f"{where}.{name}: expected {{count: N, of: M}}")
+            kwargs[name] = ScaledCount(int(value["count"]), int(value["of"]))
+        elif name == "expected":
+            _check(isinstance(value, Mapping), f"{where}.expected: expected a mapping")
+            kwargs[name] = dict(value)
+        else:
+            _check(isinstance(value, (int, float)) and not isinstance(value, bool),
+                   f"{where}.{name}: expected a number, got {value!r}")
+            kwargs[name] = type(default)(value) if isinstance(default, (int, float)) else value
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load thresholds from YAML; ``None`` gives the original method's defaults."""
+    if path is None:
+        return Config()
+    p = Path(path)
+    _check(p.is_file(), f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise CircuitgateError(f"{p}:{line} is not valid YAML") from None
+    return _build(Config, data, str(p))

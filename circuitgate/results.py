@@ -1,0 +1,43 @@
+"""Named results shared by the analysis and the verdict layer.
+
+A hypothesis analysis returns a ``HypothesisResult``: one verdict plus one ``ComponentResult`` per unit
+(layer ``L04``, head ``L07H01``), with the numbers behind each classification.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+Verdict = Literal["supported", "not_supported", "inconclusive"]
+ComponentClass = Literal["recall", "reasoning", "mixed", "none"]
+CLASSES: tuple[str, ...] = ("recall", "reasoning", "mixed", "none")
+
+
+def layer_id(layer: int) -> str:
+    return f"L{layer:02d}"
+
+
+def head_id(layer: int, head: int) -> str:
+    return f"L{layer:02d}H{head:02d}"
+
+
+@dataclass(frozen=True)
+class ComponentResult:
+    id: str
+    cls: ComponentClass
+    effect: float  # signed effect size of the strongest feature (d > 0: larger on reasoning)
+    p_adj: float  # smallest adjusted p-value over the unit's features
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"class": self.cls, "effect": self.effect, "p_adj": self.p_adj, **self.details}
+
+
+@dataclass(frozen=True)
+class HypothesisResult:
+    hypothesis: str
+    verdict: Verdict
+    method: str
+    summary: Mapping[str, Any]
+    components: Mapping[str, ComponentResult]
