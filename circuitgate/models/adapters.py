@@ -1,0 +1,112 @@
+"""The one place that knows module paths: an adapter per architecture family.
+
+Every other module asks an adapter for "residual after layer i", "attention probabilities of layer i",
+"MLP neurons of layer i" or "input of o_proj" and gets the nnsight envoy to read or edit. Inside one
+trace these must be touched in execution order (NNSIGHT_NOTES.md): within a layer, o_proj input ->
+attention output -> gate_proj output -> down_proj input -> MLP output -> layer output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from circuitgate import CircuitgateError
+
+
+def _get(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """Module paths of a decoder-only family, relative to the loaded model (nnsight envoy or HF module).
+
+    Defaults are the Llama layout, which Qwen2 shares; a family with other names overrides fields.
+    """
+
+    family: str
+    layers: str = "model.layers"
+    attention: str = "self_attn"
+    o_proj: str = "self_attn.o_proj"
+    mlp: str = "mlp"
+    gate_proj: str = "mlp.gate_proj"
+    down_proj: str = "mlp.down_proj"
+    lm_head: str = "lm_head"
+
+    def layer(self, model: Any, i: int) -> Any:
+        return _get(model, self.layers)[i]
+
+    def n_layers(self, model: Any) -> int:
+        return len(_get(model, self.layers))
+
+    def residual(self, model: Any, i: int) -> Any:
+        """Output of decoder layer i, [B, T, D] (a plain tensor in transformers 5, not a tuple)."""
+        return self.layer(model, i).output
+
+    def attention(self, model: Any, i: int) -> Any:
+        """The attention module's output: ``(attn_out [B, T, D], attn_probs [B, H, T, T])``.
+
+        The probabilities exist only under eager attention and come after repeat_kv: one row per
+        query head.
+        """
+        return _get(self.layer(model, i), self.attention).output
+
+    def head_input(self, model: Any, i: int) -> Any:
+        """Input of o_proj, [B, T, H * head_dim]: head h is the slice h*hd:(h+1)*hd."""
+        return _get(self.layer(model, i), self.o_proj).input
+
+    def gate_pre(self, model: Any, i: int) -> Any:
+        """gate_proj output before the activation: what the original method read (SEED_METHOD.md)."""
+        return _get(self.layer(model, i), self.gate_proj).output
+
+    def neurons(self, model: Any, i: int) -> Any:
+        """True neuron activations act(gate) * up: the input of down_proj, [B, T, F]."""
+        return _get(self.layer(model, i), self.down_proj).input
+
+    def mlp_output(self, model: Any, i: int) -> Any:
+        return _get(self.layer(model, i), self.mlp).output
+
+    def logits(self, model: Any) -> Any:
+        return _get(model, self.lm_head).output
+
+
+FAMILIES: dict[str, Adapter] = {
+    "qwen2": Adapter("qwen2"),
+    "llama": Adapter("llama"),
+}
+
+
+def adapter_for(model_type: str) -> Adapter:
+    try:
+        return FAMILIES[model_type]
+    except KeyError:
+        raise CircuitgateError(
+            f"unsupported architecture {model_type!r}; supported families: {', '.join(FAMILIES)}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the analyses need to know of an architecture, read from its HF config."""
+
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    hidden: int
+    ffn: int
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "Shape":
+        heads = cfg.num_attention_heads
+        return cls(
+            n_layers=cfg.num_hidden_layers,
+            n_heads=heads,
+            n_kv_heads=getattr(cfg, "num_key_value_heads", None) or heads,
+            head_dim=getattr(cfg, "head_dim", None) or cfg.hidden_size // heads,
+            hidden=cfg.hidden_size,
+            ffn=cfg.intermediate_size,
+        )

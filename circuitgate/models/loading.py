@@ -1,0 +1,182 @@
+"""Load a model through nnsight, with one-line errors for what users get wrong.
+
+The HF model is loaded with transformers (so missing weights are reported by us, not by a traceback
+from deep inside the hub client) and wrapped in nnsight's ``TransformersModel``, as NNSIGHT_NOTES.md
+prescribes: ``task="text-generation"`` (required offline), an explicit tokenizer, eager attention
+(attention probabilities exist only there).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from circuitgate import CircuitgateError
+from circuitgate.models.adapters import Adapter, Shape, adapter_for
+from circuitgate.models.registry import ModelSpec
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    spec: ModelSpec
+    model: Any  # nnsight TransformersModel
+    tokenizer: Any
+    adapter: Adapter
+    shape: Shape
+    device: str
+    dtype: str
+    model_id: str  # hub id or local path
+    sha256: str  # of the weight files: keys activation caches and the manifest
+
+    @property
+    def hf(self) -> Any:
+        """The underlying transformers module (plain forward, hooks)."""
+        return self.model._model
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise CircuitgateError("--device cuda was asked for, but torch sees no CUDA device")
+    if device not in ("cpu", "cuda"):
+        raise CircuitgateError(f"unknown device {device!r} (use auto, cpu or cuda)")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    if dtype == "auto":
+        # bf16 halves memory on a GPU; on a CPU float32 is both faster and exact.
+        return "bfloat16" if device == "cuda" else "float32"
+    if dtype not in DTYPES:
+        raise CircuitgateError(f"unknown dtype {dtype!r} (use auto, {', '.join(DTYPES)})")
+    return dtype
+
+
+def weights_sha256(directory: Path) -> str:
+    """sha256 over the weight files of a directory (names and bytes, in name order)."""
+    files = sorted(p for p in directory.iterdir() if p.name.endswith(_WEIGHT_SUFFIXES) and p.is_file())
+    if not files:
+        raise CircuitgateError(f"no weight files (*.safetensors, *.bin) in {directory}")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 24), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _hub_snapshot(spec: ModelSpec) -> Path:
+    """The local snapshot of a hub model: from the HF cache, or downloaded when the hub is reachable."""
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]
+    try:
+        return Path(snapshot_download(spec.hub, local_files_only=True, allow_patterns=patterns))
+    except Exception:
+        pass
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() not in ("", "0", "false"):
+        reason = "HF_HUB_OFFLINE is set"
+    else:
+        try:
+            return Path(snapshot_download(spec.hub, allow_patterns=patterns))
+        except Exception as e:  # the hub client raises many types; all mean "no weights here"
+            reason = f"the hub is unreachable ({type(e).__name__})"
+    raise CircuitgateError(
+        f"model {spec.name!r} ({spec.hub}): weights not in the Hugging Face cache and {reason}; "
+        f"supply a local directory with --model PATH, or fill the cache (HF_HOME) with "
+        f"`huggingface-cli download {spec.hub}` on a connected machine"
+    )
+
+
+def model_directory(spec: ModelSpec) -> Path:
+    if spec.builtin:
+        from circuitgate.organism import ensure_built
+
+        return ensure_built(spec.builtin)
+    if spec.hub:
+        return _hub_snapshot(spec)
+    assert spec.path is not None
+    return spec.path
+
+
+def _tokenizer(directory: Path) -> Any:
+    from circuitgate.organism import is_organism_dir, load_tokenizer
+
+    if is_organism_dir(directory):
+        # transformers 5 silently swaps a saved word-level tokenizer for Qwen2Tokenizer when
+        # model_type is qwen2 (NNSIGHT_NOTES.md): the organism's is always loaded explicitly.
+        tok = load_tokenizer(directory)
+    else:
+        from transformers import AutoTokenizer
+
+        try:
+            tok = AutoTokenizer.from_pretrained(directory)
+        except Exception as e:
+            raise CircuitgateError(f"cannot load a tokenizer from {directory}: {type(e).__name__}: {e}") from None
+    # Batches are left-padded so the last prompt token sits at position -1 of every row.
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(spec: ModelSpec, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+    from nnsight.modeling.transformers import TransformersModel
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
+    directory = model_directory(spec)
+    if not (directory / "config.json").is_file():
+        raise CircuitgateError(f"{directory} is not a Hugging Face model directory (no config.json)")
+    try:
+        config = AutoConfig.from_pretrained(directory)
+    except Exception as e:
+        raise CircuitgateError(f"cannot read the model config in {directory}: {e}") from None
+    adapter = adapter_for(config.model_type)
+    tokenizer = _tokenizer(directory)
+    sha = weights_sha256(directory)
+    kwargs: dict[str, Any] = {"attn_implementation": "eager", "dtype": DTYPES[dtype]}
+    if device == "cuda" and torch.cuda.device_count() > 1:
+        kwargs["device_map"] = "auto"  # several GPUs: accelerate places the layers (DESIGN.md, Scale)
+    try:
+        hf = AutoModelForCausalLM.from_pretrained(directory, **kwargs)
+    except Exception as e:
+        raise CircuitgateError(f"cannot load weights from {directory}: {type(e).__name__}: {e}") from None
+    if "device_map" not in kwargs:
+        hf = hf.to(device)
+    hf.eval()
+    model = TransformersModel(hf, task="text-generation", tokenizer=tokenizer, dispatch=True)
+    return LoadedModel(
+        spec=spec,
+        model=model,
+        tokenizer=tokenizer,
+        adapter=adapter,
+        shape=Shape.from_config(config),
+        device=device,
+        dtype=dtype,
+        model_id=spec.hub or str(directory),
+        sha256=sha,
+    )
+
+
+def model_info(loaded: LoadedModel) -> dict[str, Any]:
+    """The model part of verdicts.json and manifest.json."""
+    return {
+        "name": loaded.spec.name,
+        "id": loaded.model_id,
+        "sha256": loaded.sha256,
+        "family": loaded.adapter.family,
+        "shape": dataclasses.asdict(loaded.shape),
+    }
