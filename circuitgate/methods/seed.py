@@ -1,0 +1,208 @@
+"""``--method seed``: the original H1/H2 analyses, reproduced exactly (SEED_METHOD.md "H1", "H2").
+
+The flaws are kept on purpose so that the paper's numbers can be reproduced; each is marked with its
+number from SEED_METHOD.md "Flaws the default method must fix". Everything is vectorised over units
+(layers, heads); the only Python loops run over the features/metrics, the folds, and the assembly of
+the per-component result records.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from circuitgate import CircuitgateError
+from circuitgate.activations import Activations
+from circuitgate.config import H1Config, H2Config
+from circuitgate.features import H1_FEATURES, H2_METRICS, h1_layer_features, h2_head_metrics
+from circuitgate.results import ComponentResult, HypothesisResult, head_id, layer_id
+from circuitgate.stats import (benjamini_hochberg, bootstrap_d_ci, cohens_d, kfold_indices, mann_whitney_u,
+                               nan_moments)
+
+METHOD = "seed"
+H1_EPS = 1e-10  # added to the pooled SD in H1's d, as the original code did
+TOP_HEADS = 3  # the paper reports the top three recall and reasoning heads
+
+
+def _validate(recall: Activations, reasoning: Activations, arrays: tuple[str, ...]) -> None:
+    """Raise CircuitgateError unless the two sides are non-empty, matched, well-shaped and finite."""
+    for side, acts in (("recall", recall), ("reasoning", reasoning)):
+        if not isinstance(acts, Activations):
+            raise CircuitgateError(f"{side}: expected Activations, got {type(acts).__name__}")
+        p = acts.n_prompts
+        if p == 0:
+            raise CircuitgateError(f"{side}: no prompts")
+        ndims = {"resid": 3, "attn": 4, "lengths": 1, "neurons": 3, "gate": 3}
+        for name, ndim in ndims.items():
+            arr = np.asarray(getattr(acts, name))
+            if arr.ndim != ndim or arr.shape[0] != p or (ndim > 1 and arr.shape[1] != acts.n_layers):
+                raise CircuitgateError(f"{side}.{name}: shape {arr.shape} does not fit {p} prompts x "
+                                       f"{acts.n_layers} layers")
+        lengths = np.asarray(acts.lengths)
+        seq = acts.attn.shape[-1]
+        if not np.all(np.isfinite(lengths)) or np.any(lengths != np.round(lengths)) \
+                or np.any(lengths < 1) or np.any(lengths > seq):
+            raise CircuitgateError(f"{side}.lengths must be whole numbers in 1..{seq}")
+        for name in arrays:
+            if not np.all(np.isfinite(getattr(acts, name))):
+                raise CircuitgateError(f"{side}.{name} contains non-finite values")
+    if recall.n_prompts != reasoning.n_prompts:
+        raise CircuitgateError(f"recall and reasoning must be matched pairs: {recall.n_prompts} vs "
+                               f"{reasoning.n_prompts} prompts")
+    shape_r = (recall.resid.shape[1:], recall.attn.shape[1:3], recall.gate.shape[1:])
+    shape_s = (reasoning.resid.shape[1:], reasoning.attn.shape[1:3], reasoning.gate.shape[1:])
+    if shape_r != shape_s:
+        raise CircuitgateError(f"recall and reasoning come from different model shapes: {shape_r} vs {shape_s}")
+
+
+def _classify(up: np.ndarray, down: np.ndarray) -> np.ndarray:
+    """Unit types from counts of reasoning-signed (``up``) and recall-signed (``down``) evidence."""
+    return np.select([up > down, down > up], ["reasoning", "recall"], "mixed")
+
+
+def _h1_layers(reasoning: np.ndarray, recall: np.ndarray, cfg: H1Config) -> dict[str, np.ndarray]:
+    """H1 statistics and layer classes from feature arrays [P, n_features, L] (SEED_METHOD.md "H1")."""
+    d = cohens_d(reasoning, recall, ddof=0, eps=H1_EPS)  # [n_features, L]; population variances
+    p = mann_whitney_u(reasoning, recall).p  # unpaired on paired data (flaw 1)
+    reject, p_adj = benjamini_hochberg(p, cfg.alpha)  # one family per feature, over the layers
+    significant = reject & (np.abs(d) > cfg.d_significant)
+    vote = significant & (np.abs(d) > cfg.d_vote)
+    # Entropy and concentration are one feature twice: their votes have opposite signs (flaw 4).
+    up, down = (vote & (d > 0)).sum(axis=0), (vote & (d < 0)).sum(axis=0)
+    specialised = up + down >= cfg.min_votes
+    cls = np.where(specialised, _classify(up, down), "none")
+    return {"d": d, "p_adj": p_adj, "vote": vote, "cls": cls}
+
+
+def analyse_h1(recall: Activations, reasoning: Activations, cfg: H1Config) -> HypothesisResult:
+    """H1 (layers) by the original method: six features per layer, unpaired tests, vote-based layer
+    types, and the original "cross-validation" over KFold training parts (SEED_METHOD.md "H1")."""
+    _validate(recall, reasoning, ("resid", "attn", "gate"))
+    n_pairs, n_layers = recall.n_prompts, recall.n_layers
+    if n_pairs < cfg.n_folds:
+        raise CircuitgateError(f"H1 cross-validation needs at least h1.n_folds={cfg.n_folds} pairs, got {n_pairs}")
+    fr, fc = h1_layer_features(reasoning), h1_layer_features(recall)
+    xr = np.stack([fr[f] for f in H1_FEATURES], axis=1)  # [P, n_features, L]
+    xc = np.stack([fc[f] for f in H1_FEATURES], axis=1)
+    full = _h1_layers(xr, xc, cfg)
+    ci = bootstrap_d_ci(xr, xc, n_boot=cfg.n_bootstrap, seed=cfg.seed, ddof=0, eps=H1_EPS)
+
+    # The original split the recall list and the reasoning list with two separate KFold calls; with
+    # equal lengths and the same random_state they give identical indices, so one split serves both.
+    # Held-out folds are unused, as in the original. The bootstrap is skipped inside folds: it never
+    # enters the classification.
+    folds = kfold_indices(n_pairs, cfg.n_folds, shuffle=True, seed=cfg.seed)
+    fold_cls = np.stack([_h1_layers(xr[train], xc[train], cfg)["cls"] for train, _ in folds])  # [k, L]
+    agreement = (fold_cls == full["cls"]).mean(axis=0)
+    consistent = agreement >= cfg.consistency - 1e-12
+
+    d, p_adj, vote, cls = full["d"], full["p_adj"], full["vote"], full["cls"]
+    # Effect: the strongest voting feature, or the strongest feature when none votes.
+    strength = np.where(vote.any(axis=0), np.where(vote, np.abs(d), -1.0), np.abs(d))
+    top = np.argmax(strength, axis=0)
+    effect = d[top, np.arange(n_layers)]
+    min_p = p_adj.min(axis=0)
+
+    components = {}
+    for layer in range(n_layers):
+        details = {
+            "votes": {f: ("reasoning" if d[i, layer] > 0 else "recall")
+                      for i, f in enumerate(H1_FEATURES) if vote[i, layer]},
+            "d": {f: float(d[i, layer]) for i, f in enumerate(H1_FEATURES)},
+            "p_adj": {f: float(p_adj[i, layer]) for i, f in enumerate(H1_FEATURES)},
+            "ci": {f: [float(ci.ci_low[i, layer]), float(ci.ci_high[i, layer])] for i, f in enumerate(H1_FEATURES)},
+            "consistent": bool(consistent[layer]),
+            "fold_agreement": float(agreement[layer]),
+        }
+        components[layer_id(layer)] = ComponentResult(layer_id(layer), str(cls[layer]), float(effect[layer]),
+                                                      float(min_p[layer]), details)
+
+    specialised = cls != "none"
+    threshold = cfg.min_layers.for_size(n_layers)
+    n_specialised = int(specialised.sum())
+    summary: dict[str, Any] = {
+        "n_specialised": n_specialised,
+        "n_recall": int((cls == "recall").sum()),
+        "n_reasoning": int((cls == "reasoning").sum()),
+        "n_mixed": int((cls == "mixed").sum()),
+        "recall_layers": [int(i) for i in np.flatnonzero(cls == "recall")],
+        "reasoning_layers": [int(i) for i in np.flatnonzero(cls == "reasoning")],
+        "mixed_layers": [int(i) for i in np.flatnonzero(cls == "mixed")],
+        "threshold": threshold,
+        "n_layers": n_layers,
+        "n_pairs": n_pairs,
+        "n_folds": cfg.n_folds,
+        # The paper's "100% consistent": the share of specialised layers that keep their type.
+        "consistency": float(consistent[specialised].mean()) if n_specialised else None,
+    }
+    verdict = "supported" if n_specialised >= threshold else "not_supported"
+    return HypothesisResult("H1", verdict, METHOD, summary, components)
+
+
+def analyse_h2(recall: Activations, reasoning: Activations, cfg: H2Config) -> HypothesisResult:
+    """H2 (heads) by the original method: five attention metrics per head, unpaired tests, BH over
+    all heads per metric, metric-count specialisation (SEED_METHOD.md "H2"). No cross-validation,
+    as in the original.
+
+    Skipped tests (fewer than ``min_n`` valid prompts on a side, or both variances below
+    ``min_variance``) get p = 1 and d = 0. Heads are ranked by the mean |d| over their significant
+    metrics; that score also gives ``mean_abs_d`` (its mean over the specialised heads).
+    """
+    _validate(recall, reasoning, ("attn",))
+    n_layers, n_heads = recall.n_layers, recall.n_heads
+    mr, mc = h2_head_metrics(reasoning), h2_head_metrics(recall)
+    n_units = n_layers * n_heads
+    # [P, n_metrics, L*H]: heads flattened layer-major, so unit u is (u // H, u % H)
+    xr = np.stack([mr[m] for m in H2_METRICS], axis=1).reshape(reasoning.n_prompts, len(H2_METRICS), n_units)
+    xc = np.stack([mc[m] for m in H2_METRICS], axis=1).reshape(recall.n_prompts, len(H2_METRICS), n_units)
+
+    sr, sc = nan_moments(xr, ddof=1), nan_moments(xc, ddof=1)
+    skip = (sr.n < cfg.min_n) | (sc.n < cfg.min_n) | ((sr.var < cfg.min_variance) & (sc.var < cfg.min_variance))
+    d = np.where(skip, 0.0, cohens_d(xr, xc, ddof=1))
+    d = np.where(np.abs(d) > cfg.d_artifact, 0.0, d)  # the original's "artifact" cap (flaw 6)
+    p = np.where(skip, 1.0, mann_whitney_u(xr, xc).p)  # unpaired on paired data (flaw 1)
+    reject, p_adj = benjamini_hochberg(p, cfg.alpha)  # one family per metric, over all heads
+    significant = reject & (np.abs(d) >= cfg.d_significant)
+    n_sig = significant.sum(axis=0)
+    specialised = n_sig >= cfg.min_metrics
+    up, down = (significant & (d > 0)).sum(axis=0), (significant & (d < 0)).sum(axis=0)
+    cls = np.where(specialised, _classify(up, down), "none")
+    with np.errstate(invalid="ignore"):
+        score = np.where(significant, np.abs(d), 0.0).sum(axis=0) / n_sig  # NaN where none significant
+    strength = np.where(significant.any(axis=0), np.where(significant, np.abs(d), -1.0), np.abs(d))
+    effect = d[np.argmax(strength, axis=0), np.arange(n_units)]
+    min_p = p_adj.min(axis=0)
+
+    ids = [head_id(u // n_heads, u % n_heads) for u in range(n_units)]
+    components = {}
+    for u, hid in enumerate(ids):
+        details = {
+            "d": {m: float(d[i, u]) for i, m in enumerate(H2_METRICS)},
+            "p_adj": {m: float(p_adj[i, u]) for i, m in enumerate(H2_METRICS)},
+            "significant": [m for i, m in enumerate(H2_METRICS) if significant[i, u]],
+            "skipped": [m for i, m in enumerate(H2_METRICS) if skip[i, u]],
+            "score": None if np.isnan(score[u]) else float(score[u]),
+        }
+        components[hid] = ComponentResult(hid, str(cls[u]), float(effect[u]), float(min_p[u]), details)
+
+    def top(kind: str) -> list[str]:
+        units = np.flatnonzero(cls == kind)
+        return [ids[u] for u in units[np.argsort(-score[units], kind="stable")][:TOP_HEADS]]
+
+    threshold = cfg.min_heads.for_size(n_units)
+    n_specialised = int(specialised.sum())
+    summary: dict[str, Any] = {
+        "n_specialised": n_specialised,
+        "n_recall": int((cls == "recall").sum()),
+        "n_reasoning": int((cls == "reasoning").sum()),
+        "n_mixed": int((cls == "mixed").sum()),
+        "mean_abs_d": float(score[specialised].mean()) if n_specialised else None,
+        "top_recall": top("recall"),
+        "top_reasoning": top("reasoning"),
+        "threshold": threshold,
+        "n_heads": n_units,
+        "n_pairs": recall.n_prompts,
+    }
+    verdict = "supported" if n_specialised >= threshold else "not_supported"
+    return HypothesisResult("H2", verdict, METHOD, summary, components)
