@@ -28,19 +28,19 @@ class Adapter:
     """
 
     family: str
-    layers: str = "model.layers"
-    attention: str = "self_attn"
-    o_proj: str = "self_attn.o_proj"
-    mlp: str = "mlp"
-    gate_proj: str = "mlp.gate_proj"
-    down_proj: str = "mlp.down_proj"
-    lm_head: str = "lm_head"
+    layers_path: str = "model.layers"
+    attention_path: str = "self_attn"
+    o_proj_path: str = "self_attn.o_proj"
+    mlp_path: str = "mlp"
+    gate_path: str = "mlp.gate_proj"
+    down_path: str = "mlp.down_proj"
+    lm_head_path: str = "lm_head"
 
     def layer(self, model: Any, i: int) -> Any:
-        return _get(model, self.layers)[i]
+        return _get(model, self.layers_path)[i]
 
     def n_layers(self, model: Any) -> int:
-        return len(_get(model, self.layers))
+        return len(_get(model, self.layers_path))
 
     def residual(self, model: Any, i: int) -> Any:
         """Output of decoder layer i, [B, T, D] (a plain tensor in transformers 5, not a tuple)."""
@@ -52,25 +52,25 @@ class Adapter:
         The probabilities exist only under eager attention and come after repeat_kv: one row per
         query head.
         """
-        return _get(self.layer(model, i), self.attention).output
+        return _get(self.layer(model, i), self.attention_path).output
 
     def head_input(self, model: Any, i: int) -> Any:
         """Input of o_proj, [B, T, H * head_dim]: head h is the slice h*hd:(h+1)*hd."""
-        return _get(self.layer(model, i), self.o_proj).input
+        return _get(self.layer(model, i), self.o_proj_path).input
 
     def gate_pre(self, model: Any, i: int) -> Any:
         """gate_proj output before the activation: what the original method read (SEED_METHOD.md)."""
-        return _get(self.layer(model, i), self.gate_proj).output
+        return _get(self.layer(model, i), self.gate_path).output
 
     def neurons(self, model: Any, i: int) -> Any:
         """True neuron activations act(gate) * up: the input of down_proj, [B, T, F]."""
-        return _get(self.layer(model, i), self.down_proj).input
+        return _get(self.layer(model, i), self.down_path).input
 
     def mlp_output(self, model: Any, i: int) -> Any:
-        return _get(self.layer(model, i), self.mlp).output
+        return _get(self.layer(model, i), self.mlp_path).output
 
     def logits(self, model: Any) -> Any:
-        return _get(model, self.lm_head).output
+        return _get(model, self.lm_head_path).output
 
 
 FAMILIES: dict[str, Adapter] = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 class LoadedModel:
     spec: ModelSpec
     model: Any  # nnsight TransformersModel
+    hf: Any  # the transformers module it wraps (plain forward, torch hooks)
     tokenizer: Any
     adapter: Adapter
     shape: Shape
@@ -36,11 +38,6 @@ class LoadedModel:
     dtype: str
     model_id: str  # hub id or local path
     sha256: str  # of the weight files: keys activation caches and the manifest
-
-    @property
-    def hf(self) -> Any:
-        """The underlying transformers module (plain forward, hooks)."""
-        return self.model._model
 
 
 def resolve_device(device: str) -> str:
@@ -110,6 +107,16 @@ def model_directory(spec: ModelSpec) -> Path:
     return spec.path
 
 
+_GENERIC_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
+def _saved_tokenizer_class(directory: Path) -> str | None:
+    try:
+        return json.loads((directory / "tokenizer_config.json").read_text()).get("tokenizer_class")
+    except (OSError, ValueError):
+        return None
+
+
 def _tokenizer(directory: Path) -> Any:
     from circuitgate.organism import is_organism_dir, load_tokenizer
 
@@ -118,10 +125,13 @@ def _tokenizer(directory: Path) -> Any:
         # model_type is qwen2 (NNSIGHT_NOTES.md): the organism's is always loaded explicitly.
         tok = load_tokenizer(directory)
     else:
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+        # A directory that saved a generic fast tokenizer gets that one back: AutoTokenizer would
+        # pick the family's class from config.json (Qwen2Tokenizer) and map every word to nothing.
+        cls = PreTrainedTokenizerFast if _saved_tokenizer_class(directory) in _GENERIC_TOKENIZERS else AutoTokenizer
         try:
-            tok = AutoTokenizer.from_pretrained(directory)
+            tok = cls.from_pretrained(directory)
         except Exception as e:
             raise CircuitgateError(f"cannot load a tokenizer from {directory}: {type(e).__name__}: {e}") from None
     # Batches are left-padded so the last prompt token sits at position -1 of every row.
@@ -161,6 +171,7 @@ def load_model(spec: ModelSpec, device: str = "auto", dtype: str = "auto") -> Lo
     return LoadedModel(
         spec=spec,
         model=model,
+        hf=hf,
         tokenizer=tokenizer,
         adapter=adapter,
         shape=Shape.from_config(config),

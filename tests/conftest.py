@@ -1,0 +1,52 @@
+"""Shared fixtures for circuitgate's own tests: tiny Qwen2/Llama checkpoints built from configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest_plugins = ["pytester"]
+
+torch.set_num_threads(1)  # 2 threads under CPU contention slow torch 20-100x (NNSIGHT_NOTES.md)
+
+TINY_WORDS = ["<pad>", "<unk>", "<eos>"] + [f"w{i}" for i in range(61)]
+
+
+def build_tiny_model(directory: Path, arch: str, seed: int = 0) -> Path:
+    """A random 2-layer model of the given family with a word-level tokenizer, saved as a HF dir.
+
+    initializer_range 0.3: at the default 0.02 attention is near-uniform and ablations do nothing
+    (NNSIGHT_NOTES.md).
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    families = {"qwen2": (Qwen2Config, Qwen2ForCausalLM), "llama": (LlamaConfig, LlamaForCausalLM)}
+    config_cls, model_cls = families[arch]
+    config = config_cls(
+        vocab_size=len(TINY_WORDS), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, initializer_range=0.3, tie_word_embeddings=True,
+        pad_token_id=0, eos_token_id=2,
+    )
+    torch.manual_seed(seed)
+    model_cls(config).save_pretrained(directory)
+    vocab = {w: i for i, w in enumerate(TINY_WORDS)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>", padding_side="left"
+    ).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session", params=["qwen2", "llama"])
+def tiny_model_dir(request, tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp(f"tiny-{request.param}"), request.param)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_dir(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2-only"), "qwen2")
+
