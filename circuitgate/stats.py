@@ -204,6 +204,7 @@ def bootstrap_d_ci(x: np.ndarray, y: np.ndarray, *, n_boot: int, seed: int, ddof
     # cohens_d reduces axis 0, so put the sample axis first: [n, n_boot, ...]
     ds = cohens_d(np.swapaxes(x[ix], 0, 1), np.swapaxes(y[iy], 0, 1), ddof=ddof, eps=eps)
     tail = (1.0 - level) / 2.0 * 100.0
+    # nan-aware: a resample can leave a NaN-masked unit with too few samples for its variance
     low, high = np.nanpercentile(ds, [tail, 100.0 - tail], axis=0)
     return BootstrapCI(effect, low, high, n_boot, level)
 

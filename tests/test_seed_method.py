@@ -310,8 +310,11 @@ BROKEN = {
     "length beyond S": _set("reasoning", "lengths", 0, S + 1),
     "different layer count": _replace("gate", lambda a: a[:, :3]),
     "different heads": _replace("attn", lambda a: a[:, :, :3]),
+    "flat residual": _replace("resid", lambda a: a[:, 0, 0]),
+    "attention for fewer prompts": _replace("attn", lambda a: a[:-1]),
 }
-H2_READS = ("non-finite attention", "length zero", "length beyond S", "different layer count", "different heads")
+H2_READS = ("non-finite attention", "length zero", "length beyond S", "different layer count", "different heads",
+            "attention for fewer prompts")
 
 
 @pytest.mark.parametrize("case,analyse,cfg", [(c, analyse_h1, FAST_H1) for c in BROKEN]

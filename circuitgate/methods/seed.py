@@ -23,6 +23,7 @@ from circuitgate.stats import (benjamini_hochberg, bootstrap_d_ci, cohens_d, kfo
 METHOD = "seed"
 H1_EPS = 1e-10  # added to the pooled SD in H1's d, as the original code did
 TOP_HEADS = 3  # the paper reports the top three recall and reasoning heads
+_NDIMS = {"resid": 3, "attn": 4, "lengths": 1, "neurons": 3, "gate": 3}
 
 
 def _validate(recall: Activations, reasoning: Activations, arrays: tuple[str, ...]) -> None:
@@ -30,15 +31,16 @@ def _validate(recall: Activations, reasoning: Activations, arrays: tuple[str, ..
     for side, acts in (("recall", recall), ("reasoning", reasoning)):
         if not isinstance(acts, Activations):
             raise CircuitgateError(f"{side}: expected Activations, got {type(acts).__name__}")
-        p = acts.n_prompts
+        shapes = {name: np.shape(getattr(acts, name)) for name in _NDIMS}
+        for name, ndim in _NDIMS.items():
+            if len(shapes[name]) != ndim:
+                raise CircuitgateError(f"{side}.{name}: expected {ndim} dimensions, got shape {shapes[name]}")
+        p, n_layers = shapes["resid"][:2]
         if p == 0:
             raise CircuitgateError(f"{side}: no prompts")
-        ndims = {"resid": 3, "attn": 4, "lengths": 1, "neurons": 3, "gate": 3}
-        for name, ndim in ndims.items():
-            arr = np.asarray(getattr(acts, name))
-            if arr.ndim != ndim or arr.shape[0] != p or (ndim > 1 and arr.shape[1] != acts.n_layers):
-                raise CircuitgateError(f"{side}.{name}: shape {arr.shape} does not fit {p} prompts x "
-                                       f"{acts.n_layers} layers")
+        for name, shape in shapes.items():
+            if shape[0] != p or (name != "lengths" and shape[1] != n_layers):
+                raise CircuitgateError(f"{side}.{name}: shape {shape} does not fit {p} prompts x {n_layers} layers")
         lengths = np.asarray(acts.lengths)
         seq = acts.attn.shape[-1]
         if not np.all(np.isfinite(lengths)) or np.any(lengths != np.round(lengths)) \
@@ -77,7 +79,13 @@ def _h1_layers(reasoning: np.ndarray, recall: np.ndarray, cfg: H1Config) -> dict
 
 def analyse_h1(recall: Activations, reasoning: Activations, cfg: H1Config) -> HypothesisResult:
     """H1 (layers) by the original method: six features per layer, unpaired tests, vote-based layer
-    types, and the original "cross-validation" over KFold training parts (SEED_METHOD.md "H1")."""
+    types, and the original "cross-validation" over KFold training parts (SEED_METHOD.md "H1").
+
+    A layer's ``fold_agreement`` is the share of folds giving it its full-data class (for a
+    specialised layer: specialised with the same type); it is ``consistent`` when that share reaches
+    ``cfg.consistency``. ``summary["consistency"]`` is the share of specialised layers that are
+    consistent (None when none is specialised). The verdict counts specialised layers only.
+    """
     _validate(recall, reasoning, ("resid", "attn", "gate"))
     n_pairs, n_layers = recall.n_prompts, recall.n_layers
     if n_pairs < cfg.n_folds:
@@ -90,12 +98,13 @@ def analyse_h1(recall: Activations, reasoning: Activations, cfg: H1Config) -> Hy
 
     # The original split the recall list and the reasoning list with two separate KFold calls; with
     # equal lengths and the same random_state they give identical indices, so one split serves both.
-    # Held-out folds are unused, as in the original. The bootstrap is skipped inside folds: it never
-    # enters the classification.
+    # Held-out folds are unused, as in the original. Features are per prompt, so a fold's rows of the
+    # full-data features are the features of its prompts. The bootstrap is skipped inside folds: it
+    # never enters the classification.
     folds = kfold_indices(n_pairs, cfg.n_folds, shuffle=True, seed=cfg.seed)
     fold_cls = np.stack([_h1_layers(xr[train], xc[train], cfg)["cls"] for train, _ in folds])  # [k, L]
     agreement = (fold_cls == full["cls"]).mean(axis=0)
-    consistent = agreement >= cfg.consistency - 1e-12
+    consistent = agreement >= cfg.consistency - 1e-12  # 4 of 5 folds is 80% despite rounding
 
     d, p_adj, vote, cls = full["d"], full["p_adj"], full["vote"], full["cls"]
     # Effect: the strongest voting feature, or the strongest feature when none votes.
