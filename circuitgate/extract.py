@@ -42,7 +42,9 @@ def batch_size_for(requested: str | int, device: str) -> int:
 
 
 def tokenize(loaded: LoadedModel, texts: Sequence[str]) -> list[list[int]]:
-    ids = loaded.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    # The tokenizer's own special tokens (a BOS for Llama 3 and the organism), as the original
+    # research tokenised its raw strings.
+    ids = loaded.tokenizer(list(texts))["input_ids"]
     for text, row in zip(texts, ids):
         if not row:
             raise CircuitgateError(f"prompt tokenises to nothing: {text!r}")

@@ -21,7 +21,7 @@ def loaded(tiny_model_dir):
 def _reference(loaded, text):
     """Last-token activations of one unpadded prompt from a plain HF forward and torch hooks."""
     hf = loaded.hf
-    ids = torch.tensor([loaded.tokenizer(text, add_special_tokens=False)["input_ids"]])
+    ids = torch.tensor([loaded.tokenizer(text)["input_ids"]])
     captured = {"gate": [], "neurons": [], "resid": []}
     hooks = []
     for layer in hf.model.layers:

@@ -1,0 +1,1 @@
+"""circuitgate's pytest plugin (registered by the root conftest.py)."""

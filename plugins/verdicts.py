@@ -1,0 +1,132 @@
+"""The verdict plugin: options, one Run per session, component parametrisation, reports, summary.
+
+State lives in ``config.stash`` (as pytest-randomly and junitxml keep theirs); nothing here prints:
+output goes through the terminal reporter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from circuitgate import CircuitgateError
+from circuitgate.report import render_html
+from circuitgate.session import METHODS, Run, Settings
+from circuitgate.verdicts import write_json_atomic
+
+RUN_KEY = pytest.StashKey[Run]()
+ACTIVE_KEY = pytest.StashKey[bool]()  # True when this session collects the hypotheses suite
+# Parametrised argument of a component test -> the hypothesis whose components it walks.
+COMPONENT_ARGS = {"layer": "H1", "head": "H2"}
+HYPOTHESES_DIR = "hypotheses"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("circuitgate", "circuitgate: hypotheses about a model's internals")
+    group.addoption("--model", default=None,
+                    help="registry alias (see `circuitgate models`), hub id or local directory; default: organism")
+    group.addoption("--method", default="seed", choices=METHODS,
+                    help="analysis method: seed = the original research method, exactly")
+    group.addoption("--prompts", default=None, help="built-in prompt set name or YAML file; default: the model's set")
+    group.addoption("--config", dest="cg_config", default=None, metavar="FILE", help="thresholds as YAML")
+    group.addoption("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    group.addoption("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
+    group.addoption("--batch-size", default="auto", help="prompts per forward pass, or auto")
+    group.addoption("--report-dir", default=None, help="where reports go; default reports/<model>-<timestamp>/")
+
+
+def _collects_hypotheses(config: pytest.Config) -> bool:
+    suite = (config.rootpath / HYPOTHESES_DIR).resolve()
+    for arg in config.args:
+        path = (config.invocation_params.dir / arg.split("::")[0]).resolve()
+        if path == suite or suite in path.parents:
+            return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)  # before junitxml reads --junitxml
+def pytest_configure(config: pytest.Config) -> None:
+    opt = config.option
+    try:
+        settings = Settings(model=opt.model, method=opt.method, prompts=opt.prompts, config=opt.cg_config,
+                            device=opt.device, dtype=opt.dtype, batch_size=opt.batch_size,
+                            report_dir=opt.report_dir)
+        run = Run(settings, root=config.rootpath)
+        active = _collects_hypotheses(config)
+        if active:
+            run.config, run.prompt_set  # validate the YAML inputs before anything slow
+            if not getattr(opt, "xmlpath", None):
+                opt.xmlpath = str(run.report_dir / "junit.xml")
+    except CircuitgateError as e:
+        raise pytest.UsageError(str(e)) from None
+    config.stash[RUN_KEY] = run
+    config.stash[ACTIVE_KEY] = active
+
+
+@contextlib.contextmanager
+def uncaptured(config: pytest.Config) -> Iterator[None]:
+    """Let progress bars of long work (organism build, extraction) reach the terminal."""
+    capman = config.pluginmanager.getplugin("capturemanager")
+    with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+        yield
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    for arg, hypothesis in COMPONENT_ARGS.items():
+        if arg not in metafunc.fixturenames:
+            continue
+        run = metafunc.config.stash[RUN_KEY]
+        try:
+            with uncaptured(metafunc.config):
+                expected = run.expectations.components.get(hypothesis, {})
+        except CircuitgateError as e:
+            raise pytest.UsageError(str(e)) from None
+        # Node ids hold the component only, never the model, so runs on two checkpoints line up.
+        metafunc.parametrize(arg, list(expected), ids=list(expected))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Fail fast, before any test runs, when the model's weights cannot be had."""
+    config = session.config
+    if not (config.stash[ACTIVE_KEY] and session.items) or config.option.collectonly:
+        return
+    try:
+        with uncaptured(config):
+            config.stash[RUN_KEY].model_dir
+    except CircuitgateError as e:
+        raise pytest.UsageError(str(e)) from None
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    run = config.stash.get(RUN_KEY, None)
+    if run is None or not run.results:
+        return
+    out = run.report_dir
+    document = run.verdicts_document()
+    write_json_atomic(out / "verdicts.json", document)
+    write_json_atomic(out / "manifest.json", run.manifest(_dt.datetime.now(_dt.timezone.utc)))
+    (out / "report.html").write_text(render_html(document))
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    run = config.stash.get(RUN_KEY, None)
+    if run is None or not run.results:
+        return
+    tr = terminalreporter
+    tr.write_sep("=", f"circuitgate verdicts ({run.spec.name}, method {run.settings.method})")
+    for h, r in run.results.items():
+        expected = run.expected_verdict(h)
+        s = r.summary
+        ok = r.verdict == expected
+        tr.write_line(
+            f"{h}  {r.verdict:<13} expected {expected:<13} {'PASS' if ok else 'FAIL'}  "
+            f"specialised {s.get('n_specialised')} (recall {s.get('n_recall')}, reasoning {s.get('n_reasoning')}, "
+            f"mixed {s.get('n_mixed')}; threshold {s.get('threshold')})",
+            green=ok, red=not ok,
+        )
+    tr.write_line(f"reports: {Path(run.report_dir)}")
