@@ -88,20 +88,21 @@ def _locate(name_or_file: str | Path) -> Path:
     )
 
 
-def _prompt(data: Any, where: str, line: int) -> Prompt:
+def _prompt(data: Any, src: str, line: int, context: str) -> Prompt:
     if not isinstance(data, dict):
-        raise CircuitgateError(f"{where}:{line}: expected a mapping with prompt and answer")
+        raise CircuitgateError(f"{src}:{line}: {context}: expected a mapping with prompt and answer")
     line = getattr(data, "line", line)
+    where = f"{src}:{line}: {context}"
     unknown = set(data) - {"prompt", "answer", "template"}
     if unknown:
-        raise CircuitgateError(f"{where}:{line}: unknown key(s) {', '.join(sorted(unknown))}")
+        raise CircuitgateError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     for key in ("prompt", "answer"):
         value = data.get(key)
         if not isinstance(value, str) or not value.strip():
-            raise CircuitgateError(f"{where}:{line}: {key!r} must be a non-empty string")
+            raise CircuitgateError(f"{where}: {key!r} must be a non-empty string")
     template = data.get("template")
     if template is not None and not isinstance(template, str):
-        raise CircuitgateError(f"{where}:{line}: 'template' must be a string")
+        raise CircuitgateError(f"{where}: 'template' must be a string")
     return Prompt(prompt=data["prompt"], answer=data["answer"], template=template)
 
 
@@ -128,7 +129,8 @@ def _pairs(items: Any, key: str, src: str, doc_line: int) -> tuple[Pair, ...]:
         unknown = set(item) - {"id", "recall", "reasoning"}
         if unknown:
             raise CircuitgateError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-        pairs.append(Pair(pid, _prompt(item["recall"], src, line), _prompt(item["reasoning"], src, line)))
+        pairs.append(Pair(pid, *(_prompt(item[side], src, line, f"pair {pid!r} {side}")
+                                for side in ("recall", "reasoning"))))
     return tuple(pairs)
 
 
