@@ -27,10 +27,11 @@ def _row(cells: list[str], cls: str = "") -> str:
 
 def render_html(doc: Mapping[str, Any]) -> str:
     model, prompts = doc["model"], doc["prompts"]
+    name = escape(str(model.get("name") or model["id"]))  # DESIGN.md requires only id and sha256
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>circuitgate: {escape(model['name'])}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>circuitgate report: {escape(model['name'])}</h1>",
+        f"<title>circuitgate: {name}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>circuitgate report: {name}</h1>",
         f"<p>model <code>{escape(model['id'])}</code> (sha256 <code>{escape(model['sha256'][:16])}</code>), "
         f"method <b>{escape(doc['method'])}</b>, prompts <b>{escape(prompts['name'])}</b> "
         f"({prompts.get('n_pairs', '?')} pairs), expectations from {escape(doc.get('expectations', 'none'))}.</p>",
@@ -40,16 +41,16 @@ def render_html(doc: Mapping[str, Any]) -> str:
     hyps = doc["hypotheses"]
     for h, e in hyps.items():
         s = e["summary"]
-        parts.append(_row([h, _fmt(e["verdict"]), _fmt(e["expected"]), _fmt(e["passed"]),
+        parts.append(_row([escape(h), _fmt(e["verdict"]), _fmt(e["expected"]), _fmt(e["passed"]),
                            _fmt(s.get("n_specialised", "")), _fmt(s.get("threshold", ""))],
                           "pass" if e["passed"] else "fail"))
     parts.append("</table>")
     for h, e in hyps.items():
-        parts.append(f"<h2>{h} components</h2><table><tr><th>component</th><th>class</th><th>expected</th>"
+        parts.append(f"<h2>{escape(h)} components</h2><table><tr><th>component</th><th>class</th><th>expected</th>"
                      "<th>effect</th><th>p (adjusted)</th></tr>")
         for cid, c in e["components"].items():
             status = "info" if "passed" not in c else ("pass" if c["passed"] else "fail")
-            parts.append(_row([cid, _fmt(c["class"]), _fmt(c.get("expected", "")), _fmt(c["effect"]),
+            parts.append(_row([escape(cid), _fmt(c["class"]), _fmt(c.get("expected", "")), _fmt(c["effect"]),
                                _fmt(c["p_adj"])], status))
         parts.append("</table>")
     parts.append("</body></html>\n")
