@@ -45,8 +45,12 @@ def _report(args: argparse.Namespace) -> int:
         doc = read_verdicts(src)
     except ValueError as e:
         raise CircuitgateError(f"{src} is not valid JSON: {e}") from None
+    try:
+        html = render_html(doc)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise CircuitgateError(f"{src} is not a verdicts document ({type(e).__name__}: {e})") from None
     out = Path(args.output) if args.output else src.with_name("report.html")
-    out.write_text(render_html(doc))
+    out.write_text(html)
     print(out)
     return 0
 
