@@ -109,15 +109,18 @@ def _build(cls: type, data: Any, where: str) -> Any:
         if dataclasses.is_dataclass(default) and not isinstance(default, ScaledCount):
             kwargs[name] = _build(type(default), value, f"{where}.{name}")
         elif isinstance(default, ScaledCount):
-            _check(isinstance(value, Mapping) and set(value) == {"count", "of"},
-                   f"{where}.{name}: expected {{count: N, of: M}}")
-            kwargs[name] = ScaledCount(int(value["count"]), int(value["of"]))
+            _check(isinstance(value, Mapping) and set(value) == {"count", "of"}
+                   and all(isinstance(v, int) and not isinstance(v, bool) for v in value.values()),
+                   f"{where}.{name}: expected {{count: N, of: M}} with integers")
+            kwargs[name] = ScaledCount(value["count"], value["of"])
         elif name == "expected":
             _check(isinstance(value, Mapping), f"{where}.expected: expected a mapping")
             kwargs[name] = dict(value)
         else:
             _check(isinstance(value, (int, float)) and not isinstance(value, bool),
                    f"{where}.{name}: expected a number, got {value!r}")
+            _check(not isinstance(default, int) or float(value).is_integer(),
+                   f"{where}.{name}: expected an integer, got {value!r}")
             kwargs[name] = type(default)(value) if isinstance(default, (int, float)) else value
     return cls(**kwargs)
 
