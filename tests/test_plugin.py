@@ -1,0 +1,152 @@
+"""The verdict plugin, run inside pytest by pytester on a tiny random model (no organism needed)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def prompt_file(tmp_path_factory) -> Path:
+    """30 pairs over the tiny model's vocabulary; reasoning prompts are longer, as in the paper."""
+    import random
+
+    rng = random.Random(0)
+    lines = ["schema: 1", "name: tiny", "pairs:"]
+    for i in range(30):
+        recall = " ".join(f"w{rng.randrange(3, 61)}" for _ in range(3))
+        reasoning = " ".join(f"w{rng.randrange(3, 61)}" for _ in range(8))
+        lines += [f"  - id: p{i}", f"    recall: {{prompt: '{recall}', answer: w1}}",
+                  f"    reasoning: {{prompt: '{reasoning}', answer: w2}}"]
+    path = tmp_path_factory.mktemp("prompts") / "tiny.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester, tiny_qwen_dir, prompt_file, tmp_path, monkeypatch):
+    """A pytester dir holding the real hypotheses suite and conftest; returns a runner."""
+    shutil.copytree(REPO / "hypotheses", pytester.path / "hypotheses")
+    shutil.copy(REPO / "conftest.py", pytester.path / "conftest.py")
+    # An ini file pins the rootdir to the suite's copy, as pyproject.toml does in the repository.
+    pytester.makeini("[pytest]\njunit_family = xunit1\n")
+    monkeypatch.setenv("CIRCUITGATE_CACHE", str(tmp_path / "cache"))
+
+    def run(*args: str) -> pytest.RunResult:
+        return pytester.runpytest("hypotheses", "--model", str(tiny_qwen_dir), "--prompts", str(prompt_file),
+                                  "-p", "no:cacheprovider", *args)
+
+    return run
+
+
+def _verdicts(directory: Path) -> dict:
+    return json.loads((directory / "verdicts.json").read_text())
+
+
+def test_writes_the_four_files_and_a_summary(suite, tmp_path):
+    out = tmp_path / "out"
+    result = suite("--report-dir", str(out))
+    assert sorted(p.name for p in out.iterdir()) == ["junit.xml", "manifest.json", "report.html", "verdicts.json"]
+    doc = _verdicts(out)
+    assert doc["schema"] == 1 and doc["method"] == "seed"
+    assert doc["prompts"]["name"] == "tiny" and len(doc["prompts"]["sha256"]) == 64
+    assert len(doc["model"]["sha256"]) == 64
+    assert set(doc["hypotheses"]) == {"H1", "H2"}
+    for h in doc["hypotheses"].values():
+        assert h["verdict"] in ("supported", "not_supported", "inconclusive")
+        assert h["expected"] == "supported"  # no expectations source, no config: the default
+        assert h["passed"] == (h["verdict"] == "supported")
+    assert set(doc["hypotheses"]["H1"]["components"]) == {"L00", "L01"}
+    assert len(doc["hypotheses"]["H2"]["components"]) == 8
+    n_passed = sum(h["passed"] for h in doc["hypotheses"].values())
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) == n_passed and outcomes.get("failed", 0) == 2 - n_passed
+    result.stdout.fnmatch_lines(["*circuitgate verdicts*", "H1 *expected supported*", "H2 *", f"reports: {out}"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["device"] == "cpu" and manifest["packages"]["torch"]
+    assert manifest["prompts"]["sha256"] == doc["prompts"]["sha256"]
+    assert "<table>" in (out / "report.html").read_text()
+
+
+def test_junit_carries_verdict_properties(suite, tmp_path):
+    out = tmp_path / "out"
+    suite("--report-dir", str(out))
+    cases = {c.get("name"): c for c in ET.parse(out / "junit.xml").getroot().iter("testcase")}
+    props = {p.get("name"): p.get("value") for p in cases["test_H1"].iter("property")}
+    assert props["verdict"] == _verdicts(out)["hypotheses"]["H1"]["verdict"]
+    assert props["expected"] == "supported" and "n_specialised" in props
+
+
+def test_expected_verdicts_from_config_decide_pass_and_fail(suite, tmp_path):
+    first = tmp_path / "first"
+    suite("--report-dir", str(first))
+    actual = {h: e["verdict"] for h, e in _verdicts(first)["hypotheses"].items()}
+    agree = tmp_path / "agree.yaml"
+    agree.write_text("expected: " + json.dumps(actual) + "\n")
+    suite("--report-dir", str(tmp_path / "a"), "--config", str(agree)).assert_outcomes(passed=2, skipped=2)
+    flipped = {h: ("inconclusive" if v != "inconclusive" else "supported") for h, v in actual.items()}
+    disagree = tmp_path / "disagree.yaml"
+    disagree.write_text("expected: " + json.dumps(flipped) + "\n")
+    result = suite("--report-dir", str(tmp_path / "d"), "--config", str(disagree))
+    result.assert_outcomes(failed=2, skipped=2)
+    result.stdout.fnmatch_lines([f"*H1 is {actual['H1']}, expected {flipped['H1']}*"])
+    assert result.ret == 1
+
+
+def test_k_selects_only_what_the_hypothesis_needs(suite, tmp_path):
+    out = tmp_path / "out"
+    suite("-k", "H2", "--report-dir", str(out))
+    assert set(_verdicts(out)["hypotheses"]) == {"H2"}
+
+
+def test_rerun_gives_identical_verdicts(suite, tmp_path):
+    suite("--report-dir", str(tmp_path / "a"))
+    suite("--report-dir", str(tmp_path / "b"))
+    assert (tmp_path / "a" / "verdicts.json").read_bytes() == (tmp_path / "b" / "verdicts.json").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "no-such-model"], "*unknown model 'no-such-model'*organism, organism-llama, qwen7b*"),
+        (["--prompts", "no-such-set"], "*unknown prompt set 'no-such-set'*"),
+        (["--config", "missing.yaml"], "*config file not found: missing.yaml*"),
+    ],
+)
+def test_bad_input_is_a_one_line_usage_error(suite, args, message):
+    result = suite(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_malformed_prompt_file_names_file_and_line(suite, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("schema: 1\nname: bad\npairs:\n  - id: a\n    recall: {prompt: x, answer: y}\n")
+    result = suite("--prompts", str(bad))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {bad}:4: pair 'a': unpaired, missing reasoning"])
+
+
+def test_missing_hub_weights_fail_before_any_test(pytester, suite, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    result = suite("--model", "qwen7b")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: model 'qwen7b' (Qwen/Qwen2.5-7B-Instruct): weights not in the Hugging Face cache*"])
+    assert "passed" not in result.stdout.str()
+
+
+def test_own_tests_are_untouched_by_the_plugin(pytester):
+    """A session that does not collect hypotheses/ writes no report and needs no model."""
+    shutil.copy(REPO / "conftest.py", pytester.path / "conftest.py")
+    pytester.makepyfile(test_plain="def test_ok():\n    assert True\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert not (pytester.path / "reports").exists()
