@@ -48,7 +48,9 @@ def jsonable(value: Any) -> Any:
     """Plain JSON values: numpy scalars and arrays converted, non-finite floats as null."""
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())  # tolist() also unwraps a 0-d array, which cannot be iterated
+    if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
     if isinstance(value, (np.bool_, bool)):
         return bool(value)
