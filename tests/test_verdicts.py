@@ -1,0 +1,355 @@
+"""Verdicts (judging, verdicts.json entries and atomic writes) and expectations sources."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from circuitgate import CircuitgateError
+from circuitgate.config import Config, H1Config, H2Config, ScaledCount
+from circuitgate.expectations import Expectations, from_file, from_ground_truth
+from circuitgate.models.adapters import Shape
+from circuitgate.results import ComponentResult, HypothesisResult
+from circuitgate.verdicts import (
+    hypothesis_entry,
+    judge_component,
+    judge_hypothesis,
+    jsonable,
+    read_verdicts,
+    write_json_atomic,
+)
+
+
+def result(verdict: str = "supported", **summary) -> HypothesisResult:
+    comps = {
+        "L00": ComponentResult("L00", "recall", -1.3, 0.001, {"votes": np.int64(3)}),
+        "L01": ComponentResult("L01", "none", 0.12345, 0.5),
+        "L02": ComponentResult("L02", "reasoning", np.float64(2.0), np.float32(float("nan"))),
+    }
+    return HypothesisResult("H1", verdict, "paired", summary or {"n_specialised": 6, "threshold": 5}, comps)
+
+
+# -- judging -------------------------------------------------------------------------------------
+
+
+def test_hypothesis_passes_when_verdict_matches():
+    j = judge_hypothesis(result("supported"), "supported")
+    assert j.passed
+    assert j.message == "H1 supported as expected (n_specialised=6, threshold=5)"
+
+
+def test_hypothesis_fails_on_mismatch_with_the_numbers():
+    j = judge_hypothesis(result("not_supported", n_specialised=2, threshold=5), "supported")
+    assert not j.passed
+    assert j.message == "H1 is not_supported, expected supported (n_specialised=2, threshold=5)"
+
+
+def test_inconclusive_never_passes_unless_expected():
+    j = judge_hypothesis(result("inconclusive"), "supported")
+    assert not j.passed and "inconclusive never passes unless expected" in j.message
+    j = judge_hypothesis(result("inconclusive"), "not_supported")
+    assert not j.passed
+    assert judge_hypothesis(result("inconclusive"), "inconclusive").passed
+
+
+def test_judge_hypothesis_without_counts_in_the_summary():
+    j = judge_hypothesis(result("supported", other=1), "supported")
+    assert j.passed and j.message == "H1 supported as expected ()"
+
+
+@pytest.mark.parametrize("verdict", ["supported", "not_supported", "inconclusive"])
+@pytest.mark.parametrize("expected", ["supported", "not_supported", "inconclusive"])
+def test_hypothesis_passes_iff_equal(verdict, expected):
+    assert judge_hypothesis(result(verdict), expected).passed is (verdict == expected)
+
+
+def test_judge_component():
+    r = result()
+    j = judge_component(r, "L00", "recall")
+    assert j.passed and j.message == "H1 L00 is recall as expected (effect -1.3, p_adj 0.001)"
+    j = judge_component(r, "L01", "reasoning")
+    assert not j.passed and j.message == "H1 L01 is none, expected reasoning (effect +0.123, p_adj 0.5)"
+    with pytest.raises(KeyError):
+        judge_component(r, "L99", "none")
+
+
+# -- jsonable ------------------------------------------------------------------------------------
+
+
+def test_jsonable_converts_numpy_and_non_finite():
+    doc = {
+        1: np.float32(0.5),
+        "i": np.int64(7),
+        "b": np.bool_(True),
+        "nan": float("nan"),
+        "inf": np.float64("-inf"),
+        "arr": np.array([[1, 2], [3, 4]], dtype=np.int32),
+        "farr": np.array([1.5, np.nan]),
+        "tup": (1, (2.0, None)),
+        "s": "text",
+    }
+    out = jsonable(doc)
+    assert out == {"1": 0.5, "i": 7, "b": True, "nan": None, "inf": None, "arr": [[1, 2], [3, 4]],
+                   "farr": [1.5, None], "tup": [1, [2.0, None]], "s": "text"}
+    assert type(out["i"]) is int and type(out["b"]) is bool and type(out["1"]) is float
+    assert type(out["arr"][0][0]) is int
+    json.dumps(out, allow_nan=False)
+
+
+def test_jsonable_zero_dimensional_array():
+    assert jsonable(np.array(2.5)) == 2.5
+    assert jsonable({"x": np.array(np.nan)}) == {"x": None}
+    assert jsonable(np.array(3, dtype=np.int16)) == 3
+
+
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+    st.integers(-1000, 1000).map(np.int64), st.integers(0, 255).map(np.uint8),
+    st.floats(width=32).map(np.float32), st.floats().map(np.float64), st.booleans().map(np.bool_),
+)
+arrays = hnp.arrays(
+    st.sampled_from([np.float64, np.float32, np.int32, np.bool_]),
+    hnp.array_shapes(min_dims=0, max_dims=3, max_side=3),
+)
+trees = st.recursive(
+    st.one_of(scalars, arrays),
+    lambda kids: st.one_of(
+        st.lists(kids, max_size=4), st.lists(kids, max_size=3).map(tuple),
+        st.dictionaries(st.one_of(st.text(max_size=4), st.integers(-5, 5)), kids, max_size=4),
+    ),
+    max_leaves=20,
+)
+
+
+def _plain(x) -> bool:
+    if isinstance(x, dict):
+        return all(type(k) is str and _plain(v) for k, v in x.items())
+    if isinstance(x, list):
+        return all(_plain(v) for v in x)
+    if isinstance(x, float):
+        return math.isfinite(x)
+    return x is None or type(x) in (bool, int, str)
+
+
+@settings(max_examples=150, deadline=None)
+@given(trees)
+def test_jsonable_output_is_strict_json(tree):
+    out = jsonable(tree)
+    assert _plain(out)
+    text = json.dumps(out, allow_nan=False)
+    assert json.loads(text) == out
+    assert jsonable(out) == out  # idempotent
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_jsonable_keeps_finite_floats_exactly(x):
+    assert jsonable(np.float64(x)) == x and jsonable(x) == x
+
+
+# -- hypothesis_entry ----------------------------------------------------------------------------
+
+
+def test_hypothesis_entry():
+    entry = hypothesis_entry(result("supported", n_specialised=np.int64(6), threshold=5), "supported",
+                             {"L00": "recall", "L01": "reasoning"})
+    assert entry["verdict"] == "supported" and entry["expected"] == "supported" and entry["passed"] is True
+    assert entry["method"] == "paired"
+    assert entry["summary"] == {"n_specialised": 6} | {"threshold": 5}
+    comps = entry["components"]
+    assert comps["L00"] == {"class": "recall", "effect": -1.3, "p_adj": 0.001, "votes": 3,
+                            "expected": "recall", "passed": True}
+    assert comps["L01"]["expected"] == "reasoning" and comps["L01"]["passed"] is False
+    assert comps["L02"] == {"class": "reasoning", "effect": 2.0, "p_adj": None}  # no expectation: no verdict
+    json.dumps(entry, allow_nan=False)
+
+
+def test_hypothesis_entry_failed():
+    entry = hypothesis_entry(result("inconclusive"), "supported", {})
+    assert entry["passed"] is False and entry["verdict"] == "inconclusive"
+    assert all("passed" not in c for c in entry["components"].values())
+
+
+# -- write_json_atomic ---------------------------------------------------------------------------
+
+
+def test_write_json_atomic_writes_and_creates_parents(tmp_path):
+    path = tmp_path / "a" / "b" / "verdicts.json"
+    doc = {"schema": 1, "x": [1, 2.5, None], "s": "é"}
+    write_json_atomic(path, doc)
+    assert read_verdicts(path) == doc
+    assert path.read_text().endswith("}\n")
+    assert sorted(p.name for p in path.parent.iterdir()) == ["verdicts.json"]
+
+
+def test_write_json_atomic_replaces(tmp_path):
+    path = tmp_path / "v.json"
+    write_json_atomic(path, {"n": 1})
+    write_json_atomic(path, {"n": 2})
+    assert json.loads(path.read_text()) == {"n": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["v.json"]
+
+
+def test_write_json_atomic_failure_keeps_the_old_file(tmp_path):
+    path = tmp_path / "v.json"
+    write_json_atomic(path, {"n": 1})
+    before = path.read_bytes()
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"a": list(range(1000)), "z": object()})  # fails mid-dump
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["v.json"]  # no temporary left behind
+
+
+def test_write_json_atomic_failure_without_an_old_file(tmp_path):
+    path = tmp_path / "v.json"
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"z": {1, 2}})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_json_atomic_interrupt_keeps_the_old_file(tmp_path):
+    path = tmp_path / "v.json"
+    write_json_atomic(path, {"n": 1})
+    with pytest.raises(KeyboardInterrupt):
+        write_json_atomic(path, {"n": 2, "later": {"a": 1}, "x": _Raising()})
+    assert json.loads(path.read_text()) == {"n": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["v.json"]
+
+
+class _Raising(dict):
+    """A mapping the JSON encoder walks into, which raises a BaseException halfway through."""
+
+    def __init__(self):
+        super().__init__(k=1)
+
+    def items(self):
+        raise KeyboardInterrupt
+
+
+# -- expectations: organism ground truth ---------------------------------------------------------
+
+SHAPE = Shape(n_layers=4, n_heads=2, n_kv_heads=1, head_dim=8, hidden=16, ffn=32)
+
+
+def ground_truth(attn: list[str], mlp: list[str], heads: dict[tuple[int, int], str]) -> dict:
+    targets = {}
+    for i, (a, m) in enumerate(zip(attn, mlp)):
+        targets[f"attn-L{i}"] = {"class": a, "recall_drop": 0.1}
+        targets[f"mlp-L{i}"] = {"class": m}
+        for h in range(SHAPE.n_heads):
+            targets[f"head-L{i}H{h}"] = {"class": heads.get((i, h), "none")}
+    return {"ground_truth": {"targets": targets}}
+
+
+INFO = ground_truth(
+    attn=["recall", "recall", "none", "reasoning"],
+    mlp=["none", "reasoning", "none", "reasoning"],
+    heads={(1, 0): "recall", (3, 1): "mixed"},
+)
+
+
+def test_ground_truth_layer_classes_combine_attention_and_mlp():
+    e = from_ground_truth(INFO, SHAPE, Config())
+    assert dict(e.components["H1"]) == {"L00": "recall", "L01": "mixed", "L02": "none", "L03": "reasoning"}
+
+
+def test_ground_truth_head_classes():
+    e = from_ground_truth(INFO, SHAPE, Config())
+    heads = dict(e.components["H2"])
+    assert len(heads) == 8
+    assert heads["L01H00"] == "recall" and heads["L03H01"] == "mixed"
+    assert sum(c == "none" for c in heads.values()) == 6
+
+
+def test_ground_truth_verdicts_with_scaled_defaults():
+    # defaults: 5/28 of 4 layers -> 1 layer; 20/784 of 8 heads -> 1 head.
+    e = from_ground_truth(INFO, SHAPE, Config())
+    assert dict(e.verdicts) == {"H1": "supported", "H2": "supported"}
+    assert e.source.startswith("organism ground truth")
+
+
+def test_ground_truth_verdicts_at_the_threshold():
+    # 2 specific layers (L00 recall, L03 reasoning; L01 mixed does not count)
+    at = Config(h1=H1Config(min_layers=ScaledCount(2, 4)), h2=H2Config(min_heads=ScaledCount(1, 8)))
+    above = Config(h1=H1Config(min_layers=ScaledCount(3, 4)), h2=H2Config(min_heads=ScaledCount(2, 8)))
+    assert dict(from_ground_truth(INFO, SHAPE, at).verdicts) == {"H1": "supported", "H2": "supported"}
+    # 1 specific head (L01H00); the mixed head does not count
+    assert dict(from_ground_truth(INFO, SHAPE, above).verdicts) == {"H1": "not_supported", "H2": "not_supported"}
+
+
+def test_ground_truth_all_none():
+    info = ground_truth(["none"] * 4, ["none"] * 4, {})
+    e = from_ground_truth(info, SHAPE, Config())
+    assert set(e.components["H1"].values()) == {"none"}
+    assert dict(e.verdicts) == {"H1": "not_supported", "H2": "not_supported"}
+
+
+# -- expectations: files -------------------------------------------------------------------------
+
+
+def test_qwen7b_paper_expectations():
+    e = from_file("qwen7b-paper.yaml")
+    layers = dict(e.components["H1"])
+    assert list(layers) == [f"L{i:02d}" for i in range(28)]
+    recall = [int(k[1:]) for k, v in layers.items() if v == "recall"]
+    reasoning = [int(k[1:]) for k, v in layers.items() if v == "reasoning"]
+    assert recall == [3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15, 17, 19, 25]
+    assert reasoning == [1, 2, 18]
+    assert sum(v == "none" for v in layers.values()) == 10
+    assert dict(e.verdicts) == {"H1": "supported", "H2": "supported"}
+    heads = dict(e.components["H2"])
+    assert {k for k, v in heads.items() if v == "recall"} == {"L02H05", "L07H01", "L06H09"}
+    assert {k for k, v in heads.items() if v == "reasoning"} == {"L26H05", "L27H08", "L21H10"}
+    assert "2510.03366" in e.source
+
+
+def test_from_file_by_path(tmp_path):
+    p = tmp_path / "mine.yaml"
+    p.write_text("verdicts: {H2: not_supported}\ncomponents:\n  H1: {L00: recall}\n")
+    e = from_file(p)
+    assert e.source == str(p)
+    assert dict(e.verdicts) == {"H2": "not_supported"} and dict(e.components["H1"]) == {"L00": "recall"}
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert from_file(empty).verdicts == {} and from_file(empty).components == {}
+
+
+def test_from_file_missing():
+    with pytest.raises(CircuitgateError, match="expectations file not found: nope.yaml"):
+        from_file("nope.yaml")
+
+
+@pytest.mark.parametrize("text", [
+    "verdicts: {H1: maybe}\n",
+    "verdicts: {H7: supported}\n",
+    "components: {H1: {L00: recal}}\n",
+    "components: {H9: {L00: recall}}\n",
+])
+def test_from_file_rejects_bad_entries(tmp_path, text):
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(CircuitgateError) as e:
+        from_file(p)
+    assert str(p) in str(e.value)
+
+
+def test_verdict_precedence():
+    e = Expectations(source="s", verdicts={"H1": "not_supported"})
+    assert e.verdict("H1", Config()) == "not_supported"  # the source
+    assert e.verdict("H2", Config()) == "supported"  # neither: supported
+    cfg = Config(expected={"H1": "inconclusive", "H2": "not_supported"})
+    assert e.verdict("H1", cfg) == "inconclusive"  # the config wins
+    assert e.verdict("H2", cfg) == "not_supported"
+
+
+def test_expectations_file_paths_are_packaged():
+    import circuitgate.models as m
+
+    assert (Path(m.__file__).parent / "expectations" / "qwen7b-paper.yaml").is_file()
