@@ -221,3 +221,15 @@ def test_render_html_formats_numbers():
     doc["hypotheses"]["H1"]["components"]["L00"].update(effect=-12345.678, p_adj=1e-12)
     table = rows(render_html(doc))
     assert ("pass", ["L00", "recall", "recall", "-1.23e+04", "1e-12"]) in table
+
+
+@pytest.mark.slow
+def test_organism_build_command_builds_into_the_given_cache(tmp_path, capsys):
+    from circuitgate.organism import is_organism_dir
+
+    assert main(["organism", "build", "--arch", "qwen2", "--cache", str(tmp_path), "--quiet"]) == 0
+    line = capsys.readouterr().out.strip()
+    # The build's accuracy floor is recall >= 0.9 and reasoning >= 0.85.
+    assert re.fullmatch(r"qwen2: \S+ \(recall (0\.9\d|1\.00), reasoning (0\.(8[5-9]|9\d)|1\.00)\)", line), line
+    built = [p for p in (tmp_path / "organism").iterdir() if not p.name.startswith(".")]
+    assert len(built) == 1 and is_organism_dir(built[0])

@@ -117,6 +117,7 @@ def test_rerun_gives_identical_verdicts(suite, tmp_path):
         (["--model", "no-such-model"], "*unknown model 'no-such-model'*organism, organism-llama, qwen7b*"),
         (["--prompts", "no-such-set"], "*unknown prompt set 'no-such-set'*"),
         (["--config", "missing.yaml"], "*config file not found: missing.yaml*"),
+        (["--batch-size", "0"], "*--batch-size must be a positive integer or auto, got '0'*"),
     ],
 )
 def test_bad_input_is_a_one_line_usage_error(suite, args, message):
