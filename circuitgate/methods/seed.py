@@ -63,6 +63,16 @@ def _classify(up: np.ndarray, down: np.ndarray) -> np.ndarray:
     return np.select([up > down, down > up], ["reasoning", "recall"], "mixed")
 
 
+def _class_counts(cls: np.ndarray) -> dict[str, int]:
+    """The summary's counts of specialised units, by type."""
+    return {
+        "n_specialised": int((cls != "none").sum()),
+        "n_recall": int((cls == "recall").sum()),
+        "n_reasoning": int((cls == "reasoning").sum()),
+        "n_mixed": int((cls == "mixed").sum()),
+    }
+
+
 def _h1_layers(reasoning: np.ndarray, recall: np.ndarray, cfg: H1Config) -> dict[str, np.ndarray]:
     """H1 statistics and layer classes from feature arrays [P, n_features, L] (SEED_METHOD.md "H1")."""
     d = cohens_d(reasoning, recall, ddof=0, eps=H1_EPS)  # [n_features, L]; population variances
@@ -131,10 +141,7 @@ def analyse_h1(recall: Activations, reasoning: Activations, cfg: H1Config) -> Hy
     threshold = cfg.min_layers.for_size(n_layers)
     n_specialised = int(specialised.sum())
     summary: dict[str, Any] = {
-        "n_specialised": n_specialised,
-        "n_recall": int((cls == "recall").sum()),
-        "n_reasoning": int((cls == "reasoning").sum()),
-        "n_mixed": int((cls == "mixed").sum()),
+        **_class_counts(cls),
         "recall_layers": [int(i) for i in np.flatnonzero(cls == "recall")],
         "reasoning_layers": [int(i) for i in np.flatnonzero(cls == "reasoning")],
         "mixed_layers": [int(i) for i in np.flatnonzero(cls == "mixed")],
@@ -202,10 +209,7 @@ def analyse_h2(recall: Activations, reasoning: Activations, cfg: H2Config) -> Hy
     threshold = cfg.min_heads.for_size(n_units)
     n_specialised = int(specialised.sum())
     summary: dict[str, Any] = {
-        "n_specialised": n_specialised,
-        "n_recall": int((cls == "recall").sum()),
-        "n_reasoning": int((cls == "reasoning").sum()),
-        "n_mixed": int((cls == "mixed").sum()),
+        **_class_counts(cls),
         "mean_abs_d": float(score[specialised].mean()) if n_specialised else None,
         "top_recall": top("recall"),
         "top_reasoning": top("reasoning"),
