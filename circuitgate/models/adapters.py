@@ -42,6 +42,17 @@ class Adapter:
     def n_layers(self, model: Any) -> int:
         return len(_get(model, self.layers_path))
 
+    # Modules (HF modules, or nnsight envoys of them): torch hooks and traces both start here.
+    def attention_module(self, model: Any, i: int) -> Any:
+        return _get(self.layer(model, i), self.attention_path)
+
+    def o_proj_module(self, model: Any, i: int) -> Any:
+        return _get(self.layer(model, i), self.o_proj_path)
+
+    def mlp_module(self, model: Any, i: int) -> Any:
+        return _get(self.layer(model, i), self.mlp_path)
+
+    # Values inside an nnsight trace.
     def residual(self, model: Any, i: int) -> Any:
         """Output of decoder layer i, [B, T, D] (a plain tensor in transformers 5, not a tuple)."""
         return self.layer(model, i).output
@@ -52,11 +63,11 @@ class Adapter:
         The probabilities exist only under eager attention and come after repeat_kv: one row per
         query head.
         """
-        return _get(self.layer(model, i), self.attention_path).output
+        return self.attention_module(model, i).output
 
     def head_input(self, model: Any, i: int) -> Any:
         """Input of o_proj, [B, T, H * head_dim]: head h is the slice h*hd:(h+1)*hd."""
-        return _get(self.layer(model, i), self.o_proj_path).input
+        return self.o_proj_module(model, i).input
 
     def gate_pre(self, model: Any, i: int) -> Any:
         """gate_proj output before the activation: what the original method read (SEED_METHOD.md)."""
@@ -67,7 +78,7 @@ class Adapter:
         return _get(self.layer(model, i), self.down_path).input
 
     def mlp_output(self, model: Any, i: int) -> Any:
-        return _get(self.layer(model, i), self.mlp_path).output
+        return self.mlp_module(model, i).output
 
     def logits(self, model: Any) -> Any:
         return _get(model, self.lm_head_path).output

@@ -12,6 +12,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
+from circuitgate.models.adapters import adapter_for
 from circuitgate.organism.train import Item, correct
 
 TAU = 0.1  # an absolute accuracy drop at or above this counts as "hurts the skill"
@@ -26,16 +27,25 @@ def _zero_output(module, args, output):
     return torch.zeros_like(output)
 
 
+def _adapter(model: PreTrainedModel):
+    # Module paths come from the one place that knows them (circuitgate.models.adapters).
+    return adapter_for(model.config.model_type)
+
+
 def _attn(layer: int) -> Hook:
-    return lambda m: [m.model.layers[layer].self_attn.register_forward_hook(_zero_output)]
+    return lambda m: [_adapter(m).attention_module(m, layer).register_forward_hook(_zero_output)]
 
 
 def _mlp(layer: int) -> Hook:
-    return lambda m: [m.model.layers[layer].mlp.register_forward_hook(_zero_output)]
+    return lambda m: [_adapter(m).mlp_module(m, layer).register_forward_hook(_zero_output)]
 
 
 def _mlp_all() -> Hook:
-    return lambda m: [layer.mlp.register_forward_hook(_zero_output) for layer in m.model.layers]
+    def hook(m: PreTrainedModel) -> list[torch.utils.hooks.RemovableHandle]:
+        ad = _adapter(m)
+        return [ad.mlp_module(m, i).register_forward_hook(_zero_output) for i in range(ad.n_layers(m))]
+
+    return hook
 
 
 def _head(layer: int, head: int, n_heads: int) -> Hook:
@@ -46,7 +56,7 @@ def _head(layer: int, head: int, n_heads: int) -> Hook:
         x[..., head * hd : (head + 1) * hd] = 0
         return (x, *args[1:])
 
-    return lambda m: [m.model.layers[layer].self_attn.o_proj.register_forward_pre_hook(pre)]
+    return lambda m: [_adapter(m).o_proj_module(m, layer).register_forward_pre_hook(pre)]
 
 
 def targets(model: PreTrainedModel) -> dict[str, Hook]:
