@@ -55,6 +55,9 @@ class Settings:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise CircuitgateError(f"unknown method {self.method!r} (known: {', '.join(METHODS)})")
+        from circuitgate.models.loading import resolve_device
+
+        resolve_device(self.device)  # --device cuda on a machine without one: say so before any work
         if self.batch_size != "auto" and not (str(self.batch_size).isdigit() and int(self.batch_size) >= 1):
             raise CircuitgateError(f"--batch-size must be a positive integer or auto, got {self.batch_size!r}")
 
