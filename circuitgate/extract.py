@@ -21,15 +21,12 @@ from tqdm.auto import tqdm
 
 from circuitgate import CircuitgateError
 from circuitgate.activations import Activations
+from circuitgate.cache import cache_root
 from circuitgate.models.loading import LoadedModel
 
 # Bump when what is extracted changes, so stale caches are not trusted.
 EXTRACT_VERSION = 1
 SITES = ("resid", "attn", "neurons", "gate")
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("CIRCUITGATE_CACHE", Path.home() / ".cache" / "circuitgate"))
 
 
 def batch_size_for(requested: str | int, device: str) -> int:
@@ -132,7 +129,7 @@ def cached_extract(
     Written to a temporary file and renamed into place, so an interrupted run never leaves a file a
     later run would trust; an unreadable cache file is recomputed, not trusted.
     """
-    folder = (root or cache_root()) / "activations"
+    folder = cache_root(root) / "activations"
     path = folder / f"{cache_key(loaded, texts)}.npz"
     if path.is_file():
         try:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from circuitgate import CircuitgateError
+from circuitgate.cache import cache_root
 from circuitgate.organism import groundtruth, train
 from circuitgate.organism.recipe import Recipe
 from circuitgate.organism.tokenizer import build_tokenizer
@@ -34,13 +35,6 @@ log = logging.getLogger(__name__)
 SCHEMA = 1
 INFO_FILE = "organism.json"
 _REQUIRED_KEYS = ("schema", "arch", "recipe", "recipe_hash", "accuracy", "ground_truth")
-
-
-def cache_root(root: Path | None = None) -> Path:
-    if root is not None:
-        return Path(root)
-    env = os.environ.get("CIRCUITGATE_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "circuitgate"
 
 
 def organism_dir(recipe: Recipe, root: Path | None = None) -> Path:
