@@ -19,7 +19,7 @@ import yaml
 from circuitgate import CircuitgateError
 
 VERDICTS = ("supported", "not_supported", "inconclusive")
-HYPOTHESES = ("H1", "H2")
+HYPOTHESES = ("H1", "H2", "H3", "H4", "H5")
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -80,9 +80,74 @@ class H2Config:
 
 
 @dataclass(frozen=True)
+class H3Config:
+    alpha: float = 1e-4  # Bonferroni level over all neurons of all layers
+    d_significant: float = 1.0  # |d| above this (strictly) makes a rejected neuron task-specific
+    min_variance: float = 0.01  # both class variances below: the neuron is skipped (p = 1)
+    min_abs_mean: float = 0.1  # both class mean |g| below: the neuron is skipped (p = 1)
+    top_k: int = 50  # neurons ranked by firing-rate difference and sign-checked over the folds
+    n_folds: int = 5
+    seed: int = 42
+    # The paper states no H3 threshold (it reports 30.74% of neurons); these two are circuitgate's:
+    # a layer is specialised when this share of its neurons is task-specific ...
+    layer_fraction: float = 0.05
+    # ... and H3 is supported when at least this many layers are (1 of Qwen2.5-7B's 28, scaled).
+    min_layers: ScaledCount = ScaledCount(1, 28)
+
+    def __post_init__(self) -> None:
+        _check(0 < self.alpha < 1, f"h3.alpha must be in (0, 1), got {self.alpha}")
+        _check(self.d_significant >= 0, "h3.d_significant must be >= 0")
+        _check(self.min_variance >= 0 and self.min_abs_mean >= 0, "h3 skip thresholds must be >= 0")
+        _check(self.top_k >= 1, "h3.top_k must be >= 1")
+        _check(self.n_folds >= 2, "h3.n_folds must be >= 2")
+        _check(0 < self.layer_fraction <= 1, "h3.layer_fraction must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class H4Config:
+    alpha: float = 0.05  # level of the permutation test of profile agreement
+    n_perm: int = 10000  # permutations of the depth bins (all of them when there are fewer)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(0 < self.alpha < 1, f"h4.alpha must be in (0, 1), got {self.alpha}")
+        _check(self.n_perm >= 1, "h4.n_perm must be >= 1")
+
+
+ABLATIONS = ("zero", "mean", "resample")
+METRICS = ("accuracy", "prob", "logit_diff")
+
+
+@dataclass(frozen=True)
+class H5Config:
+    # The ablation kind and the metric change the answer (Zhang & Nanda 2023; SEED_METHOD.md flaw 7),
+    # so both are settings and both are reported. The defaults are the organism ground truth's.
+    ablation: str = "zero"
+    metric: str = "accuracy"
+    min_drop: float = 0.1  # a mean drop (in the metric's units) at or above this "hurts" a skill
+    level: float = 0.95  # confidence level of the paired bootstrap intervals
+    n_boot: int = 2000
+    seed: int = 0  # bootstrap resamples and random control sets
+    min_clean_accuracy: float = 0.5  # below this on either task, ablations cannot show impairment
+    min_per_skill: int = 1  # selective targets needed for each skill ("and vice versa")
+
+    def __post_init__(self) -> None:
+        _check(self.ablation in ABLATIONS, f"h5.ablation must be one of {', '.join(ABLATIONS)}, got {self.ablation!r}")
+        _check(self.metric in METRICS, f"h5.metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        _check(self.min_drop >= 0, "h5.min_drop must be >= 0")
+        _check(0 < self.level < 1, f"h5.level must be in (0, 1), got {self.level}")
+        _check(self.n_boot >= 1, "h5.n_boot must be >= 1")
+        _check(0 <= self.min_clean_accuracy <= 1, "h5.min_clean_accuracy must be in [0, 1]")
+        _check(self.min_per_skill >= 1, "h5.min_per_skill must be >= 1")
+
+
+@dataclass(frozen=True)
 class Config:
     h1: H1Config = field(default_factory=H1Config)
     h2: H2Config = field(default_factory=H2Config)
+    h3: H3Config = field(default_factory=H3Config)
+    h4: H4Config = field(default_factory=H4Config)
+    h5: H5Config = field(default_factory=H5Config)
     # Expected hypothesis verdicts; unset ones come from the model's expectations source.
     expected: Mapping[str, str] = field(default_factory=dict)
 
@@ -116,6 +181,9 @@ def _build(cls: type, data: Any, where: str) -> Any:
         elif name == "expected":
             _check(isinstance(value, Mapping), f"{where}.expected: expected a mapping")
             kwargs[name] = dict(value)
+        elif isinstance(default, str):
+            _check(isinstance(value, str), f"{where}.{name}: expected a string, got {value!r}")
+            kwargs[name] = value
         else:
             _check(isinstance(value, (int, float)) and not isinstance(value, bool),
                    f"{where}.{name}: expected a number, got {value!r}")

@@ -22,6 +22,10 @@ def head_id(layer: int, head: int) -> str:
     return f"L{layer:02d}H{head:02d}"
 
 
+def neuron_id(layer: int, neuron: int) -> str:
+    return f"L{layer:02d}N{neuron:05d}"
+
+
 @dataclass(frozen=True)
 class ComponentResult:
     id: str

@@ -1,4 +1,4 @@
-"""The seed method's H1/H2 analyses on small synthetic activations (P=30, L=4, H=4, S=12, D=8, F=16):
+"""The seed method's H1/H2/H3 analyses on small synthetic activations (P=30, L=4, H=4, S=12, D=8, F=16):
 planted effects, pure noise, thresholds, a loop-by-loop reference implementation, input validation."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from statsmodels.stats.multitest import multipletests
 
 from circuitgate import CircuitgateError
 from circuitgate.activations import Activations
-from circuitgate.config import H1Config, H2Config, ScaledCount
+from circuitgate.config import H1Config, H2Config, H3Config, ScaledCount
 from circuitgate.features import H1_FEATURES, H2_METRICS, h1_layer_features, h2_head_metrics
-from circuitgate.methods.seed import analyse_h1, analyse_h2
-from circuitgate.results import head_id, layer_id
+from circuitgate.methods.seed import analyse_h1, analyse_h2, analyse_h3
+from circuitgate.results import head_id, layer_id, neuron_id
 
 P, L, H, S, D, F = 30, 4, 4, 12, 8, 16
 FAST_H1 = H1Config(n_bootstrap=200)  # the bootstrap never enters a classification
@@ -315,17 +315,19 @@ BROKEN = {
 }
 H2_READS = ("non-finite attention", "length zero", "length beyond S", "different layer count", "different heads",
             "attention for fewer prompts")
+H3_READS = ("non-finite gate", "length zero", "different layer count")
 
 
 @pytest.mark.parametrize("case,analyse,cfg", [(c, analyse_h1, FAST_H1) for c in BROKEN]
-                         + [(c, analyse_h2, H2Config()) for c in H2_READS])
+                         + [(c, analyse_h2, H2Config()) for c in H2_READS]
+                         + [(c, analyse_h3, H3Config()) for c in H3_READS])
 def test_bad_input_raises_one_line_error(case, analyse, cfg):
     with pytest.raises(CircuitgateError) as e:
         analyse(*_broken(BROKEN[case]), cfg)
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("analyse,cfg", [(analyse_h1, FAST_H1), (analyse_h2, H2Config())])
+@pytest.mark.parametrize("analyse,cfg", [(analyse_h1, FAST_H1), (analyse_h2, H2Config()), (analyse_h3, H3Config())])
 def test_unmatched_or_empty_sets_raise(analyse, cfg):
     rec, rea = pair(7)
     recall, reasoning = acts(rec), acts(rea)
@@ -349,3 +351,114 @@ def test_different_prompt_lengths_per_side_are_fine():
     rea["attn"] = np.concatenate([np.zeros((P, L, H, 5)), rea["attn"]], axis=-1)
     assert analyse_h2(acts(rec), acts(rea), H2Config()).summary["n_specialised"] == 0
     assert analyse_h1(acts(rec), acts(rea), FAST_H1).summary["n_specialised"] == 0
+
+
+# -- H3: neurons -----------------------------------------------------------------------------------
+
+def planted_h3(seed: int = 0) -> tuple[Activations, Activations]:
+    """Layer 1: neurons 0-5 fire more on reasoning; layer 2: neurons 0-3 more on recall."""
+    rec, rea = pair(seed)
+    rea["gate"][:, 1, :6] += 3.0
+    rec["gate"][:, 2, :4] += 3.0
+    return acts(rec), acts(rea)
+
+
+H3_SMALL = H3Config(alpha=0.01)  # 64 neurons: Bonferroni at 1e-4 over 64 units is still reachable
+
+
+def test_h3_planted_neurons_and_layers():
+    rec, rea = planted_h3()
+    r = analyse_h3(rec, rea, H3_SMALL)
+    assert r.hypothesis == "H3" and r.method == "seed"
+    assert r.components[layer_id(1)].cls == "reasoning"
+    assert r.components[layer_id(2)].cls == "recall"
+    assert r.components[layer_id(0)].cls == r.components[layer_id(3)].cls == "none"
+    assert r.components[layer_id(1)].details["n_reasoning"] == 6
+    assert r.components[layer_id(2)].details["n_recall"] == 4
+    s = r.summary
+    assert (s["n_recall_neurons"], s["n_reasoning_neurons"], s["n_task_specific"]) == (4, 6, 10)
+    assert s["most_specialised_layer"]["layer"] == 1
+    assert s["n_top"] == 10 and s["n_validated"] == 10
+    assert {t["id"] for t in s["top_neurons"]} == {neuron_id(1, j) for j in range(6)} | {neuron_id(2, j) for j in range(4)}
+    assert r.verdict == "supported"
+
+
+def reference_h3(recall: Activations, reasoning: Activations, cfg: H3Config):
+    """Neuron by neuron with scipy and statsmodels, as the original notebook looped."""
+    n, n_layers, n_neurons = recall.gate.shape
+    d, p, specific = (np.zeros((n_layers, n_neurons)) for _ in range(3))
+    for layer in range(n_layers):
+        for j in range(n_neurons):
+            a, b = reasoning.gate[:, layer, j], recall.gate[:, layer, j]
+            va, vb = a.var(ddof=1), b.var(ddof=1)
+            if (va < cfg.min_variance and vb < cfg.min_variance) or \
+                    (np.abs(a).mean() < cfg.min_abs_mean and np.abs(b).mean() < cfg.min_abs_mean):
+                p[layer, j] = 1.0
+                continue
+            d[layer, j] = (a.mean() - b.mean()) / np.sqrt((va + vb) / 2)
+            p[layer, j] = scipy.stats.mannwhitneyu(a, b, alternative="two-sided").pvalue
+    reject = multipletests(p.ravel(), alpha=cfg.alpha, method="bonferroni")[0].reshape(p.shape)
+    specific = reject & (np.abs(d) > cfg.d_significant)
+    return d, p, specific
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_h3_matches_loop_reference(seed):
+    rec, rea = planted_h3(seed)
+    rng = np.random.default_rng(seed)
+    rec.gate[:, 0, 8:12] *= 0.01  # skipped: tiny variance and magnitude on both sides
+    rea.gate[:, 0, 8:12] *= 0.01
+    rea.gate[:, 3, 5] += rng.normal(1.2, 0.1)  # a borderline neuron
+    r = analyse_h3(rec, rea, H3_SMALL)
+    d, p, specific = reference_h3(rec, rea, H3_SMALL)
+    from circuitgate.methods.seed import h3_neuron_stats
+
+    st = h3_neuron_stats(rec.gate, rea.gate, H3_SMALL)
+    np.testing.assert_allclose(st.d, d, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(st.p, p, rtol=1e-9)
+    np.testing.assert_array_equal(st.specific, specific)
+    assert st.skipped[0, 8:12].all()
+    for layer in range(L):
+        det = r.components[layer_id(layer)].details
+        assert det["n_recall"] == int((specific[layer] & (d[layer] < 0)).sum())
+        assert det["n_reasoning"] == int((specific[layer] & (d[layer] > 0)).sum())
+
+
+def test_h3_top_neurons_ranked_by_firing_rate_gap_and_sign_checked():
+    rec, rea = pair(5)
+    rec, rea = acts(rec), acts(rea)
+    # Neuron (1, 0): fires on every reasoning prompt and no recall prompt -> gap 1, ranked first.
+    rea.gate[:, 1, 0] = np.abs(rea.gate[:, 1, 0]) + 2.0
+    rec.gate[:, 1, 0] = -np.abs(rec.gate[:, 1, 0]) - 2.0
+    # Neuron (2, 3): shifted, but fires on both sides often -> a smaller gap.
+    rea.gate[:, 2, 3] += 4.0
+    rec.gate[:, 2, 3] += 1.0
+    r = analyse_h3(rec, rea, dataclasses.replace(H3_SMALL, top_k=1))
+    top = r.summary["top_neurons"]
+    assert [t["id"] for t in top] == [neuron_id(1, 0)]
+    assert top[0]["rate_reasoning"] == 1.0 and top[0]["rate_recall"] == 0.0 and top[0]["validated"]
+    assert r.summary["n_top"] == 1
+
+
+def test_h3_pure_noise_is_not_supported():
+    rec, rea = pair(7)
+    r = analyse_h3(acts(rec), acts(rea), H3Config())
+    assert r.summary["n_task_specific"] == 0 and r.verdict == "not_supported"
+    assert all(c.cls == "none" for c in r.components.values())
+
+
+def test_h3_layer_fraction_and_min_layers_decide():
+    rec, rea = planted_h3()
+    few = analyse_h3(rec, rea, dataclasses.replace(H3_SMALL, layer_fraction=0.5))  # 6/16 and 4/16 < 0.5
+    assert all(c.cls == "none" for c in few.components.values()) and few.verdict == "not_supported"
+    many = analyse_h3(rec, rea, dataclasses.replace(H3_SMALL, min_layers=ScaledCount(3, 4)))
+    assert many.summary["threshold"] == 3 and many.verdict == "not_supported"
+
+
+def test_h3_float32_input_and_sizes_validated():
+    rec, rea = planted_h3()
+    rec32 = Activations(rec.resid, rec.attn, rec.lengths, rec.neurons, rec.gate.astype(np.float32))
+    rea32 = Activations(rea.resid, rea.attn, rea.lengths, rea.neurons, rea.gate.astype(np.float32))
+    assert analyse_h3(rec32, rea32, H3_SMALL).summary["n_task_specific"] == 10
+    with pytest.raises(CircuitgateError, match="n_folds"):
+        analyse_h3(rec.take(np.arange(3)), rea.take(np.arange(3)), H3_SMALL)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.stats
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -12,7 +13,7 @@ from statsmodels.stats.multitest import multipletests
 
 from circuitgate import CircuitgateError
 from circuitgate.stats import (benjamini_hochberg, bootstrap_d_ci, cohens_d, kfold_indices, mann_whitney_u,
-                               nan_moments)
+                               mann_whitney_u_dense, nan_moments)
 
 finite = st.floats(-100, 100, allow_nan=False, allow_infinity=False)
 small_ints = st.integers(-3, 3).map(float)  # many ties
@@ -234,3 +235,53 @@ def test_kfold_without_shuffle_and_bad_sizes():
     for n, k in ((3, 5), (10, 1)):
         with pytest.raises(CircuitgateError):
             kfold_indices(n, k)
+
+
+# -- the dense rank-sum test of H3 (all neurons at once) ----------------------------------------------
+
+@pytest.mark.parametrize("n1,n2,ties", [(30, 30, False), (30, 30, True), (5, 7, False), (5, 7, True), (12, 3, False)])
+def test_mwu_dense_matches_scipy_per_column(n1, n2, ties):
+    rng = np.random.default_rng(n1 * 100 + n2 + ties)
+    x, y = rng.normal(size=(n1, 40)), rng.normal(0.4, 1.0, size=(n2, 40))
+    if ties:  # coarse values: most columns have ties, some between the samples
+        x, y = np.round(x * 2) / 2, np.round(y * 2) / 2
+    res = mann_whitney_u_dense(x, y)
+    for j in range(x.shape[1]):
+        ref = scipy.stats.mannwhitneyu(x[:, j], y[:, j], alternative="two-sided")
+        assert res.statistic[j] == ref.statistic
+        assert res.p[j] == pytest.approx(ref.pvalue, rel=1e-12, abs=1e-300)
+
+
+def test_mwu_dense_equals_nan_aware_version_and_keeps_shape():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(9, 3, 5)).astype(np.float32), rng.normal(size=(11, 3, 5)).astype(np.float32)
+    x[:, 0, :2] = 1.0  # an all-tied block within x
+    dense, loose = mann_whitney_u_dense(x, y), mann_whitney_u(x.astype(float), y.astype(float))
+    assert dense.p.shape == (3, 5)
+    np.testing.assert_array_equal(dense.statistic, loose.statistic)
+    np.testing.assert_allclose(dense.p, loose.p, rtol=1e-12)
+    np.testing.assert_array_equal(dense.exact, loose.exact)
+
+
+def test_mwu_dense_all_tied_unit_has_p_one():
+    res = mann_whitney_u_dense(np.ones((10, 2)), np.ones((10, 2)))
+    np.testing.assert_array_equal(res.p, [1.0, 1.0])
+
+
+def test_mwu_dense_bfloat16_ties_match_scipy():
+    # bfloat16 activations (GPU runs) repeat values often: the tie path must carry the rank sums.
+    rng = np.random.default_rng(4)
+    x = torch.tensor(rng.normal(size=(30, 64)), dtype=torch.bfloat16)
+    y = torch.tensor(rng.normal(0.3, 1, size=(30, 64)), dtype=torch.bfloat16)
+    res = mann_whitney_u_dense(x, y)
+    xf, yf = x.float().numpy().astype(float), y.float().numpy().astype(float)
+    ref = scipy.stats.mannwhitneyu(xf, yf, alternative="two-sided", axis=0)
+    np.testing.assert_array_equal(res.statistic, ref.statistic)
+    np.testing.assert_allclose(res.p, ref.pvalue, rtol=1e-12)
+
+
+@pytest.mark.parametrize("x,y", [(np.ones((3, 2)), np.ones((3, 3))), (np.zeros((0, 2)), np.ones((3, 2))),
+                                 (np.array([[np.nan], [1.0]]), np.ones((3, 1)))])
+def test_mwu_dense_rejects_bad_input(x, y):
+    with pytest.raises(CircuitgateError):
+        mann_whitney_u_dense(x, y)

@@ -1,4 +1,4 @@
-"""``--method seed``: the original H1/H2 analyses, reproduced exactly (SEED_METHOD.md "H1", "H2").
+"""``--method seed``: the original H1/H2/H3 analyses, reproduced exactly (SEED_METHOD.md "H1"-"H3").
 
 The flaws are kept on purpose so that the paper's numbers can be reproduced; each is marked with its
 number from SEED_METHOD.md "Flaws the default method must fix". Everything is vectorised over units
@@ -8,17 +8,18 @@ the per-component result records.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+import torch
 
 from circuitgate import CircuitgateError
 from circuitgate.activations import Activations
-from circuitgate.config import H1Config, H2Config
+from circuitgate.config import H1Config, H2Config, H3Config
 from circuitgate.features import H1_FEATURES, H2_METRICS, h1_layer_features, h2_head_metrics
-from circuitgate.results import ComponentResult, HypothesisResult, head_id, layer_id
+from circuitgate.results import ComponentResult, HypothesisResult, head_id, layer_id, neuron_id
 from circuitgate.stats import (benjamini_hochberg, bootstrap_d_ci, cohens_d, kfold_indices, mann_whitney_u,
-                               nan_moments)
+                               mann_whitney_u_dense, nan_moments)
 
 METHOD = "seed"
 H1_EPS = 1e-10  # added to the pooled SD in H1's d, as the original code did
@@ -219,3 +220,130 @@ def analyse_h2(recall: Activations, reasoning: Activations, cfg: H2Config) -> Hy
     }
     verdict = "supported" if n_specialised >= threshold else "not_supported"
     return HypothesisResult("H2", verdict, METHOD, summary, components)
+
+
+class NeuronStats(NamedTuple):
+    """H3's per-neuron arrays, each [L, F] (flattened layer-major into one Bonferroni family)."""
+
+    d: np.ndarray  # Cohen's d (reasoning - recall), unbiased variances; 0 where skipped
+    p: np.ndarray  # two-sided Mann-Whitney U; 1 where skipped
+    p_adj: np.ndarray  # Bonferroni over all L * F neurons
+    skipped: np.ndarray
+    specific: np.ndarray  # rejected and |d| > d_significant
+    rate_recall: np.ndarray  # P(g > 0 | recall)
+    rate_reasoning: np.ndarray
+
+
+def h3_neuron_stats(recall: np.ndarray, reasoning: np.ndarray, cfg: H3Config,
+                    device: str | torch.device = "cpu") -> NeuronStats:
+    """All neurons of all layers in one vectorised pass (SEED_METHOD.md "H3").
+
+    recall, reasoning: gate_proj pre-activations [P, L, F]. Moments are float64 on ``device`` (the
+    GPU when the model runs on one); the rank test sorts each neuron's P + P values once.
+    """
+    shape = recall.shape[1:]
+    n_units = int(np.prod(shape))
+    # float32 moments (float64 on a float64 input): |d| is compared with 1.0, and float32's 1e-7
+    # relative error is far below that; float64 copies of a 7B model's arrays cost ~30% more time.
+    dtype = torch.float64 if recall.dtype == np.float64 else torch.float32
+    xr = torch.as_tensor(reasoning).to(device, dtype).reshape(reasoning.shape[0], n_units)
+    xc = torch.as_tensor(recall).to(device, dtype).reshape(recall.shape[0], n_units)
+    mean_r, mean_c = xr.mean(dim=0), xc.mean(dim=0)
+    var_r, var_c = xr.var(dim=0, correction=1), xc.var(dim=0, correction=1)
+    skip = ((var_r < cfg.min_variance) & (var_c < cfg.min_variance)) | \
+           ((xr.abs().mean(dim=0) < cfg.min_abs_mean) & (xc.abs().mean(dim=0) < cfg.min_abs_mean))
+    d = torch.where(skip, 0.0, (mean_r - mean_c) / torch.sqrt((var_r + var_c) / 2.0)).double()
+    rate_r, rate_c = (xr > 0).double().mean(dim=0), (xc > 0).double().mean(dim=0)
+    del xr, xc
+    # Reasoning first, as in H1/H2, so the statistic's sign follows d's.
+    p = mann_whitney_u_dense(reasoning.reshape(reasoning.shape[0], n_units),
+                             recall.reshape(recall.shape[0], n_units), device=device).p
+    skip_np, d_np = skip.cpu().numpy(), d.cpu().numpy()
+    p = np.where(skip_np, 1.0, p)
+    # Bonferroni over every neuron of every layer (statsmodels' rule: reject where p <= alpha / n).
+    p_adj = np.minimum(p * n_units, 1.0)
+    specific = (p <= cfg.alpha / n_units) & (np.abs(d_np) > cfg.d_significant)
+    arrays = (d_np, p, p_adj, skip_np, specific, rate_c.cpu().numpy(), rate_r.cpu().numpy())
+    return NeuronStats(*(a.reshape(shape) for a in arrays))
+
+
+def analyse_h3(recall: Activations, reasoning: Activations, cfg: H3Config,
+               device: str | torch.device = "cpu") -> HypothesisResult:
+    """H3 (MLP neurons) by the original method (SEED_METHOD.md "H3"): gate_proj pre-activations,
+    skip rules, unpaired rank test per neuron, Bonferroni over all neurons, |d| > 1, then the
+    firing-rate ranking of the task-specific neurons and the sign check of the top ``top_k`` on the
+    KFold training parts (selected and "validated" on the same data: flaw 3).
+
+    Components are layers (``L04``): the share of the layer's neurons that are task-specific decides
+    whether it is specialised (``layer_fraction``), the majority type its class.
+    """
+    _validate(recall, reasoning, ("gate",))
+    n_pairs, n_layers, n_neurons = recall.gate.shape
+    if n_pairs < cfg.n_folds:
+        raise CircuitgateError(f"H3's sign check needs at least h3.n_folds={cfg.n_folds} pairs, got {n_pairs}")
+    st = h3_neuron_stats(recall.gate, reasoning.gate, cfg, device)
+    n_rec = (st.specific & (st.d < 0)).sum(axis=1)
+    n_rea = (st.specific & (st.d > 0)).sum(axis=1)
+    n_specific = n_rec + n_rea
+    fraction = n_specific / n_neurons
+    specialised = fraction >= cfg.layer_fraction
+    cls = np.where(specialised, _classify(n_rea, n_rec), "none")
+
+    # Ranking: task-specific neurons by |P(g>0 | recall) - P(g>0 | reasoning)|, ties by index.
+    flat = np.flatnonzero(st.specific.ravel())
+    gap = np.abs(st.rate_recall - st.rate_reasoning).ravel()
+    top = flat[np.argsort(-gap[flat], kind="stable")][: cfg.top_k]
+    # The sign check: each top neuron's mean difference keeps its sign on every training part. The
+    # recall and reasoning lists were split by two KFold calls with one seed: identical indices.
+    folds = kfold_indices(n_pairs, cfg.n_folds, shuffle=True, seed=cfg.seed)
+    g_r = reasoning.gate.reshape(n_pairs, -1)[:, top].astype(np.float64)
+    g_c = recall.gate.reshape(n_pairs, -1)[:, top].astype(np.float64)
+    sign = np.sign(g_r.mean(axis=0) - g_c.mean(axis=0))
+    fold_signs = np.stack([np.sign(g_r[tr].mean(axis=0) - g_c[tr].mean(axis=0)) for tr, _ in folds])
+    validated = (fold_signs == sign).all(axis=0)
+    d_flat, p_flat = st.d.ravel(), st.p_adj.ravel()
+    top_neurons = [
+        {"id": neuron_id(int(u) // n_neurons, int(u) % n_neurons),
+         "type": "reasoning" if d_flat[u] > 0 else "recall",
+         "d": float(d_flat[u]), "p_adj": float(p_flat[u]),
+         "rate_recall": float(st.rate_recall.ravel()[u]), "rate_reasoning": float(st.rate_reasoning.ravel()[u]),
+         "validated": bool(ok)}
+        for u, ok in zip(top, validated)
+    ]
+
+    min_p = st.p_adj.min(axis=1)
+    components = {}
+    for layer in range(n_layers):
+        lid = layer_id(layer)
+        details = {"fraction": float(fraction[layer]), "n_specific": int(n_specific[layer]),
+                   "n_recall": int(n_rec[layer]), "n_reasoning": int(n_rea[layer]),
+                   "n_skipped": int(st.skipped[layer].sum()), "n_neurons": int(n_neurons)}
+        # Effect: the signed share of the layer's neurons (> 0: more reasoning- than recall-specific).
+        effect = float((n_rea[layer] - n_rec[layer]) / n_neurons)
+        components[lid] = ComponentResult(lid, str(cls[layer]), effect, float(min_p[layer]), details)
+
+    best = int(np.argmax(n_specific))
+    total = n_layers * n_neurons
+    threshold = cfg.min_layers.for_size(n_layers)
+    summary: dict[str, Any] = {
+        **_class_counts(cls),
+        "n_neurons": total,
+        "n_task_specific": int(n_specific.sum()),
+        "fraction_task_specific": float(n_specific.sum() / total),
+        "n_recall_neurons": int(n_rec.sum()),
+        "n_reasoning_neurons": int(n_rea.sum()),
+        "n_skipped": int(st.skipped.sum()),
+        "most_specialised_layer": {"layer": best, "n": int(n_specific[best]), "fraction": float(fraction[best])},
+        "layer_fraction": [float(f) for f in fraction],
+        "layer_recall": [int(n) for n in n_rec],
+        "layer_reasoning": [int(n) for n in n_rea],
+        "bonferroni_threshold": cfg.alpha / total,
+        "top_neurons": top_neurons,
+        "n_validated": int(validated.sum()),
+        "n_top": int(len(top)),
+        "threshold": threshold,
+        "n_layers": n_layers,
+        "n_pairs": n_pairs,
+    }
+    verdict = "supported" if int(specialised.sum()) >= threshold else "not_supported"
+    return HypothesisResult("H3", verdict, METHOD, summary, components)

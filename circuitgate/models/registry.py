@@ -22,6 +22,7 @@ class ModelSpec:
     path: Path | None = None
     expectations: str | None = None
     prompts: str | None = None  # default prompt set for this model
+    twin: str | None = None  # the model of another family H4 compares with by default
     description: str = ""
 
     @property
@@ -52,6 +53,7 @@ def _spec(name: str, entry: dict) -> ModelSpec:
         hub=entry.get("hub"),
         expectations=entry.get("expectations"),
         prompts=entry.get("prompts"),
+        twin=entry.get("twin"),
         description=entry.get("description", ""),
     )
 
