@@ -137,11 +137,11 @@ def test_invalid_yaml_names_file_and_line(tmp_path):
 
 
 def test_unknown_top_level_key_is_named_with_the_known_ones(tmp_path):
-    p = write(tmp_path, "h3: {alpha: 0.1}\n")
+    p = write(tmp_path, "h6: {alpha: 0.1}\n")
     with pytest.raises(CircuitgateError) as e:
         load_config(p)
     msg = str(e.value)
-    assert str(p) in msg and "unknown key(s) h3" in msg and "h1, h2, expected" in msg
+    assert str(p) in msg and "unknown key(s) h6" in msg and "h1, h2, h3, h4, h5, expected" in msg
 
 
 def test_unknown_nested_key_is_named_with_its_path(tmp_path):
@@ -187,7 +187,11 @@ def test_malformed_values(tmp_path, text, fragment):
     ("h2: {min_metrics: 6}\n", "h2.min_metrics must be in 1..5"),
     ("h2: {min_metrics: 0}\n", "h2.min_metrics must be in 1..5"),
     ("h2: {min_n: 1}\n", "h2.min_n must be >= 2"),
-    ("expected: {H3: supported}\n", "unknown hypothesis 'H3'"),
+    ("expected: {H6: supported}\n", "unknown hypothesis 'H6'"),
+    ("h5: {ablation: shuffle}\n", "h5.ablation must be one of zero, mean, resample"),
+    ("h5: {metric: 3}\n", "h5.metric: expected a string"),
+    ("h4: {alpha: 1.5}\n", "h4.alpha must be in (0, 1)"),
+    ("h3: {layer_fraction: 0}\n", "h3.layer_fraction must be in (0, 1]"),
     ("expected: {H1: passed}\n", "expected.H1: 'passed' is not one of supported, not_supported, inconclusive"),
 ])
 def test_out_of_range_values_are_rejected(tmp_path, text, fragment):
