@@ -17,7 +17,8 @@ import yaml
 from circuitgate import CircuitgateError
 from circuitgate.config import HYPOTHESES, VERDICTS, Config
 from circuitgate.models.adapters import Shape
-from circuitgate.results import CLASSES, head_id, layer_id
+from circuitgate.h5 import target_ids, verdict_from_classes
+from circuitgate.results import CLASSES, combine_classes, head_id, layer_id
 
 SPECIFIC = ("recall", "reasoning")
 
@@ -42,31 +43,29 @@ class Expectations:
         return config.expected.get(hypothesis) or self.verdicts.get(hypothesis, "supported")
 
 
-def _combine(classes: list[str]) -> str:
-    """One class for a unit made of parts (a layer = its attention + its MLP)."""
-    kinds = {c for c in classes if c != "none"}
-    if not kinds:
-        return "none"
-    return kinds.pop() if len(kinds) == 1 else "mixed"
+def _truth_classes(info: Mapping[str, Any], config: Config) -> dict[str, str]:
+    from circuitgate.organism.groundtruth import classes
+
+    return classes(info["ground_truth"], config.h5)
 
 
 def from_ground_truth(info: Mapping[str, Any], shape: Shape, config: Config) -> Expectations:
-    """The organism's ablation ground truth, read as H1/H2 expectations.
+    """The organism's ablation ground truth, read as H1/H2/H3/H5 expectations.
 
-    A layer's class combines its attention and MLP targets; a head's is its own target. A hypothesis
-    is expected ``supported`` when at least the config's (size-scaled) count of units is specific to
-    one skill: units needed by both skills ("mixed") are not evidence of separable circuits.
+    Target classes come from the stored per-item measurements by H5's rule with this run's settings
+    (``config.h5``), so expectation and verdict are judged alike. A layer's class (H1) combines its
+    attention and MLP targets; a head's (H2) is its own target; H3's layers are the MLP targets. H1-H3
+    are expected ``supported`` when at least the config's (size-scaled) count of units is specific to
+    one skill: units needed by both skills ("mixed") are not evidence of separable circuits. H5 is
+    expected supported when both skills have selective targets. H4 needs a second model: see
+    ``h4_from_ground_truths``.
     """
-    targets = info["ground_truth"]["targets"]
-    layers = {
-        layer_id(i): _combine([targets[f"attn-L{i}"]["class"], targets[f"mlp-L{i}"]["class"]])
-        for i in range(shape.n_layers)
-    }
-    heads = {
-        head_id(i, h): targets[f"head-L{i}H{h}"]["class"]
-        for i in range(shape.n_layers)
-        for h in range(shape.n_heads)
-    }
+    targets = _truth_classes(info, config)
+    n = shape.n_layers
+    layers = {layer_id(i): combine_classes([targets[f"attn-L{i}"], targets[f"mlp-L{i}"]]) for i in range(n)}
+    heads = {head_id(i, h): targets[f"head-L{i}H{h}"] for i in range(n) for h in range(shape.n_heads)}
+    mlps = {layer_id(i): targets[f"mlp-L{i}"] for i in range(n)}
+    h5 = {t: targets[t] for t in target_ids(shape)}
 
     def verdict(classes: Mapping[str, str], needed: int) -> str:
         return "supported" if sum(c in SPECIFIC for c in classes.values()) >= needed else "not_supported"
@@ -74,11 +73,35 @@ def from_ground_truth(info: Mapping[str, Any], shape: Shape, config: Config) -> 
     return Expectations(
         source="organism ground truth (exhaustive zero-ablation)",
         verdicts={
-            "H1": verdict(layers, config.h1.min_layers.for_size(shape.n_layers)),
-            "H2": verdict(heads, config.h2.min_heads.for_size(shape.n_layers * shape.n_heads)),
+            "H1": verdict(layers, config.h1.min_layers.for_size(n)),
+            "H2": verdict(heads, config.h2.min_heads.for_size(n * shape.n_heads)),
+            "H3": verdict(mlps, config.h3.min_layers.for_size(n)),
+            "H5": verdict_from_classes(h5, config.h5),
         },
-        components={"H1": layers, "H2": heads},
+        components={"H1": layers, "H2": heads, "H3": mlps, "H5": h5},
     )
+
+
+def h4_from_ground_truths(a: tuple[Mapping[str, Any], Shape], b: tuple[Mapping[str, Any], Shape],
+                          config: Config) -> tuple[str, dict[str, str]]:
+    """H4's expected verdict and depth-bin classes from two organisms' ground truths.
+
+    The ground truth is causal, so it speaks to H4's H5 profile (per-layer task x target interaction)
+    and to the depth bins' causal classes; the verdict is H4's agreement test on those profiles alone.
+    """
+    from circuitgate.h4 import agreement_verdict, bin_classes, layer_interactions
+    from circuitgate.organism.groundtruth import pair_drops
+
+    profiles, classes = [], []
+    for info, shape in (a, b):
+        ids = target_ids(shape)
+        _, recall, reasoning = pair_drops(info["ground_truth"], ids)
+        interaction = dict(zip(ids, (recall - reasoning).mean(axis=0)))
+        truth = _truth_classes(info, config)
+        profiles.append({"H5": layer_interactions(interaction, shape.n_layers)})
+        classes.append([combine_classes([truth[f"attn-L{i}"], truth[f"mlp-L{i}"]]) for i in range(shape.n_layers)])
+    verdict, _ = agreement_verdict(profiles[0], profiles[1], config.h4)
+    return verdict, bin_classes(classes[0], classes[1])
 
 
 def from_file(name: str | Path) -> Expectations:

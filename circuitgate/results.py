@@ -7,11 +7,19 @@ A hypothesis analysis returns a ``HypothesisResult``: one verdict plus one ``Com
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
 Verdict = Literal["supported", "not_supported", "inconclusive"]
 ComponentClass = Literal["recall", "reasoning", "mixed", "none"]
 CLASSES: tuple[str, ...] = ("recall", "reasoning", "mixed", "none")
+
+
+def combine_classes(classes: Sequence[str]) -> str:
+    """One class for a unit made of parts (a layer = its attention + its MLP; a depth bin = its layers)."""
+    kinds = {c for c in classes if c != "none"}
+    if not kinds:
+        return "none"
+    return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
 def layer_id(layer: int) -> str:
@@ -45,3 +53,5 @@ class HypothesisResult:
     method: str
     summary: Mapping[str, Any]
     components: Mapping[str, ComponentResult]
+    # Arrays behind the result that later analyses read (H3's neuron masks for H5); never serialised.
+    arrays: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import platform
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from importlib import metadata
 from pathlib import Path
@@ -27,13 +27,20 @@ from circuitgate.verdicts import SCHEMA, hypothesis_entry, jsonable
 METHODS = ("seed",)
 
 
-def _analyses(method: str) -> dict[str, Callable[[Activations, Activations, Config], HypothesisResult]]:
+SIDES = ("recall", "reasoning")
+# Interventions repeat each prompt batch once per target; this caps the rows of one forward pass.
+MAX_ROWS = {"cpu": 2048, "cuda": 512}
+
+
+def _analyses(method: str) -> dict[str, Callable[[Activations, Activations, Config, str], HypothesisResult]]:
+    """The activation-based hypotheses (H1-H3) of a method; H4 and H5 are method-independent."""
     if method == "seed":
         from circuitgate.methods import seed
 
         return {
-            "H1": lambda rc, rs, cfg: seed.analyse_h1(rc, rs, cfg.h1),
-            "H2": lambda rc, rs, cfg: seed.analyse_h2(rc, rs, cfg.h2),
+            "H1": lambda rc, rs, cfg, dev: seed.analyse_h1(rc, rs, cfg.h1),
+            "H2": lambda rc, rs, cfg, dev: seed.analyse_h2(rc, rs, cfg.h2),
+            "H3": lambda rc, rs, cfg, dev: seed.analyse_h3(rc, rs, cfg.h3, device=dev),
         }
     raise CircuitgateError(f"unknown method {method!r} (known: {', '.join(METHODS)})")
 
@@ -50,6 +57,7 @@ class Settings:
     dtype: str = "auto"
     batch_size: str = "auto"
     report_dir: str | None = None
+    h4_model: str | None = None  # the second model H4 compares with; default: the model's registry twin
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -68,6 +76,9 @@ class Run:
         self.root = root or Path.cwd()
         self.started = _dt.datetime.now(_dt.timezone.utc)
         self._results: dict[str, HypothesisResult] = {}
+        self._twin: Run | None = None
+        # Hypotheses a selected test asked for; the rest were computed as inputs (H3 for H5's neurons).
+        self.tested: set[str] = set()
 
     # -- what to run on ------------------------------------------------------------------------
     @cached_property
@@ -115,6 +126,55 @@ class Run:
             return from_file(source)
         return Expectations(source="none")
 
+    @cached_property
+    def twin_spec(self) -> ModelSpec | None:
+        """The model H4 compares with: ``--h4-model``, else the registry twin, else none."""
+        name = self.settings.h4_model or self.spec.twin
+        return resolve(name) if name else None
+
+    @property
+    def twin(self) -> "Run":
+        """The second model's run (same prompts, method, config and device), made on first use."""
+        if self.twin_spec is None:
+            raise CircuitgateError(f"H4 needs a second model: {self.spec.name} has no registry twin; pass --h4-model")
+        if self._twin is None:
+            prompts = self.settings.prompts or self.prompt_set.name
+            name = self.settings.h4_model or self.spec.twin  # as typed: a path spec's name is its last part
+            self._twin = Run(replace(self.settings, model=name, prompts=prompts, h4_model=None,
+                                     report_dir=str(self.report_dir)), self.root)
+        return self._twin
+
+    def h4_depth_ids(self) -> list[str]:
+        """H4's component ids (depth bins), known from the two layer counts alone, so collecting the
+        tests neither builds nor loads the second model. Empty when there is none to be had."""
+        from circuitgate.h4 import depth_id
+
+        if self.twin_spec is None:
+            return []
+        if self.twin_spec.builtin:
+            from circuitgate.organism.recipe import Recipe
+
+            twin_layers = Recipe(arch=self.twin_spec.builtin).n_layers
+        else:
+            try:
+                twin_layers = self.twin.shape.n_layers
+            except CircuitgateError:
+                return []  # the H4 test itself reports why
+        return [depth_id(k) for k in range(min(self.shape.n_layers, twin_layers))]
+
+    @cached_property
+    def h4_expectations(self) -> tuple[str | None, dict[str, str]]:
+        """H4's expected verdict and depth-bin classes: from two organisms' ground truths when both
+        models are organisms, else only what the config says."""
+        if self.spec.expectations == "organism" and self.twin_spec is not None \
+                and self.twin.spec.expectations == "organism":
+            from circuitgate.expectations import h4_from_ground_truths
+            from circuitgate.organism import read_info
+
+            return h4_from_ground_truths((read_info(self.model_dir), self.shape),
+                                         (read_info(self.twin.model_dir), self.twin.shape), self.config)
+        return self.expectations.verdicts.get("H4"), dict(self.expectations.components.get("H4", {}))
+
     # -- computing -----------------------------------------------------------------------------
     @cached_property
     def loaded(self) -> LoadedModel:
@@ -132,22 +192,77 @@ class Run:
             for side in ("recall", "reasoning")
         )
 
+    @property
+    def batch_size(self) -> int:
+        from circuitgate.extract import batch_size_for
+
+        return batch_size_for(self.settings.batch_size, self.loaded.device)
+
     def result(self, hypothesis: str) -> HypothesisResult:
         if hypothesis not in self._results:
-            analyse = _analyses(self.settings.method)[hypothesis]
-            recall, reasoning = self.activations
-            self._results[hypothesis] = analyse(recall, reasoning, self.config)
+            if hypothesis == "H4":
+                self._results[hypothesis] = self._h4()
+            elif hypothesis == "H5":
+                self._results[hypothesis] = self._h5()
+            else:
+                analyse = _analyses(self.settings.method)[hypothesis]
+                recall, reasoning = self.activations
+                self._results[hypothesis] = analyse(recall, reasoning, self.config, self.loaded.device)
         return self._results[hypothesis]
+
+    def _h5(self) -> HypothesisResult:
+        """Ablate every target on both tasks, then patch residuals across tasks (issue 3)."""
+        from circuitgate.h5 import analyse_h5, neuron_targets
+        from circuitgate.interventions import ablation_sweep, patch_residual, standard_targets
+
+        cfg, ps, loaded = self.config.h5, self.prompt_set, self.loaded
+        h3 = self.result("H3")  # its task-specific neurons become targets
+        sets, controls = neuron_targets(h3.arrays["specific"], h3.arrays["d"], cfg.seed)
+        targets = standard_targets(self.shape) + sets
+        reference = ps.prompts("recall") + ps.prompts("reasoning")  # mean ablation: both tasks alike
+        common = {"batch_size": self.batch_size, "max_rows": MAX_ROWS.get(loaded.device, 512),
+                  "progress": self.settings.progress}
+        sweeps = {side: ablation_sweep(loaded, ps.prompts(side), ps.answers(side), targets, ablation=cfg.ablation,
+                                       reference=reference, candidates=ps.answers(side),
+                                       desc=f"H5 {side} ablations", **common)
+                  for side in SIDES}
+        recall_acts, reasoning_acts = self.activations
+        patch = {
+            "recall_into_reasoning": patch_residual(loaded, ps.prompts("reasoning"), ps.answers("reasoning"),
+                                                    recall_acts.resid, ps.answers("recall"),
+                                                    candidates=ps.answers("reasoning"), desc="H5 patching", **common),
+            "reasoning_into_recall": patch_residual(loaded, ps.prompts("recall"), ps.answers("recall"),
+                                                    reasoning_acts.resid, ps.answers("reasoning"),
+                                                    candidates=ps.answers("recall"), desc="H5 patching", **common),
+        }
+        return analyse_h5(sweeps["recall"], sweeps["reasoning"], targets, controls, cfg, patch)
+
+    def _h4(self) -> HypothesisResult:
+        """H1, H2 and H5 on this model and its twin, compared by relative depth."""
+        from circuitgate.h4 import PROFILES, analyse_h4, no_second_model
+
+        if self.twin_spec is None:
+            return no_second_model(self.spec.name)
+        twin = self.twin
+        results = tuple({h: run.result(h) for h in PROFILES} for run in (self, twin))
+        return analyse_h4((self.spec.name, twin.spec.name), results, (self.shape, twin.shape), self.config.h4)
 
     @property
     def results(self) -> dict[str, HypothesisResult]:
         return dict(sorted(self._results.items()))
 
     def expected_verdict(self, hypothesis: str) -> str:
+        if hypothesis == "H4":
+            return self.config.expected.get("H4") or self.h4_expectations[0] or "supported"
         return self.expectations.verdict(hypothesis, self.config)
 
+    def expected_components(self, hypothesis: str) -> dict[str, str]:
+        if hypothesis == "H4":
+            return self.h4_expectations[1]
+        return dict(self.expectations.components.get(hypothesis, {}))
+
     def expected_class(self, hypothesis: str, component: str) -> str | None:
-        return self.expectations.components.get(hypothesis, {}).get(component)
+        return self.expected_components(hypothesis).get(component)
 
     # -- documents -----------------------------------------------------------------------------
     def verdicts_document(self) -> dict[str, Any]:
@@ -159,9 +274,11 @@ class Run:
             "prompts": {"name": self.prompt_set.name, "sha256": self.prompt_set.sha256,
                         "n_pairs": len(self.prompt_set.pairs)},
             "expectations": self.expectations.source,
+            **({"h4_model": model_info(self._twin.loaded)} if "H4" in self._results and self._twin else {}),
             "config": jsonable(self.config.to_dict()),
             "hypotheses": {
-                h: hypothesis_entry(r, self.expected_verdict(h), self.expectations.components.get(h, {}))
+                h: {**hypothesis_entry(r, self.expected_verdict(h), self.expected_components(h)),
+                    "tested": h in self.tested}
                 for h, r in self.results.items()
             },
         }

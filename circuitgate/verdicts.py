@@ -29,7 +29,9 @@ class Judgement:
 
 def judge_hypothesis(result: HypothesisResult, expected: str) -> Judgement:
     s = result.summary
-    numbers = ", ".join(f"{k}={s[k]}" for k in ("n_specialised", "threshold") if k in s)
+    # Why an inconclusive verdict is one (its reason), else the headline numbers.
+    numbers = s.get("reason") or s.get("headline") or ", ".join(
+        f"{k}={s[k]}" for k in ("n_specialised", "threshold") if k in s)
     if result.verdict == expected:
         return Judgement(True, f"{result.hypothesis} {result.verdict} as expected ({numbers})")
     why = " (inconclusive never passes unless expected)" if result.verdict == "inconclusive" else ""

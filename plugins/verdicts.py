@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -20,9 +21,15 @@ from circuitgate.verdicts import write_json_atomic
 
 RUN_KEY = pytest.StashKey[Run]()
 ACTIVE_KEY = pytest.StashKey[bool]()  # True when this session collects the hypotheses suite
-# Parametrised argument of a component test -> the hypothesis whose components it walks.
-COMPONENT_ARGS = {"layer": "H1", "head": "H2"}
+# A component test is named test_H<n>_<kind> and takes one of these arguments: the component id.
+COMPONENT_ARGS = ("layer", "head", "target", "depth")
+_COMPONENT_TEST = re.compile(r"test_(H\d)_")
 HYPOTHESES_DIR = "hypotheses"
+# `-k H2` must select hypothesis H2 (DESIGN.md), but -k matches case-insensitive substrings of node
+# names, and component ids contain "h1".."h5" by design (head L07H12, target head-L2H1). So a bare
+# H1..H5 token in -k is rewritten to a keyword that only that hypothesis's tests carry.
+HYPOTHESIS_KEYWORD = "circuitgate_hypothesis_"
+_HYPOTHESIS_TOKEN = re.compile(r"(?<![^\s()])(h[1-5])(?![^\s()])", re.IGNORECASE)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -37,6 +44,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
     group.addoption("--batch-size", default="auto", help="prompts per forward pass, or auto")
     group.addoption("--report-dir", default=None, help="where reports go; default reports/<model>-<timestamp>/")
+    group.addoption("--h4-model", default=None,
+                    help="the second model H4 compares with (alias, hub id or directory); default: the model's twin")
 
 
 def _collects_hypotheses(config: pytest.Config) -> bool:
@@ -54,13 +63,15 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         settings = Settings(model=opt.model, method=opt.method, prompts=opt.prompts, config=opt.cg_config,
                             device=opt.device, dtype=opt.dtype, batch_size=opt.batch_size,
-                            report_dir=opt.report_dir)
+                            report_dir=opt.report_dir, h4_model=opt.h4_model)
         run = Run(settings, root=config.rootpath)
         active = _collects_hypotheses(config)
         if active:
             run.config, run.prompt_set  # validate the YAML inputs before anything slow
             if not getattr(opt, "xmlpath", None):
                 opt.xmlpath = str(run.report_dir / "junit.xml")
+            if opt.keyword:
+                opt.keyword = _HYPOTHESIS_TOKEN.sub(lambda m: HYPOTHESIS_KEYWORD + m.group(1).upper(), opt.keyword)
     except CircuitgateError as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[RUN_KEY] = run
@@ -76,17 +87,29 @@ def uncaptured(config: pytest.Config) -> Iterator[None]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    for arg, hypothesis in COMPONENT_ARGS.items():
-        if arg not in metafunc.fixturenames:
-            continue
-        run = metafunc.config.stash[RUN_KEY]
-        try:
-            with uncaptured(metafunc.config):
-                expected = run.expectations.components.get(hypothesis, {})
-        except CircuitgateError as e:
-            raise pytest.UsageError(str(e)) from None
-        # Node ids hold the component only, never the model, so runs on two checkpoints line up.
-        metafunc.parametrize(arg, list(expected), ids=list(expected))
+    args = [a for a in COMPONENT_ARGS if a in metafunc.fixturenames]
+    match = _COMPONENT_TEST.match(metafunc.function.__name__)
+    if not (args and match):
+        return
+    hypothesis, run = match.group(1), metafunc.config.stash[RUN_KEY]
+    try:
+        with uncaptured(metafunc.config):
+            # H4's ids are depth bins, known without building or loading the second model.
+            ids = run.h4_depth_ids() if hypothesis == "H4" else list(run.expected_components(hypothesis))
+    except CircuitgateError as e:
+        raise pytest.UsageError(str(e)) from None
+    # Node ids hold the component only, never the model, so runs on two checkpoints line up.
+    metafunc.parametrize(args[0], ids, ids=ids)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k deselects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.stash[ACTIVE_KEY]:
+        return
+    for item in items:
+        match = _COMPONENT_TEST.match(item.name) or re.fullmatch(r"test_(H\d)", item.name)
+        if match:
+            item.extra_keyword_matches.add(HYPOTHESIS_KEYWORD + match.group(1))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -123,10 +146,12 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         expected = run.expected_verdict(h)
         s = r.summary
         ok = r.verdict == expected
-        tr.write_line(
-            f"{h}  {r.verdict:<13} expected {expected:<13} {'PASS' if ok else 'FAIL'}  "
+        numbers = s.get("headline") or (
             f"specialised {s.get('n_specialised')} (recall {s.get('n_recall')}, reasoning {s.get('n_reasoning')}, "
-            f"mixed {s.get('n_mixed')}; threshold {s.get('threshold')})",
-            green=ok, red=not ok,
-        )
+            f"mixed {s.get('n_mixed')}; threshold {s.get('threshold')})")
+        if h not in run.tested:  # an input of a selected hypothesis (H3's neurons for H5), not judged
+            tr.write_line(f"{h}  {r.verdict:<13} (computed as an input, not tested)  {numbers}")
+            continue
+        tr.write_line(f"{h}  {r.verdict:<13} expected {expected:<13} {'PASS' if ok else 'FAIL'}  {numbers}",
+                      green=ok, red=not ok)
     tr.write_line(f"reports: {Path(run.report_dir)}")

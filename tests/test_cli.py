@@ -152,8 +152,8 @@ def test_report_writes_report_html_beside_the_verdicts(tmp_path, capsys):
     html = target.read_text()
     assert html == render_html(verdicts_doc())
     table = rows(html)
-    assert ("pass", ["H1", "supported", "supported", "True", "3", "1"]) in table
-    assert ("fail", ["H2", "inconclusive", "supported", "False", "0", "1"]) in table
+    assert ("pass", ["H1", "supported", "supported", "True", "specialised 3, threshold 1"]) in table
+    assert ("fail", ["H2", "inconclusive", "supported", "False", "specialised 0, threshold 1"]) in table
     assert ("pass", ["L00", "recall", "recall", "-1.23", "0.000123"]) in table
     assert ("fail", ["L01", "none", "reasoning", "0.1", "0.9"]) in table
     assert ("info", ["L00H01", "mixed", "", "2", "0.01"]) in table
@@ -180,7 +180,7 @@ def test_report_on_the_minimal_design_document(tmp_path, capsys):
     html = (tmp_path / "report.html").read_text()
     assert "<h1>circuitgate report: Qwen/Qwen2.5-7B-Instruct</h1>" in html
     assert "(? pairs)" in html and "expectations from none" in html
-    assert ("pass", ["H1", "supported", "supported", "True", "", ""]) in rows(html)
+    assert ("pass", ["H1", "supported", "supported", "True", ""]) in rows(html)
     assert ("info", ["L04", "recall", "", "-1.3", "0.001"]) in rows(html)
 
 
@@ -233,3 +233,23 @@ def test_organism_build_command_builds_into_the_given_cache(tmp_path, capsys):
     assert re.fullmatch(r"qwen2: \S+ \(recall (0\.9\d|1\.00), reasoning (0\.(8[5-9]|9\d)|1\.00)\)", line), line
     built = [p for p in (tmp_path / "organism").iterdir() if not p.name.startswith(".")]
     assert len(built) == 1 and is_organism_dir(built[0])
+
+
+def test_report_shows_h4_profiles_side_by_side_and_h5_intervals():
+    doc = verdicts_doc()
+    doc["hypotheses"]["H4"] = {
+        "verdict": "not_supported", "expected": "not_supported", "passed": True, "tested": True,
+        "summary": {"models": ["a", "b"], "n_bins": 2, "headline": "a vs b over 2 depth bins",
+                    "binned": {"a": {"H1": [0.5, -1.0], "H5": [0.25, 0.0]}, "b": {"H1": [0.75, -2.0], "H5": [0.0, 0.5]}}},
+        "components": {},
+    }
+    doc["hypotheses"]["H5"] = {
+        "verdict": "not_supported", "expected": "supported", "passed": False, "tested": True,
+        "summary": {"headline": "1 recall-selective"},
+        "components": {"head-L0H1": {"class": "recall", "effect": 0.2, "p_adj": None, "recall_drop": [0.2, 0.1, 0.3],
+                                     "reasoning_drop": [0.0, 0.0, 0.0], "interaction_ci": [0.1, 0.3]}},
+    }
+    table = rows(render_html(doc))
+    assert ("", ["D0", "0.5", "0.25", "0.75", "0"]) in table
+    assert ("", ["D1", "-1", "0", "-2", "0.5"]) in table
+    assert ("info", ["head-L0H1", "recall", "", "0.2", "", "0.2 [0.1, 0.3]", "0 [0, 0]", "[0.1, 0.3]", ""]) in table

@@ -168,12 +168,28 @@ def test_incomplete_dirs_are_not_trusted(tmp_path):
         read_info(tmp_path)
 
 
-@pytest.mark.parametrize(
-    "recall_drop, reasoning_drop, cls",
-    [(0.5, 0.0, "recall"), (0.0, 0.5, "reasoning"), (0.1, 0.1, "mixed"), (0.09, 0.0, "none"), (1.0 - 0.9, 0, "recall")],
-)
-def test_classify(recall_drop, reasoning_drop, cls):
-    assert groundtruth.classify(recall_drop, reasoning_drop) == cls
+def _truth(clean: str, rows: dict[str, tuple[str, str]]) -> dict:
+    """A ground-truth section with the given clean and per-target correctness bits (recall = reasoning clean)."""
+    return {"clean_correct": {"recall": clean, "reasoning": clean},
+            "targets": {t: {"recall_correct": r, "reasoning_correct": s} for t, (r, s) in rows.items()}}
+
+
+def test_classes_follow_the_h5_rule_from_the_stored_bits():
+    clean = "1" * 20
+    truth = _truth(clean, {
+        "recall-only": ("0" * 10 + "1" * 10, clean),  # drop 0.5 on recall, 0 on reasoning
+        "both": ("0" * 10 + "1" * 10, "0" * 10 + "1" * 10),
+        "neither": ("0" + "1" * 19, clean),  # drop 0.05 < tau
+        "weak": ("00" + "1" * 18, "0" + "1" * 19),  # recall 0.10 hurts, but not beyond reasoning's 0.05
+    })
+    assert groundtruth.classes(truth) == {"recall-only": "recall", "both": "mixed", "neither": "none", "weak": "mixed"}
+    ids, recall, reasoning = groundtruth.pair_drops(truth)
+    assert ids == list(truth["targets"]) and recall.shape == reasoning.shape == (20, 4)
+    assert recall[:, 0].mean() == 0.5 and reasoning[:, 0].sum() == 0
+
+
+def test_bits_round_trip():
+    assert groundtruth.bits(torch.tensor([True, False, True])) == "101"
 
 
 @pytest.fixture(scope="module")
@@ -239,8 +255,10 @@ def test_build_meets_accuracy_floor(built):
 def test_ground_truth_is_complete(built):
     info = read_info(built[1])
     truth = info["ground_truth"]
-    assert truth["ablation"] == "zero" and truth["tau"] == 0.1
+    assert truth["ablation"] == "zero" and truth["metric"] == "accuracy" and truth["rule"]["tau"] == 0.1
     assert truth["clean"] == {"recall": info["accuracy"]["recall"], "reasoning": info["accuracy"]["reasoning"]}
+    n = len(_items("recall"))
+    assert len(truth["clean_correct"]["recall"]) == len(truth["clean_correct"]["reasoning"]) == n
     expected = (
         [f"attn-L{l}" for l in range(4)]
         + [f"mlp-L{l}" for l in range(4)]
@@ -248,10 +266,13 @@ def test_ground_truth_is_complete(built):
         + ["mlp-all"]
     )
     assert list(truth["targets"]) == expected
-    for row in truth["targets"].values():
-        assert set(row) == {"recall", "reasoning", "recall_drop", "reasoning_drop", "class"}
-        assert row["class"] == groundtruth.classify(row["recall_drop"], row["reasoning_drop"])
+    stored = groundtruth.classes(truth)
+    for target, row in truth["targets"].items():
+        assert set(row) == {"recall", "reasoning", "recall_drop", "reasoning_drop", "recall_correct",
+                            "reasoning_correct", "class"}
+        assert row["class"] == stored[target]
         assert row["recall_drop"] == pytest.approx(truth["clean"]["recall"] - row["recall"])
+        assert row["recall"] == pytest.approx(row["recall_correct"].count("1") / n)
 
 
 @pytest.mark.slow

@@ -57,7 +57,11 @@ def test_writes_the_four_files_and_a_summary(suite, tmp_path):
     assert doc["schema"] == 1 and doc["method"] == "seed"
     assert doc["prompts"]["name"] == "tiny" and len(doc["prompts"]["sha256"]) == 64
     assert len(doc["model"]["sha256"]) == 64
-    assert set(doc["hypotheses"]) == {"H1", "H2"}
+    assert set(doc["hypotheses"]) == {"H1", "H2", "H3", "H4", "H5"}
+    assert all(h["tested"] for h in doc["hypotheses"].values())
+    # A model without a registry twin cannot be compared across architectures: H4 says so.
+    assert doc["hypotheses"]["H4"]["verdict"] == "inconclusive"
+    assert "--h4-model" in doc["hypotheses"]["H4"]["summary"]["reason"]
     for h in doc["hypotheses"].values():
         assert h["verdict"] in ("supported", "not_supported", "inconclusive")
         assert h["expected"] == "supported"  # no expectations source, no config: the default
@@ -66,8 +70,9 @@ def test_writes_the_four_files_and_a_summary(suite, tmp_path):
     assert len(doc["hypotheses"]["H2"]["components"]) == 8
     n_passed = sum(h["passed"] for h in doc["hypotheses"].values())
     outcomes = result.parseoutcomes()
-    assert outcomes.get("passed", 0) == n_passed and outcomes.get("failed", 0) == 2 - n_passed
-    result.stdout.fnmatch_lines(["*circuitgate verdicts*", "H1 *expected supported*", "H2 *", f"reports: {out}"])
+    assert outcomes.get("passed", 0) == n_passed and outcomes.get("failed", 0) == 5 - n_passed
+    result.stdout.fnmatch_lines(["*circuitgate verdicts*", "H1 *expected supported*", "H2 *", "H3 *",
+                                 "H4  inconclusive *no registry twin*", "H5 *targets*", f"reports: {out}"])
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["device"] == "cpu" and manifest["packages"]["torch"]
     assert manifest["prompts"]["sha256"] == doc["prompts"]["sha256"]
@@ -89,12 +94,13 @@ def test_expected_verdicts_from_config_decide_pass_and_fail(suite, tmp_path):
     actual = {h: e["verdict"] for h, e in _verdicts(first)["hypotheses"].items()}
     agree = tmp_path / "agree.yaml"
     agree.write_text("expected: " + json.dumps(actual) + "\n")
-    suite("--report-dir", str(tmp_path / "a"), "--config", str(agree)).assert_outcomes(passed=2, skipped=2)
+    # No expectations source: component tests have no ids (one skip per component test function).
+    suite("--report-dir", str(tmp_path / "a"), "--config", str(agree)).assert_outcomes(passed=5, skipped=5)
     flipped = {h: ("inconclusive" if v != "inconclusive" else "supported") for h, v in actual.items()}
     disagree = tmp_path / "disagree.yaml"
     disagree.write_text("expected: " + json.dumps(flipped) + "\n")
     result = suite("--report-dir", str(tmp_path / "d"), "--config", str(disagree))
-    result.assert_outcomes(failed=2, skipped=2)
+    result.assert_outcomes(failed=5, skipped=5)
     result.stdout.fnmatch_lines([f"*H1 is {actual['H1']}, expected {flipped['H1']}*"])
     assert result.ret == 1
 
@@ -103,6 +109,15 @@ def test_k_selects_only_what_the_hypothesis_needs(suite, tmp_path):
     out = tmp_path / "out"
     suite("-k", "H2", "--report-dir", str(out))
     assert set(_verdicts(out)["hypotheses"]) == {"H2"}
+
+
+def test_k_h5_computes_h3_as_its_input_without_judging_it(suite, tmp_path):
+    out = tmp_path / "out"
+    result = suite("-k", "H5", "--report-dir", str(out))
+    doc = _verdicts(out)["hypotheses"]
+    assert set(doc) == {"H3", "H5"} and doc["H5"]["tested"] and not doc["H3"]["tested"]
+    result.stdout.fnmatch_lines(["H3 *(computed as an input, not tested)*", "H5 *expected supported*"])
+    assert result.parseoutcomes().get("passed", 0) + result.parseoutcomes().get("failed", 0) == 1
 
 
 def test_rerun_gives_identical_verdicts(suite, tmp_path):

@@ -346,4 +346,5 @@ def analyse_h3(recall: Activations, reasoning: Activations, cfg: H3Config,
         "n_pairs": n_pairs,
     }
     verdict = "supported" if int(specialised.sum()) >= threshold else "not_supported"
-    return HypothesisResult("H3", verdict, METHOD, summary, components)
+    return HypothesisResult("H3", verdict, METHOD, summary, components,
+                            arrays={"specific": st.specific, "d": st.d})

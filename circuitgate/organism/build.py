@@ -32,7 +32,7 @@ except ImportError:  # no flock (Windows): concurrent builders still end safely 
 
 log = logging.getLogger(__name__)
 
-SCHEMA = 1
+SCHEMA = 2  # 2: per-item correctness in the ground truth, classes by the H5 rule
 INFO_FILE = "organism.json"
 _REQUIRED_KEYS = ("schema", "arch", "recipe", "recipe_hash", "accuracy", "ground_truth")
 

@@ -2,20 +2,30 @@
 
 This is deliberately independent of nnsight and of circuitgate's intervention code: it is the
 reference those are checked against. Whatever the ablations show is the ground truth.
+
+What is stored is the measurement itself: for every target, which probe items stay correct (one
+bit per item, item i of each task being fact i, so drops pair up). Classes come from those bits by
+H5's rule (``circuitgate.causal.classify_targets``: a drop of at least tau hurts a skill; a target is
+specific to one skill only when the paired task x target interaction's bootstrap interval excludes
+zero), so the organism's truth and H5's verdicts are judged by one rule, measured by two codes.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
+import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
+from circuitgate.causal import classify_targets
+from circuitgate.config import H5Config
 from circuitgate.models.adapters import adapter_for
 from circuitgate.organism.train import Item, correct
 
-TAU = 0.1  # an absolute accuracy drop at or above this counts as "hurts the skill"
+# The classification rule's defaults are H5's (one source): tau = 0.1 accuracy drop, 95% intervals.
+RULE = H5Config()
 
 Hook = Callable[[PreTrainedModel], list[torch.utils.hooks.RemovableHandle]]
 
@@ -80,38 +90,59 @@ def ablated(model: PreTrainedModel, hook: Hook) -> Iterator[None]:
             h.remove()
 
 
-def classify(recall_drop: float, reasoning_drop: float, tau: float = TAU) -> str:
-    # The epsilon keeps a drop of exactly tau (e.g. 1.0 - 0.9 in floats) on the "hurts" side.
-    hurts_recall, hurts_reasoning = recall_drop >= tau - 1e-9, reasoning_drop >= tau - 1e-9
-    if hurts_recall and hurts_reasoning:
-        return "mixed"
-    if hurts_recall:
-        return "recall"
-    if hurts_reasoning:
-        return "reasoning"
-    return "none"
+def bits(correct_items: torch.Tensor) -> str:
+    """Per-item correctness as a compact string of 0/1 (one character per probe item)."""
+    return "".join("1" if c else "0" for c in correct_items.tolist())
 
 
-def _accuracy(model, tokenizer, items: Sequence[Item]) -> float:
-    return correct(model, tokenizer, items).float().mean().item()
+def _unbits(text: str) -> np.ndarray:
+    return np.array([c == "1" for c in text], dtype=float)
+
+
+def pair_drops(truth: Mapping[str, Any], ids: Sequence[str] | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(target ids, recall drops [P, T], reasoning drops [P, T]): per pair, clean minus ablated correctness."""
+    ids = list(truth["targets"]) if ids is None else list(ids)
+    clean_r, clean_s = (_unbits(truth["clean_correct"][side]) for side in ("recall", "reasoning"))
+    rows = [truth["targets"][t] for t in ids]
+    recall = np.stack([clean_r - _unbits(row["recall_correct"]) for row in rows], axis=1)
+    reasoning = np.stack([clean_s - _unbits(row["reasoning_correct"]) for row in rows], axis=1)
+    return ids, recall, reasoning
+
+
+def classes(truth: Mapping[str, Any], rule: H5Config = RULE, ids: Sequence[str] | None = None) -> dict[str, str]:
+    """Target id -> class by H5's rule with ``rule``'s tau, level, resamples and seed."""
+    ids, recall, reasoning = pair_drops(truth, ids)
+    stats = classify_targets(recall, reasoning, tau=rule.min_drop, level=rule.level, n_boot=rule.n_boot, seed=rule.seed)
+    return dict(zip(ids, (str(c) for c in stats.cls)))
 
 
 def measure(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, recall: Sequence[Item], reasoning: Sequence[Item]
 ) -> dict:
-    """The ``ground_truth`` section of organism.json, on the given recall and reasoning items."""
+    """The ``ground_truth`` section of organism.json, on the given recall and reasoning items (item i
+    of each list is fact i: the pairs of the organism prompt set)."""
     torch.set_num_threads(1)
-    clean = {"recall": _accuracy(model, tokenizer, recall), "reasoning": _accuracy(model, tokenizer, reasoning)}
+    clean_r, clean_s = correct(model, tokenizer, recall), correct(model, tokenizer, reasoning)
     rows = {}
     for target, hook in targets(model).items():
         with ablated(model, hook):
-            acc_recall, acc_reasoning = _accuracy(model, tokenizer, recall), _accuracy(model, tokenizer, reasoning)
-        recall_drop, reasoning_drop = clean["recall"] - acc_recall, clean["reasoning"] - acc_reasoning
+            abl_r, abl_s = correct(model, tokenizer, recall), correct(model, tokenizer, reasoning)
         rows[target] = {
-            "recall": acc_recall,
-            "reasoning": acc_reasoning,
-            "recall_drop": recall_drop,
-            "reasoning_drop": reasoning_drop,
-            "class": classify(recall_drop, reasoning_drop),
+            "recall": abl_r.float().mean().item(),
+            "reasoning": abl_s.float().mean().item(),
+            "recall_drop": (clean_r.float().mean() - abl_r.float().mean()).item(),
+            "reasoning_drop": (clean_s.float().mean() - abl_s.float().mean()).item(),
+            "recall_correct": bits(abl_r),
+            "reasoning_correct": bits(abl_s),
         }
-    return {"ablation": "zero", "tau": TAU, "clean": clean, "targets": rows}
+    truth = {
+        "ablation": "zero",
+        "metric": "accuracy",
+        "rule": {"tau": RULE.min_drop, "level": RULE.level, "n_boot": RULE.n_boot, "seed": RULE.seed},
+        "clean": {"recall": clean_r.float().mean().item(), "reasoning": clean_s.float().mean().item()},
+        "clean_correct": {"recall": bits(clean_r), "reasoning": bits(clean_s)},
+        "targets": rows,
+    }
+    for target, cls in classes(truth).items():
+        rows[target]["class"] = cls
+    return truth

@@ -1,4 +1,5 @@
-"""report.html: one self-contained page from a verdicts.json document (a table of verdicts for now)."""
+"""report.html: one self-contained page from a verdicts.json document: the verdicts, H4's two depth
+profiles side by side, and every hypothesis's components (tables; plots are issue 5's)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ code { font-size: 12px; }
 
 
 def _fmt(x: Any) -> str:
+    if x is None:  # null in verdicts.json: no value (a non-finite number, or no p-value for H5)
+        return ""
     if isinstance(x, float):
         return f"{x:.3g}"
     return escape(str(x))
@@ -23,6 +26,46 @@ def _fmt(x: Any) -> str:
 
 def _row(cells: list[str], cls: str = "") -> str:
     return f"<tr class='{cls}'>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+
+
+def _numbers(summary: Mapping[str, Any]) -> str:
+    """Why an inconclusive verdict is one, else the headline, else the counts the summary has."""
+    if "reason" in summary or "headline" in summary:
+        return str(summary.get("reason") or summary["headline"])
+    return ", ".join(f"{label} {summary[key]}" for key, label in _COUNTS if key in summary)
+
+
+_COUNTS = (("n_specialised", "specialised"), ("n_recall", "recall"), ("n_reasoning", "reasoning"),
+           ("n_mixed", "mixed"), ("threshold", "threshold"))
+
+
+def _interval(values: Any) -> str:
+    if not values or any(v is None for v in values):
+        return ""
+    estimate, low, high = values if len(values) == 3 else (None, *values)
+    inner = f"[{low:.3g}, {high:.3g}]"
+    return inner if estimate is None else f"{estimate:.3g} {inner}"
+
+
+# H5's intervals: mean drop per task (clean minus ablated) and the interaction (recall minus reasoning).
+_H5_COLUMNS = (
+    ("recall drop [CI]", lambda c: _interval(c.get("recall_drop"))),
+    ("reasoning drop [CI]", lambda c: _interval(c.get("reasoning_drop"))),
+    ("interaction CI", lambda c: _interval(c.get("interaction_ci"))),
+    ("control", lambda c: (c.get("control") or {}).get("id", "")),
+)
+
+
+def _h4_profiles(summary: Mapping[str, Any]) -> list[str]:
+    """H4's two models' depth profiles side by side, one row per depth bin."""
+    models = summary["models"]
+    kinds = list(next(iter(summary["binned"].values())))
+    head = "".join(f"<th>{escape(m)} {escape(k)}</th>" for m in models for k in kinds)
+    rows = [f"<h2>H4 depth profiles</h2><p>{escape(_numbers(summary))}</p><table><tr><th>depth bin</th>{head}</tr>"]
+    for b in range(summary["n_bins"]):
+        rows.append(_row([f"D{b}"] + [_fmt(summary["binned"][m][k][b]) for m in models for k in kinds]))
+    rows.append("</table>")
+    return rows
 
 
 def render_html(doc: Mapping[str, Any]) -> str:
@@ -36,22 +79,24 @@ def render_html(doc: Mapping[str, Any]) -> str:
         f"method <b>{escape(doc['method'])}</b>, prompts <b>{escape(prompts['name'])}</b> "
         f"({prompts.get('n_pairs', '?')} pairs), expectations from {escape(doc.get('expectations', 'none'))}.</p>",
         "<h2>Verdicts</h2><table><tr><th>hypothesis</th><th>verdict</th><th>expected</th><th>passed</th>"
-        "<th>specialised</th><th>threshold</th></tr>",
+        "<th>numbers</th></tr>",
     ]
     hyps = doc["hypotheses"]
     for h, e in hyps.items():
-        s = e["summary"]
-        parts.append(_row([escape(h), _fmt(e["verdict"]), _fmt(e["expected"]), _fmt(e["passed"]),
-                           _fmt(s.get("n_specialised", "")), _fmt(s.get("threshold", ""))],
-                          "pass" if e["passed"] else "fail"))
+        status = ("pass" if e["passed"] else "fail") if e.get("tested", True) else "info"
+        parts.append(_row([escape(h), _fmt(e["verdict"]), _fmt(e["expected"] if e.get("tested", True) else "not tested"),
+                           _fmt(e["passed"]), _fmt(_numbers(e["summary"]))], status))
     parts.append("</table>")
+    if "H4" in hyps and "binned" in hyps["H4"]["summary"]:
+        parts += _h4_profiles(hyps["H4"]["summary"])
     for h, e in hyps.items():
+        extra = _H5_COLUMNS if h == "H5" else ()
         parts.append(f"<h2>{escape(h)} components</h2><table><tr><th>component</th><th>class</th><th>expected</th>"
-                     "<th>effect</th><th>p (adjusted)</th></tr>")
+                     "<th>effect</th><th>p (adjusted)</th>" + "".join(f"<th>{t}</th>" for t, _ in extra) + "</tr>")
         for cid, c in e["components"].items():
             status = "info" if "passed" not in c else ("pass" if c["passed"] else "fail")
             parts.append(_row([escape(cid), _fmt(c["class"]), _fmt(c.get("expected", "")), _fmt(c["effect"]),
-                               _fmt(c["p_adj"])], status))
+                               _fmt(c["p_adj"])] + [_fmt(get(c)) for _, get in extra], status))
         parts.append("</table>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
