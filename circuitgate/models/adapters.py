@@ -52,6 +52,10 @@ class Adapter:
     def mlp_module(self, model: Any, i: int) -> Any:
         return _get(self.layer(model, i), self.mlp_path)
 
+    def down_proj_module(self, model: Any, i: int) -> Any:
+        """down_proj: its input is the MLP neurons (a pre-hook here reads or edits them)."""
+        return _get(self.layer(model, i), self.down_path)
+
     # Values inside an nnsight trace.
     def residual(self, model: Any, i: int) -> Any:
         """Output of decoder layer i, [B, T, D] (a plain tensor in transformers 5, not a tuple)."""

@@ -1,0 +1,455 @@
+"""Causal interventions: ablation sweeps and residual patching, many interventions per forward pass.
+
+An H5 sweep on a 7B model ablates hundreds of targets (every head, attention and MLP output) over
+hundreds of prompts; one trace per target would spend its time in per-trace overhead. Instead a batch
+of B prompts is repeated 1 + k times in one forward: copy 0 runs clean, copy j carries the j-th
+intervention of the chunk. Rows of a batch never interact, so this equals k separate runs
+(NNSIGHT_NOTES.md "Many ablations in one forward"), and the clean copy is the donor that resample
+ablation reads from in the same pass.
+
+Batches are left-padded (position -1 is the last prompt token of every row) and built from prompts
+sorted by token length, so little is padded and a resample donor has about its receiver's length.
+Only the last position's logits are computed (``logits_to_keep=1`` reaches the HF forward through
+nnsight): full [rows, T, V] logits of a 152k vocabulary would dwarf everything else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from circuitgate import CircuitgateError
+from circuitgate.extract import _left_pad, tokenize
+from circuitgate.models.adapters import Shape
+from circuitgate.models.loading import LoadedModel
+
+ABLATIONS = ("zero", "mean", "resample")
+METRICS = ("accuracy", "prob", "logit_diff")
+KINDS = ("attn", "mlp", "head", "neurons")
+
+# The activation each kind of target edits, and the order these run inside a layer: a trace must touch
+# them in execution order (NNSIGHT_NOTES.md). "resid" (the decoder layer output) is what patching edits.
+_SITE_OF_KIND = {"head": "heads", "attn": "attn", "neurons": "neurons", "mlp": "mlp"}
+_SITE_ORDER = ("heads", "attn", "neurons", "mlp", "resid")
+
+_CLEAN = "in the clean run"
+
+SiteKey = tuple[int, str]  # (layer, site)
+Edit = Callable[[torch.Tensor], None]  # edits a site's activation in place, inside a trace
+
+
+@dataclass(frozen=True)
+class Target:
+    """One thing to ablate: a layer's attention or MLP output, one head, or a set of MLP neurons."""
+
+    id: str
+    kind: str
+    layer: int
+    head: int | None = None
+    neurons: tuple[int, ...] | None = None  # indices into the layer's MLP neurons (down_proj input)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise CircuitgateError(f"target {self.id!r}: unknown kind {self.kind!r} (use {', '.join(KINDS)})")
+        if (self.head is not None) != (self.kind == "head"):
+            raise CircuitgateError(f"target {self.id!r}: a head index is given exactly when kind is 'head'")
+        if self.kind == "neurons":
+            if self.neurons is None or len(self.neurons) == 0:
+                raise CircuitgateError(f"target {self.id!r}: kind 'neurons' needs a non-empty neuron list")
+            # A tuple of ints whatever the caller passed (a list, a numpy array): hashable and comparable.
+            object.__setattr__(self, "neurons", tuple(int(n) for n in self.neurons))
+        elif self.neurons is not None:
+            raise CircuitgateError(f"target {self.id!r}: neurons are given only for kind 'neurons'")
+
+    @property
+    def site(self) -> str:
+        return _SITE_OF_KIND[self.kind]
+
+
+def standard_targets(shape: Shape) -> list[Target]:
+    """Every layer's attention and MLP output and every head, by layer: the ids components use."""
+    out: list[Target] = []
+    for layer in range(shape.n_layers):
+        out.append(Target(f"attn-L{layer}", "attn", layer))
+        out.append(Target(f"mlp-L{layer}", "mlp", layer))
+        out.extend(Target(f"head-L{layer}H{h}", "head", layer, head=h) for h in range(shape.n_heads))
+    return out
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Per-prompt next-token metrics at the last prompt token, float64 arrays [P]."""
+
+    accuracy: np.ndarray  # 1.0 where the top token is the answer's first token
+    prob: np.ndarray  # softmax probability of the answer's first token
+    logit_diff: np.ndarray  # answer logit minus the best wrong candidate's logit
+
+    def get(self, name: str) -> np.ndarray:
+        if name not in METRICS:
+            raise CircuitgateError(f"unknown metric {name!r} (use {', '.join(METRICS)})")
+        return getattr(self, name)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    clean: Metrics
+    ablated: dict[str, Metrics]  # target id -> the same prompts with that target ablated
+    ablation: str
+
+
+@dataclass(frozen=True)
+class PatchResult:
+    own: list[Metrics]  # per layer: scored against the prompts' own answers
+    other: list[Metrics]  # per layer: the same runs scored against other_answers
+    clean: Metrics  # unpatched, own answers
+    clean_other: Metrics  # unpatched, other answers: the baseline that ``other`` is compared with
+
+
+def answer_token_ids(tokenizer: Any, answers: Sequence[str]) -> np.ndarray:
+    """First token of each answer as a continuation of the prompt (hence the leading space)."""
+    if not answers:
+        return np.zeros(0, dtype=np.int64)
+    rows = tokenizer([" " + a for a in answers], add_special_tokens=False)["input_ids"]
+    unk = getattr(tokenizer, "unk_token_id", None)
+    ids = []
+    for answer, row in zip(answers, rows):
+        if not row:
+            raise CircuitgateError(f"answer {answer!r} tokenises to nothing")
+        if unk is not None and row[0] == unk:
+            raise CircuitgateError(f"answer {answer!r} tokenises to the unknown token; the model cannot name it")
+        ids.append(row[0])
+    return np.array(ids, dtype=np.int64)
+
+
+def metrics_from_logits(
+    logits: torch.Tensor | np.ndarray, answer_ids: np.ndarray, candidate_ids: np.ndarray
+) -> Metrics:
+    """Metrics of next-token logits [N, V] against one answer token per row.
+
+    The best wrong answer is the top logit among the distinct ``candidate_ids`` other than the row's
+    answer; with fewer than two distinct candidates there is no wrong candidate for some row, so the
+    whole vocabulary but the answer is used. Reductions run where the logits are (a GPU for a big
+    vocabulary); only [N] vectors are brought back and combined in float64.
+    """
+    lg = torch.as_tensor(logits).float()
+    ans = torch.as_tensor(np.asarray(answer_ids), dtype=torch.long, device=lg.device)[:, None]
+    cands = torch.as_tensor(np.unique(candidate_ids), dtype=torch.long, device=lg.device)
+    if len(cands) >= 2:
+        wrong = lg[:, cands].masked_fill(cands[None, :] == ans, float("-inf"))
+    else:
+        wrong = lg.scatter(1, ans, float("-inf"))
+    target = lg.gather(1, ans)[:, 0]
+
+    def host(t: torch.Tensor) -> np.ndarray:
+        return t.double().cpu().numpy()
+
+    return Metrics(
+        accuracy=host(lg.argmax(1) == ans[:, 0]),
+        prob=np.exp(host(target) - host(lg.logsumexp(1))),
+        logit_diff=host(target) - host(wrong.max(1).values),
+    )
+
+
+def plan_batches(lengths: Sequence[int], batch_size: int, resample: bool = False) -> list[np.ndarray]:
+    """Prompt indices of each batch: consecutive prompts in (stable) order of token length.
+
+    For resample a trailing batch of one prompt is merged into the one before: a lone prompt has no
+    donor but itself.
+    """
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if resample and len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2:] = [np.concatenate(batches[-2:])]
+    return batches
+
+
+def resample_donors(lengths: Sequence[int], batch_size: int) -> np.ndarray:
+    """donor[p]: the prompt whose clean activations prompt p receives under resample ablation.
+
+    The next prompt of p's batch, cyclically, so a donor is never p itself and runs in p's forward.
+    """
+    if len(lengths) < 2:
+        raise CircuitgateError("resample ablation needs at least 2 prompts (a prompt never donates to itself)")
+    if batch_size < 2:
+        raise CircuitgateError(
+            f"resample ablation needs batch_size >= 2 (donors come from the same batch), got {batch_size}")
+    donor = np.empty(len(lengths), dtype=np.int64)
+    for batch in plan_batches(lengths, batch_size, resample=True):
+        donor[batch] = np.roll(batch, -1)
+    return donor
+
+
+def _check_inputs(prompts: Sequence[str], answers: Sequence[str], batch_size: int, max_rows: int) -> None:
+    if not prompts:
+        raise CircuitgateError("no prompts to intervene on")
+    if len(prompts) != len(answers):
+        raise CircuitgateError(f"{len(prompts)} prompts but {len(answers)} answers")
+    if batch_size < 1:
+        raise CircuitgateError(f"batch_size must be >= 1, got {batch_size}")
+    if max_rows < 1:
+        raise CircuitgateError(f"max_rows must be >= 1, got {max_rows}")
+
+
+def _check_targets(targets: Sequence[Target], shape: Shape) -> None:
+    seen: set[str] = set()
+    for t in targets:
+        if t.id in seen:
+            raise CircuitgateError(f"target id {t.id!r} is given twice")
+        seen.add(t.id)
+        if not 0 <= t.layer < shape.n_layers:
+            raise CircuitgateError(f"target {t.id!r}: layer {t.layer} out of range (the model has {shape.n_layers})")
+        if t.head is not None and not 0 <= t.head < shape.n_heads:
+            raise CircuitgateError(f"target {t.id!r}: head {t.head} out of range (the model has {shape.n_heads})")
+        if t.neurons is not None:
+            bad = [n for n in t.neurons if not 0 <= n < shape.ffn]
+            if bad:
+                raise CircuitgateError(
+                    f"target {t.id!r}: neuron {bad[0]} out of range (the model has {shape.ffn} per layer)")
+
+
+def _site_value(loaded: LoadedModel, layer: int, site: str) -> Any:
+    """The activation of a site inside a trace (a real tensor in nnsight 0.8): read it, or edit it in place."""
+    m, ad = loaded.model, loaded.adapter
+    if site == "heads":
+        return ad.head_input(m, layer)
+    if site == "attn":
+        return ad.attention(m, layer)[0]
+    if site == "neurons":
+        return ad.neurons(m, layer)
+    if site == "mlp":
+        return ad.mlp_output(m, layer)
+    return ad.residual(m, layer)
+
+
+def _trace_order(key: SiteKey) -> tuple[int, int]:
+    return key[0], _SITE_ORDER.index(key[1])
+
+
+def _inputs(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {"input_ids": ids.to(loaded.device), "attention_mask": mask.to(loaded.device)}
+
+
+@torch.no_grad()
+def _forward(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, copies: int,
+             edits: dict[SiteKey, list[Edit]]) -> torch.Tensor:
+    """Last-position logits [copies * B, V] of the batch repeated ``copies`` times, with edits applied."""
+    inputs = _inputs(loaded, ids.repeat(copies, 1), mask.repeat(copies, 1))
+    with loaded.model.trace(inputs, logits_to_keep=1):
+        for key in sorted(edits, key=_trace_order):
+            x = _site_value(loaded, *key)
+            for edit in edits[key]:
+                edit(x)
+        logits = loaded.adapter.logits(loaded.model)[:, -1, :].save()
+    return logits
+
+
+@torch.no_grad()
+def _site_means(loaded: LoadedModel, texts: Sequence[str], keys: set[SiteKey], batch_size: int,
+                progress: bool, desc: str) -> dict[SiteKey, torch.Tensor]:
+    """Mean of each site's activation over all real token positions of ``texts``, in float64.
+
+    Mask-weighted sums, so pad positions (garbage, NNSIGHT_NOTES.md) never enter the mean.
+    """
+    rows = tokenize(loaded, texts)
+    order = sorted(keys, key=_trace_order)
+    sums: dict[SiteKey, torch.Tensor] = {}
+    count = 0
+    starts = range(0, len(rows), batch_size)
+    for start in tqdm(starts, desc=f"{desc} (means)", unit="batch", disable=not progress, leave=False):
+        ids, mask = _left_pad(rows[start:start + batch_size], loaded.tokenizer.pad_token_id)
+        weight = mask.to(torch.float64)[..., None]
+        part: dict[SiteKey, torch.Tensor] = {}
+        with loaded.model.trace(_inputs(loaded, ids, mask), logits_to_keep=1):
+            for key in order:
+                x = _site_value(loaded, *key)
+                part[key] = (x.double() * weight.to(x.device)).sum((0, 1)).save()
+        for key in order:
+            sums[key] = sums[key] + part[key] if key in sums else part[key]
+        count += int(mask.sum())
+    return {key: s / count for key, s in sums.items()}
+
+
+def _selector(target: Target, shape: Shape) -> slice | torch.Tensor:
+    """The part of the last dimension of the target's site that the target owns."""
+    if target.kind == "head":
+        assert target.head is not None
+        return slice(target.head * shape.head_dim, (target.head + 1) * shape.head_dim)
+    if target.kind == "neurons":
+        return torch.tensor(target.neurons, dtype=torch.long)
+    return slice(None)
+
+
+def _ablation_edit(target: Target, ablation: str, rows: slice, shape: Shape, means: dict[SiteKey, torch.Tensor],
+                   donor: torch.Tensor, donor_real: torch.Tensor) -> Edit:
+    """The edit that ablates ``target`` at every position of the given rows (one copy of the batch).
+
+    ``donor`` indexes the clean copy's rows (copy 0, never edited), ``donor_real`` [B, T, 1] marks the
+    donors' real positions; where a donor is padding its receiver gets the mean instead. Index tensors
+    move to the activation's device inside the edit: under device_map="auto" layers sit on several GPUs.
+    """
+    sel = _selector(target, shape)
+    mean = means[(target.layer, target.site)][sel] if ablation != "zero" else None
+
+    def edit(x: torch.Tensor) -> None:
+        idx = sel.to(x.device) if isinstance(sel, torch.Tensor) else sel
+        if mean is None:
+            x[rows, :, idx] = 0
+        elif ablation == "mean":
+            x[rows, :, idx] = mean.to(x)
+        else:
+            clean = x[donor.to(x.device)][:, :, idx]
+            x[rows, :, idx] = torch.where(donor_real.to(x.device), clean, mean.to(x))
+    return edit
+
+
+def _patch_edit(rows: slice, value: torch.Tensor) -> Edit:
+    """The edit that replaces the last-token residual of the given rows by ``value`` [B, hidden]."""
+    def edit(x: torch.Tensor) -> None:
+        x[rows, -1, :] = value.to(x)
+    return edit
+
+
+def _check_finite(logits: torch.Tensor, runs: list[str], prompts: Sequence[str], batch: np.ndarray) -> None:
+    """One-line error naming the first run (``runs[copy]``) and prompt whose logits are not finite."""
+    bad = ~torch.isfinite(logits).all(1)
+    if bool(bad.any()):
+        copy, row = divmod(int(bad.nonzero()[0, 0]), len(batch))
+        raise CircuitgateError(
+            f"non-finite logits {runs[copy]} of prompt {prompts[batch[row]]!r}; try --dtype float32")
+
+
+class _Collector:
+    """Per-prompt metric arrays filled batch by batch, in the original prompt order."""
+
+    def __init__(self, n: int) -> None:
+        self.arrays = {name: np.full(n, np.nan) for name in METRICS}
+
+    def put(self, prompts: np.ndarray, scores: Metrics, part: slice) -> None:
+        for name in METRICS:
+            self.arrays[name][prompts] = scores.get(name)[part]
+
+    def result(self) -> Metrics:
+        return Metrics(**self.arrays)
+
+
+def _chunks(items: Sequence[Any], batch_rows: int, max_rows: int) -> list[Sequence[Any]]:
+    """Items per pass: as many copies as fit in max_rows beside the clean copy, at least one."""
+    k = max(1, max_rows // batch_rows - 1)
+    return [items[i:i + k] for i in range(0, len(items), k)] or [items]
+
+
+def ablation_sweep(
+    loaded: LoadedModel, prompts: Sequence[str], answers: Sequence[str], targets: Sequence[Target], *,
+    ablation: str = "zero", reference: Sequence[str] | None = None, candidates: Sequence[str] | None = None,
+    batch_size: int = 16, max_rows: int = 512, progress: bool = True, desc: str = "ablations",
+) -> SweepResult:
+    """Metrics of ``prompts`` clean and with each target ablated in turn (one target per run).
+
+    zero sets the target's activation to 0 at every position; mean to its mean over the real positions
+    of ``reference`` (default: ``prompts``); resample to a donor prompt's clean activation at the same
+    right-aligned position (``resample_donors``), or the mean where the donor has no such position.
+    """
+    if ablation not in ABLATIONS:
+        raise CircuitgateError(f"unknown ablation {ablation!r} (use {', '.join(ABLATIONS)})")
+    _check_inputs(prompts, answers, batch_size, max_rows)
+    targets = list(targets)
+    _check_targets(targets, loaded.shape)
+    if reference is not None and not reference:
+        raise CircuitgateError("the reference prompt set for mean activations is empty")
+    rows = tokenize(loaded, prompts)
+    lengths = [len(r) for r in rows]
+    answer_ids = answer_token_ids(loaded.tokenizer, answers)
+    candidate_ids = answer_token_ids(loaded.tokenizer, answers if candidates is None else candidates)
+    donors = resample_donors(lengths, batch_size) if ablation == "resample" else None
+    means = {} if ablation == "zero" else _site_means(
+        loaded, prompts if reference is None else reference, {(t.layer, t.site) for t in targets},
+        batch_size, progress, desc)
+
+    batches = plan_batches(lengths, batch_size, resample=ablation == "resample")
+    plans = [(batch, _chunks(targets, len(batch), max_rows)) for batch in batches]
+    clean = _Collector(len(prompts))
+    ablated = {t.id: _Collector(len(prompts)) for t in targets}
+    with tqdm(total=sum(len(c) for _, c in plans), desc=desc, unit="pass", disable=not progress, leave=False) as bar:
+        for batch, chunks in plans:
+            b = len(batch)
+            ids, mask = _left_pad([rows[i] for i in batch], loaded.tokenizer.pad_token_id)
+            # Donors of this batch as rows of the clean copy: the next prompt in the batch, cyclically.
+            local = {int(p): j for j, p in enumerate(batch)}
+            donor = torch.tensor([local[int(donors[p])] for p in batch]) if donors is not None else torch.arange(b)
+            donor_real = mask[donor].bool()[..., None]
+            for n, chunk in enumerate(chunks):
+                edits: dict[SiteKey, list[Edit]] = {}
+                for j, t in enumerate(chunk, start=1):
+                    rows_j = slice(j * b, (j + 1) * b)
+                    edit = _ablation_edit(t, ablation, rows_j, loaded.shape, means, donor, donor_real)
+                    edits.setdefault((t.layer, t.site), []).append(edit)
+                logits = _forward(loaded, ids, mask, 1 + len(chunk), edits)
+                _check_finite(logits, [_CLEAN, *(f"with {t.id} {ablation}-ablated" for t in chunk)], prompts, batch)
+                scores = metrics_from_logits(logits, np.tile(answer_ids[batch], 1 + len(chunk)), candidate_ids)
+                if n == 0:
+                    clean.put(batch, scores, slice(0, b))
+                for j, t in enumerate(chunk, start=1):
+                    ablated[t.id].put(batch, scores, slice(j * b, (j + 1) * b))
+                bar.update()
+    return SweepResult(clean=clean.result(), ablated={k: v.result() for k, v in ablated.items()}, ablation=ablation)
+
+
+def patch_residual(
+    loaded: LoadedModel, prompts: Sequence[str], answers: Sequence[str], source: np.ndarray,
+    other_answers: Sequence[str], *, candidates: Sequence[str] | None = None, batch_size: int = 16,
+    max_rows: int = 512, progress: bool = True, desc: str = "patching",
+) -> PatchResult:
+    """For each layer l, replace the last-token residual (decoder layer l's output at position -1) by
+    ``source[:, l]`` [P, n_layers, hidden] and score the prompts against their own and the other answers.
+
+    Candidates for logit_diff default to both answer lists: a patch that moves the prediction to the
+    paired other answer should lower the own answer's margin.
+    """
+    _check_inputs(prompts, answers, batch_size, max_rows)
+    if len(other_answers) != len(prompts):
+        raise CircuitgateError(f"{len(prompts)} prompts but {len(other_answers)} other answers")
+    shape = loaded.shape
+    source = np.asarray(source)
+    expected = (len(prompts), shape.n_layers, shape.hidden)
+    if source.shape != expected:
+        raise CircuitgateError(f"patch source has shape {source.shape}, expected {expected} (prompts, layers, hidden)")
+    if not np.isfinite(source).all():
+        raise CircuitgateError("patch source contains non-finite values")
+    rows = tokenize(loaded, prompts)
+    own_ids = answer_token_ids(loaded.tokenizer, answers)
+    other_ids = answer_token_ids(loaded.tokenizer, other_answers)
+    candidate_ids = answer_token_ids(loaded.tokenizer, [*answers, *other_answers] if candidates is None else candidates)
+
+    layers = list(range(shape.n_layers))
+    batches = plan_batches([len(r) for r in rows], batch_size)
+    plans = [(batch, _chunks(layers, len(batch), max_rows)) for batch in batches]
+    clean, clean_other = _Collector(len(prompts)), _Collector(len(prompts))
+    own = [_Collector(len(prompts)) for _ in layers]
+    other = [_Collector(len(prompts)) for _ in layers]
+    with tqdm(total=sum(len(c) for _, c in plans), desc=desc, unit="pass", disable=not progress, leave=False) as bar:
+        for batch, chunks in plans:
+            b = len(batch)
+            ids, mask = _left_pad([rows[i] for i in batch], loaded.tokenizer.pad_token_id)
+            src = torch.as_tensor(source[batch])
+            for n, chunk in enumerate(chunks):
+                edits: dict[SiteKey, list[Edit]] = {}
+                for j, layer in enumerate(chunk, start=1):
+                    edits[(layer, "resid")] = [_patch_edit(slice(j * b, (j + 1) * b), src[:, layer])]
+                logits = _forward(loaded, ids, mask, 1 + len(chunk), edits)
+                _check_finite(logits, [_CLEAN, *(f"with layer {layer} patched" for layer in chunk)], prompts, batch)
+                copies = 1 + len(chunk)
+                scores_own = metrics_from_logits(logits, np.tile(own_ids[batch], copies), candidate_ids)
+                scores_other = metrics_from_logits(logits, np.tile(other_ids[batch], copies), candidate_ids)
+                if n == 0:
+                    clean.put(batch, scores_own, slice(0, b))
+                    clean_other.put(batch, scores_other, slice(0, b))
+                for j, layer in enumerate(chunk, start=1):
+                    own[layer].put(batch, scores_own, slice(j * b, (j + 1) * b))
+                    other[layer].put(batch, scores_other, slice(j * b, (j + 1) * b))
+                bar.update()
+    return PatchResult(own=[c.result() for c in own], other=[c.result() for c in other],
+                       clean=clean.result(), clean_other=clean_other.result())
