@@ -238,14 +238,20 @@ class _Raising(dict):
 SHAPE = Shape(n_layers=4, n_heads=2, n_kv_heads=1, head_dim=8, hidden=16, ffn=32)
 
 
+# Per-item correctness (20 probe items per task, all correct when clean) that H5's rule classifies as
+# the given class: half the items broken on the hurt task(s), none on the other.
+_CLEAN, _HALF = "1" * 20, "0" * 10 + "1" * 10
+_BITS = {"recall": (_HALF, _CLEAN), "reasoning": (_CLEAN, _HALF), "mixed": (_HALF, _HALF), "none": (_CLEAN, _CLEAN)}
+
+
 def ground_truth(attn: list[str], mlp: list[str], heads: dict[tuple[int, int], str]) -> dict:
-    targets = {}
+    classes = {}
     for i, (a, m) in enumerate(zip(attn, mlp)):
-        targets[f"attn-L{i}"] = {"class": a, "recall_drop": 0.1}
-        targets[f"mlp-L{i}"] = {"class": m}
+        classes[f"attn-L{i}"], classes[f"mlp-L{i}"] = a, m
         for h in range(SHAPE.n_heads):
-            targets[f"head-L{i}H{h}"] = {"class": heads.get((i, h), "none")}
-    return {"ground_truth": {"targets": targets}}
+            classes[f"head-L{i}H{h}"] = heads.get((i, h), "none")
+    targets = {t: dict(zip(("recall_correct", "reasoning_correct"), _BITS[c])) for t, c in classes.items()}
+    return {"ground_truth": {"clean_correct": {"recall": _CLEAN, "reasoning": _CLEAN}, "targets": targets}}
 
 
 INFO = ground_truth(
@@ -271,7 +277,11 @@ def test_ground_truth_head_classes():
 def test_ground_truth_verdicts_with_scaled_defaults():
     # defaults: 5/28 of 4 layers -> 1 layer; 20/784 of 8 heads -> 1 head.
     e = from_ground_truth(INFO, SHAPE, Config())
-    assert dict(e.verdicts) == {"H1": "supported", "H2": "supported"}
+    # H3: 2 reasoning MLPs; H5: recall targets (attn-L0, attn-L1, head-L1H0) and reasoning ones (MLPs, attn-L3).
+    assert dict(e.verdicts) == {"H1": "supported", "H2": "supported", "H3": "supported", "H5": "supported"}
+    assert dict(e.components["H3"]) == {"L00": "none", "L01": "reasoning", "L02": "none", "L03": "reasoning"}
+    assert e.components["H5"]["head-L1H0"] == "recall" and e.components["H5"]["head-L3H1"] == "mixed"
+    assert len(e.components["H5"]) == 4 * (2 + SHAPE.n_heads)
     assert e.source.startswith("organism ground truth")
 
 
@@ -279,16 +289,20 @@ def test_ground_truth_verdicts_at_the_threshold():
     # 2 specific layers (L00 recall, L03 reasoning; L01 mixed does not count)
     at = Config(h1=H1Config(min_layers=ScaledCount(2, 4)), h2=H2Config(min_heads=ScaledCount(1, 8)))
     above = Config(h1=H1Config(min_layers=ScaledCount(3, 4)), h2=H2Config(min_heads=ScaledCount(2, 8)))
-    assert dict(from_ground_truth(INFO, SHAPE, at).verdicts) == {"H1": "supported", "H2": "supported"}
+    def h1_h2(config):
+        verdicts = from_ground_truth(INFO, SHAPE, config).verdicts
+        return {h: verdicts[h] for h in ("H1", "H2")}
+
+    assert h1_h2(at) == {"H1": "supported", "H2": "supported"}
     # 1 specific head (L01H00); the mixed head does not count
-    assert dict(from_ground_truth(INFO, SHAPE, above).verdicts) == {"H1": "not_supported", "H2": "not_supported"}
+    assert h1_h2(above) == {"H1": "not_supported", "H2": "not_supported"}
 
 
 def test_ground_truth_all_none():
     info = ground_truth(["none"] * 4, ["none"] * 4, {})
     e = from_ground_truth(info, SHAPE, Config())
     assert set(e.components["H1"].values()) == {"none"}
-    assert dict(e.verdicts) == {"H1": "not_supported", "H2": "not_supported"}
+    assert dict(e.verdicts) == {h: "not_supported" for h in ("H1", "H2", "H3", "H5")}
 
 
 # -- expectations: files -------------------------------------------------------------------------
