@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import yaml
 
 from circuitgate import CircuitgateError
-from circuitgate.config import HYPOTHESES, VERDICTS, Config
+from circuitgate.config import HYPOTHESES, VERDICTS, Config, H5Config
 from circuitgate.models.adapters import Shape
 from circuitgate.h5 import target_ids, verdict_from_classes
 from circuitgate.results import CLASSES, combine_classes, head_id, layer_id
@@ -44,9 +44,18 @@ class Expectations:
 
 
 def _truth_classes(info: Mapping[str, Any], config: Config) -> dict[str, str]:
+    """Ground-truth classes by H5's rule. With the ground truth's own ablation and metric (zero,
+    accuracy) the run's thresholds apply; with another ablation or metric they are in other units
+    (a logit-difference min_drop is no accuracy drop), so the rule the truth was stored with applies,
+    and the component tests show where the other setting disagrees with it."""
     from circuitgate.organism.groundtruth import classes
 
-    return classes(info["ground_truth"], config.h5)
+    truth = info["ground_truth"]
+    if (config.h5.ablation, config.h5.metric) == (truth["ablation"], truth["metric"]):
+        return classes(truth, config.h5)
+    stored = truth["rule"]
+    rule = H5Config(min_drop=stored["tau"], level=stored["level"], n_boot=stored["n_boot"], seed=stored["seed"])
+    return classes(truth, rule)
 
 
 def from_ground_truth(info: Mapping[str, Any], shape: Shape, config: Config) -> Expectations:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from circuitgate import CircuitgateError
-from circuitgate.config import Config, H1Config, H2Config, ScaledCount
+from circuitgate.config import Config, H1Config, H2Config, H5Config, ScaledCount
 from circuitgate.expectations import Expectations, from_file, from_ground_truth
 from circuitgate.models.adapters import Shape
 from circuitgate.results import ComponentResult, HypothesisResult
@@ -251,7 +251,9 @@ def ground_truth(attn: list[str], mlp: list[str], heads: dict[tuple[int, int], s
         for h in range(SHAPE.n_heads):
             classes[f"head-L{i}H{h}"] = heads.get((i, h), "none")
     targets = {t: dict(zip(("recall_correct", "reasoning_correct"), _BITS[c])) for t, c in classes.items()}
-    return {"ground_truth": {"clean_correct": {"recall": _CLEAN, "reasoning": _CLEAN}, "targets": targets}}
+    return {"ground_truth": {"ablation": "zero", "metric": "accuracy",
+                             "rule": {"tau": 0.1, "level": 0.95, "n_boot": 2000, "seed": 0},
+                             "clean_correct": {"recall": _CLEAN, "reasoning": _CLEAN}, "targets": targets}}
 
 
 INFO = ground_truth(
@@ -296,6 +298,16 @@ def test_ground_truth_verdicts_at_the_threshold():
     assert h1_h2(at) == {"H1": "supported", "H2": "supported"}
     # 1 specific head (L01H00); the mixed head does not count
     assert h1_h2(above) == {"H1": "not_supported", "H2": "not_supported"}
+
+
+def test_ground_truth_keeps_its_own_rule_under_another_metric():
+    # A min_drop of 0.6 in accuracy units would make every half-broken target "none"; in logit units
+    # it says nothing about accuracy drops, so the truth's stored rule (tau 0.1) classifies.
+    accuracy = Config(h5=H5Config(min_drop=0.6))
+    logits = Config(h5=H5Config(metric="logit_diff", min_drop=0.6))
+    assert set(from_ground_truth(INFO, SHAPE, accuracy).components["H5"].values()) == {"none"}
+    assert dict(from_ground_truth(INFO, SHAPE, logits).components["H5"]) == dict(
+        from_ground_truth(INFO, SHAPE, Config()).components["H5"])
 
 
 def test_ground_truth_all_none():
