@@ -48,7 +48,8 @@ def tokenize(loaded: LoadedModel, texts: Sequence[str]) -> list[list[int]]:
     return ids
 
 
-def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) of token rows padded on the left: position -1 is every row's last token."""
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -86,7 +87,7 @@ def extract(
     pad = loaded.tokenizer.pad_token_id
     starts = range(0, len(rows), batch_size)
     for start in tqdm(starts, desc=desc, unit="batch", disable=not progress, leave=False):
-        ids, mask = _left_pad(rows[start:start + batch_size], pad)
+        ids, mask = left_pad(rows[start:start + batch_size], pad)
         out = _trace_batch(loaded, ids, mask)
         # Right-align attention rows across batches of different widths: pad keys on the left are 0.
         attn = out["attn"]

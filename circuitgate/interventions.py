@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from circuitgate import CircuitgateError
-from circuitgate.extract import _left_pad, tokenize
+from circuitgate.extract import left_pad, tokenize
 from circuitgate.models.adapters import Shape
 from circuitgate.models.loading import LoadedModel
 
@@ -260,7 +260,7 @@ def _site_means(loaded: LoadedModel, texts: Sequence[str], keys: set[SiteKey], b
     count = 0
     starts = range(0, len(rows), batch_size)
     for start in tqdm(starts, desc=f"{desc} (means)", unit="batch", disable=not progress, leave=False):
-        ids, mask = _left_pad(rows[start:start + batch_size], loaded.tokenizer.pad_token_id)
+        ids, mask = left_pad(rows[start:start + batch_size], loaded.tokenizer.pad_token_id)
         weight = mask.to(torch.float64)[..., None]
         part: dict[SiteKey, torch.Tensor] = {}
         with loaded.model.trace(_inputs(loaded, ids, mask), logits_to_keep=1):
@@ -376,7 +376,7 @@ def ablation_sweep(
     with tqdm(total=sum(len(c) for _, c in plans), desc=desc, unit="pass", disable=not progress, leave=False) as bar:
         for batch, chunks in plans:
             b = len(batch)
-            ids, mask = _left_pad([rows[i] for i in batch], loaded.tokenizer.pad_token_id)
+            ids, mask = left_pad([rows[i] for i in batch], loaded.tokenizer.pad_token_id)
             # Donors of this batch as rows of the clean copy: the next prompt in the batch, cyclically.
             local = {int(p): j for j, p in enumerate(batch)}
             donor = torch.tensor([local[int(donors[p])] for p in batch]) if donors is not None else torch.arange(b)
@@ -433,7 +433,7 @@ def patch_residual(
     with tqdm(total=sum(len(c) for _, c in plans), desc=desc, unit="pass", disable=not progress, leave=False) as bar:
         for batch, chunks in plans:
             b = len(batch)
-            ids, mask = _left_pad([rows[i] for i in batch], loaded.tokenizer.pad_token_id)
+            ids, mask = left_pad([rows[i] for i in batch], loaded.tokenizer.pad_token_id)
             src = torch.as_tensor(source[batch])
             for n, chunk in enumerate(chunks):
                 edits: dict[SiteKey, list[Edit]] = {}

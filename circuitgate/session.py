@@ -274,7 +274,7 @@ class Run:
             "prompts": {"name": self.prompt_set.name, "sha256": self.prompt_set.sha256,
                         "n_pairs": len(self.prompt_set.pairs)},
             "expectations": self.expectations.source,
-            **({"h4_model": model_info(self._twin.loaded)} if "H4" in self._results and self._twin else {}),
+            **self._h4_model_info(),
             "config": jsonable(self.config.to_dict()),
             "hypotheses": {
                 h: {**hypothesis_entry(r, self.expected_verdict(h), self.expected_components(h)),
@@ -282,6 +282,12 @@ class Run:
                 for h, r in self.results.items()
             },
         }
+
+    def _h4_model_info(self) -> dict[str, Any]:
+        """The second model's id and weight hash, when H4 compared with one."""
+        if "H4" in self._results and self._twin is not None:
+            return {"h4_model": model_info(self._twin.loaded)}
+        return {}
 
     def manifest(self, finished: _dt.datetime | None = None) -> dict[str, Any]:
         packages = ("circuitgate", "torch", "transformers", "nnsight", "numpy", "scipy", "statsmodels", "pytest")
@@ -296,6 +302,7 @@ class Run:
             "schema": SCHEMA,
             "model": model_info(loaded),
             "model_dir": str(self.model_dir),
+            **self._h4_model_info(),
             "prompts": {"name": self.prompt_set.name, "sha256": self.prompt_set.sha256, "source": self.prompt_set.source},
             "method": self.settings.method,
             "config": self.config.to_dict(),
