@@ -129,8 +129,13 @@ class Run:
     @cached_property
     def twin_spec(self) -> ModelSpec | None:
         """The model H4 compares with: ``--h4-model``, else the registry twin, else none."""
-        name = self.settings.h4_model or self.spec.twin
+        name = self._twin_name
         return resolve(name) if name else None
+
+    @property
+    def _twin_name(self) -> str | None:
+        # As typed, not the spec's name: a local directory's spec is named by its last part only.
+        return self.settings.h4_model or self.spec.twin
 
     @property
     def twin(self) -> "Run":
@@ -139,35 +144,37 @@ class Run:
             raise CircuitgateError(f"H4 needs a second model: {self.spec.name} has no registry twin; pass --h4-model")
         if self._twin is None:
             prompts = self.settings.prompts or self.prompt_set.name
-            name = self.settings.h4_model or self.spec.twin  # as typed: a path spec's name is its last part
-            self._twin = Run(replace(self.settings, model=name, prompts=prompts, h4_model=None,
+            self._twin = Run(replace(self.settings, model=self._twin_name, prompts=prompts, h4_model=None,
                                      report_dir=str(self.report_dir)), self.root)
         return self._twin
 
-    def h4_depth_ids(self) -> list[str]:
-        """H4's component ids (depth bins), known from the two layer counts alone, so collecting the
-        tests neither builds nor loads the second model. Empty when there is none to be had."""
+    def _organism_pair(self) -> bool:
+        """Both H4 models are organisms: H4's expectations come from their two ground truths."""
+        twin = self.twin_spec
+        return self.spec.expectations == "organism" and twin is not None and (
+            twin.builtin is not None or twin.expectations == "organism")
+
+    def h4_component_ids(self) -> list[str]:
+        """The depth bins H4's component tests assert: for two organisms known from their layer counts
+        alone, so collecting the tests neither builds nor loads the second model; otherwise those
+        the expectations source names."""
         from circuitgate.h4 import depth_id
 
-        if self.twin_spec is None:
-            return []
+        if not self._organism_pair():
+            return list(self.expectations.components.get("H4", {}))
         if self.twin_spec.builtin:
             from circuitgate.organism.recipe import Recipe
 
             twin_layers = Recipe(arch=self.twin_spec.builtin).n_layers
         else:
-            try:
-                twin_layers = self.twin.shape.n_layers
-            except CircuitgateError:
-                return []  # the H4 test itself reports why
+            twin_layers = self.twin.shape.n_layers
         return [depth_id(k) for k in range(min(self.shape.n_layers, twin_layers))]
 
     @cached_property
     def h4_expectations(self) -> tuple[str | None, dict[str, str]]:
         """H4's expected verdict and depth-bin classes: from two organisms' ground truths when both
         models are organisms, else only what the config says."""
-        if self.spec.expectations == "organism" and self.twin_spec is not None \
-                and self.twin.spec.expectations == "organism":
+        if self._organism_pair():
             from circuitgate.expectations import h4_from_ground_truths
             from circuitgate.organism import read_info
 

@@ -95,7 +95,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     try:
         with uncaptured(metafunc.config):
             # H4's ids are depth bins, known without building or loading the second model.
-            ids = run.h4_depth_ids() if hypothesis == "H4" else list(run.expected_components(hypothesis))
+            ids = run.h4_component_ids() if hypothesis == "H4" else list(run.expected_components(hypothesis))
     except CircuitgateError as e:
         raise pytest.UsageError(str(e)) from None
     # Node ids hold the component only, never the model, so runs on two checkpoints line up.

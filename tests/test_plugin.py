@@ -166,3 +166,20 @@ def test_own_tests_are_untouched_by_the_plugin(pytester):
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert not (pytester.path / "reports").exists()
+
+
+def test_h4_model_option_compares_with_another_family(suite, tmp_path):
+    from conftest import build_tiny_model
+
+    llama = build_tiny_model(tmp_path / "tiny-llama", "llama")
+    out = tmp_path / "out"
+    result = suite("-k", "H4", "--h4-model", str(llama), "--report-dir", str(out))
+    doc = _verdicts(out)
+    h4 = doc["hypotheses"]["H4"]
+    # Two layers each: 2 depth bins, and no permutation p-value below 1/2! -> inconclusive, saying why.
+    assert h4["verdict"] == "inconclusive" and "1/2!" in h4["summary"]["reason"]
+    assert h4["summary"]["models"][1] == "tiny-llama" and set(h4["summary"]["binned"]["tiny-llama"]) == {"H1", "H2", "H5"}
+    assert list(h4["components"]) == ["D0", "D1"]
+    assert doc["h4_model"]["family"] == "llama"
+    result.stdout.fnmatch_lines(["H4  inconclusive *1/2!*"])
+    result.assert_outcomes(failed=1, skipped=1)  # no expectations for the depth bins: no component tests
