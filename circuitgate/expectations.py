@@ -106,9 +106,9 @@ def h4_from_ground_truths(a: tuple[Mapping[str, Any], Shape], b: tuple[Mapping[s
         ids = target_ids(shape)
         _, recall, reasoning = pair_drops(info["ground_truth"], ids)
         interaction = dict(zip(ids, (recall - reasoning).mean(axis=0)))
-        truth = _truth_classes(info, config)
         profiles.append({"H5": layer_interactions(interaction, shape.n_layers)})
-        classes.append([combine_classes([truth[f"attn-L{i}"], truth[f"mlp-L{i}"]]) for i in range(shape.n_layers)])
+        # A layer's causal class (attention and MLP combined) is what H1's expectations already hold.
+        classes.append(list(from_ground_truth(info, shape, config).components["H1"].values()))
     verdict, _ = agreement_verdict(profiles[0], profiles[1], config.h4)
     return verdict, bin_classes(classes[0], classes[1])
 

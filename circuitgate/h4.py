@@ -77,11 +77,14 @@ def _binned_classes(classes: Sequence[str], n_bins: int) -> list[str]:
     return [combine_classes([c for c, k in zip(classes, bins) if k == b]) for b in range(n_bins)]
 
 
+def _agreed(binned_a: Sequence[str], binned_b: Sequence[str]) -> dict[str, str]:
+    return {depth_id(b): ca if ca == cb else "none" for b, (ca, cb) in enumerate(zip(binned_a, binned_b))}
+
+
 def bin_classes(classes_a: Sequence[str], classes_b: Sequence[str]) -> dict[str, str]:
     """Per depth bin: the class both models give it (their layers in the bin combined), else none."""
     n_bins = min(len(classes_a), len(classes_b))
-    pairs = zip(_binned_classes(classes_a, n_bins), _binned_classes(classes_b, n_bins))
-    return {depth_id(b): ca if ca == cb else "none" for b, (ca, cb) in enumerate(pairs)}
+    return _agreed(_binned_classes(classes_a, n_bins), _binned_classes(classes_b, n_bins))
 
 
 def analyse_h4(models: tuple[str, str], results: tuple[Mapping[str, HypothesisResult], Mapping[str, HypothesisResult]],
@@ -89,28 +92,27 @@ def analyse_h4(models: tuple[str, str], results: tuple[Mapping[str, HypothesisRe
     """H4 from two models' H1, H2 and H5 results (``models`` names them, ``shapes`` are their Shapes)."""
     profiles = [layer_profiles(r, s.n_layers, s.n_heads) for r, s in zip(results, shapes)]
     verdict, numbers = agreement_verdict(profiles[0], profiles[1], cfg)
-    classes = [layer_classes(r["H5"], s.n_layers) for r, s in zip(results, shapes)]
-    bins = bin_classes(*classes)
+    n_bins = numbers["n_bins"]
+    binned = {models[0]: numbers["binned_a"], models[1]: numbers["binned_b"]}
+    per_model_bins = {m: _binned_classes(layer_classes(r["H5"], s.n_layers), n_bins)
+                      for m, r, s in zip(models, results, shapes)}
+    bins = _agreed(*per_model_bins.values())
     agreement = numbers.get("agreement")
     p = float(agreement.p) if agreement is not None else float("nan")
-    n_bins = numbers["n_bins"]
-    per_model_bins = [_binned_classes(cl, n_bins) for cl in classes]
     components = {}
     for b, (cid, cls) in enumerate(bins.items()):
         details = {
-            "classes": {models[0]: per_model_bins[0][b], models[1]: per_model_bins[1][b]},
-            "profiles": {m: {k: float(numbers[key][k][b]) for k in PROFILES}
-                         for m, key in ((models[0], "binned_a"), (models[1], "binned_b"))},
+            "classes": {m: per_model_bins[m][b] for m in models},
+            "profiles": {m: {k: float(binned[m][k][b]) for k in PROFILES} for m in models},
         }
-        effect = float((numbers["binned_a"]["H5"][b] + numbers["binned_b"]["H5"][b]) / 2.0)
+        effect = float(np.mean([binned[m]["H5"][b] for m in models]))
         components[cid] = ComponentResult(cid, cls, effect, p, details)
     summary: dict[str, Any] = {
         "models": list(models),
         "n_bins": n_bins,
         "n_layers": [int(s.n_layers) for s in shapes],
         "profiles": {m: {k: [float(x) for x in prof[k]] for k in PROFILES} for m, prof in zip(models, profiles)},
-        "binned": {m: {k: [float(x) for x in numbers[key][k]] for k in PROFILES}
-                   for m, key in ((models[0], "binned_a"), (models[1], "binned_b"))},
+        "binned": {m: {k: [float(x) for x in binned[m][k]] for k in PROFILES} for m in models},
         "alpha": cfg.alpha,
         "headline": f"{models[0]} vs {models[1]} over {n_bins} depth bins",
     }

@@ -23,7 +23,7 @@ RUN_KEY = pytest.StashKey[Run]()
 ACTIVE_KEY = pytest.StashKey[bool]()  # True when this session collects the hypotheses suite
 # A component test is named test_H<n>_<kind> and takes one of these arguments: the component id.
 COMPONENT_ARGS = ("layer", "head", "target", "depth")
-_COMPONENT_TEST = re.compile(r"test_(H\d)_")
+_HYPOTHESIS_TEST = re.compile(r"test_(H\d)(?!\d)")  # test_H2 and its component test test_H2_head
 HYPOTHESES_DIR = "hypotheses"
 # `-k H2` must select hypothesis H2 (DESIGN.md), but -k matches case-insensitive substrings of node
 # names, and component ids contain "h1".."h5" by design (head L07H12, target head-L2H1). So a bare
@@ -88,7 +88,7 @@ def uncaptured(config: pytest.Config) -> Iterator[None]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     args = [a for a in COMPONENT_ARGS if a in metafunc.fixturenames]
-    match = _COMPONENT_TEST.match(metafunc.function.__name__)
+    match = _HYPOTHESIS_TEST.match(metafunc.function.__name__)
     if not (args and match):
         return
     hypothesis, run = match.group(1), metafunc.config.stash[RUN_KEY]
@@ -107,7 +107,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not config.stash[ACTIVE_KEY]:
         return
     for item in items:
-        match = _COMPONENT_TEST.match(item.name) or re.fullmatch(r"test_(H\d)", item.name)
+        match = _HYPOTHESIS_TEST.match(item.name)
         if match:
             item.extra_keyword_matches.add(HYPOTHESIS_KEYWORD + match.group(1))
 
