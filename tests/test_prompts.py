@@ -1,4 +1,4 @@
-"""Prompt sets: loading, validation (file:line and pair id in every error), hashing, built-ins."""
+"""Prompt sets: loading, validation (file:line and pair/control id in every error), hashing, built-ins."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from circuitgate import CircuitgateError
-from circuitgate.prompts import Pair, Prompt, builtin_names, load_prompt_set
+from circuitgate.prompts import Control, Pair, Prompt, builtin_names, load_prompt_set
 
 GOOD = """\
-schema: 1
+schema: 2
 name: tiny
 pairs:
   - id: france
@@ -24,9 +24,21 @@ pairs:
     reasoning: {prompt: "If X is the capital of Japan and Japan is in Asia, what continent is X in?", answer: "Asia", template: s}
 controls:
   - id: c1
-    recall: {prompt: "Name the capital of France.", answer: "Paris"}
-    reasoning: {prompt: "France's capital is", answer: "Paris"}
+    task: recall
+    a: {prompt: "Name the capital of France.", answer: "Paris", template: r-short}
+    b: {prompt: "France's capital is", answer: "Paris", template: r-long}
+  - id: c2
+    task: reasoning
+    a: {prompt: "If X is the capital of Japan and Japan is in Asia, what continent is X in?", answer: "Asia"}
+    b: {prompt: "Japan is in Asia and X is the capital of Japan. Which continent is X in?", answer: "Asia"}
+  - id: c3
+    task: recall
+    a: {prompt: "Name the capital of Japan.", answer: "Tokyo"}
+    b: {prompt: "Japan's capital is", answer: "Tokyo"}
 """
+
+# a schema 1 file: the same pairs, no controls (schema 1 controls were pairs that nothing used)
+GOOD1 = GOOD.replace("schema: 2", "schema: 1").split("controls:")[0] + "controls: []\n"
 
 
 def write(tmp_path: Path, text: str, name: str = "bad.yaml") -> Path:
@@ -63,9 +75,75 @@ def test_load_a_valid_file(tmp_path):
     assert ps.prompts("recall") == ["What is the capital of France?", "What is the capital of Japan?"]
     assert ps.answers("recall") == ["Paris", "Tokyo"]
     assert ps.answers("reasoning") == ["Europe", "Asia"]
-    assert [c.id for c in ps.controls] == ["c1"]
-    assert ps.controls[0].reasoning == Prompt("France's capital is", "Paris")
+    assert ps.schema == 2
+    assert [c.id for c in ps.controls] == ["c1", "c2", "c3"]
+    assert ps.controls[0] == Control(
+        "c1", "recall", Prompt("Name the capital of France.", "Paris", "r-short"),
+        Prompt("France's capital is", "Paris", "r-long"),
+    )
+    assert ps.controls[1].task == "reasoning" and ps.controls[1].a.template is None
     assert len(ps.sha256) == 64 and int(ps.sha256, 16) >= 0
+
+
+def test_control_accessors(tmp_path):
+    ps = load_prompt_set(write(tmp_path, GOOD, "good.yaml"))
+    assert ps.control_tasks() == ["recall", "reasoning"]
+    assert ps.control_ids("recall") == ["c1", "c3"] and ps.control_ids("reasoning") == ["c2"]
+    assert ps.control_prompts("recall", "a") == ["Name the capital of France.", "Name the capital of Japan."]
+    assert ps.control_prompts("recall", "b") == ["France's capital is", "Japan's capital is"]
+    assert ps.control_answers("recall", "a") == ["Paris", "Tokyo"] == ps.control_answers("recall", "b")
+    assert ps.control_answers("reasoning", "b") == ["Asia"]
+    assert [c.id for c in ps.controls_of("reasoning")] == ["c2"]
+    with pytest.raises(ValueError, match="side"):
+        ps.control_prompts("recall", "recall")
+    with pytest.raises(ValueError, match="task"):
+        ps.control_answers("a", "a")
+
+
+def test_control_tasks_are_in_task_order_not_file_order(tmp_path):
+    doc = yaml.safe_load(GOOD)
+    doc["controls"].reverse()  # reasoning control first now
+    ps = load_prompt_set(write(tmp_path, yaml.safe_dump(doc), "good.yaml"))
+    assert ps.control_tasks() == ["recall", "reasoning"]
+    assert ps.control_ids("recall") == ["c3", "c1"]  # file order within a task
+    doc["controls"] = [c for c in doc["controls"] if c["task"] == "reasoning"]
+    ps = load_prompt_set(write(tmp_path, yaml.safe_dump(doc), "good.yaml"))
+    assert ps.control_tasks() == ["reasoning"] and ps.control_prompts("recall", "a") == []
+
+
+def test_schema_1_still_loads_with_its_pairs_unchanged(tmp_path):
+    one = load_prompt_set(write(tmp_path, GOOD1, "one.yaml"))
+    two = load_prompt_set(write(tmp_path, GOOD, "two.yaml"))
+    assert one.schema == 1 and two.schema == 2
+    assert one.pairs == two.pairs and one.controls == ()
+    assert one.control_tasks() == [] and one.control_prompts("recall", "a") == []
+    assert one.sha256 != two.sha256
+    # without a controls key, or with an empty one, a schema 1 file reads the same
+    bare = load_prompt_set(write(tmp_path, GOOD1.replace("controls: []\n", ""), "bare.yaml"))
+    assert bare.pairs == one.pairs and bare.sha256 == one.sha256
+
+
+def test_schema_1_hash_is_what_it_was():
+    # the hash of a schema 1 file did not change with schema 2 (verdicts and caches name prompt sets by it)
+    import hashlib
+    import json
+
+    ps = load_prompt_set("geography-seed")
+    enc = [[p.id, [p.recall.prompt, p.recall.answer], [p.reasoning.prompt, p.reasoning.answer]] for p in ps.pairs]
+    blob = json.dumps({"schema": 1, "name": ps.name, "pairs": enc, "controls": []})
+    assert ps.sha256 == hashlib.sha256(blob.encode()).hexdigest()
+
+
+def test_schema_1_controls_are_an_error(tmp_path):
+    text = GOOD.replace("schema: 2", "schema: 1")
+    msg = error_of(write(tmp_path, text))
+    assert "bad.yaml:11" in msg and "controls need schema 2" in msg and "schema 1" in msg
+    old_style = GOOD1.replace("controls: []\n", """controls:
+  - id: c1
+    recall: {prompt: "Name the capital of France.", answer: "Paris"}
+    reasoning: {prompt: "France's capital is", answer: "Paris"}
+""")
+    assert "controls need schema 2" in error_of(write(tmp_path, old_style))
 
 
 def test_controls_and_description_are_optional(tmp_path):
@@ -73,6 +151,33 @@ def test_controls_and_description_are_optional(tmp_path):
     ps = load_prompt_set(write(tmp_path, text, "good.yaml"))
     assert ps.controls == ()
     assert len(ps.pairs) == 2
+
+
+@pytest.mark.parametrize("change", [
+    lambda d: d["controls"][0]["a"].update(prompt="Name France's capital."),
+    lambda d: d["controls"][0]["b"].update(answer="Lyon"),
+    lambda d: d["controls"][1].update(task="recall"),
+    lambda d: d["controls"][0].update(id="c9"),
+    lambda d: d["controls"].reverse(),
+    lambda d: d["controls"][0].update(a=d["controls"][0]["b"], b=d["controls"][0]["a"]),
+    lambda d: d["controls"].pop(),
+])
+def test_hash_covers_controls(tmp_path, change):
+    doc = yaml.safe_load(GOOD)
+    a = load_prompt_set(write(tmp_path, yaml.safe_dump(doc), "a.yaml"))
+    change(doc)
+    b = load_prompt_set(write(tmp_path, yaml.safe_dump(doc), "b.yaml"))
+    assert b.sha256 != a.sha256
+
+
+def test_hash_leaves_templates_out(tmp_path):
+    # templates are labels, as for pairs: renaming one does not change what is asked
+    doc = yaml.safe_load(GOOD)
+    a = load_prompt_set(write(tmp_path, yaml.safe_dump(doc), "a.yaml"))
+    doc["controls"][0]["a"]["template"] = "renamed"
+    doc["pairs"][1]["recall"]["template"] = "renamed"
+    b = load_prompt_set(write(tmp_path, yaml.safe_dump(doc), "b.yaml"))
+    assert b.sha256 == a.sha256
 
 
 def test_hash_ignores_comments_and_layout_but_not_content(tmp_path):
@@ -292,10 +397,14 @@ def test_unknown_top_level_key(tmp_path):
     assert "bad.yaml:1" in msg and "unknown key(s) control, extra" in msg
 
 
-def test_unsupported_schema(tmp_path):
-    msg = error_of(write(tmp_path, GOOD.replace("schema: 1", "schema: 2")))
-    assert "bad.yaml:1" in msg and "unsupported schema 2" in msg
-    msg = error_of(write(tmp_path, GOOD.replace("schema: 1\n", "")))
+@pytest.mark.parametrize("schema", ["3", "0", "'2'", "true", "2.0"])
+def test_unsupported_schema(tmp_path, schema):
+    msg = error_of(write(tmp_path, GOOD.replace("schema: 2", f"schema: {schema}")))
+    assert "bad.yaml:1" in msg and "unsupported schema" in msg and "reads 1, 2" in msg
+
+
+def test_missing_schema(tmp_path):
+    msg = error_of(write(tmp_path, GOOD.replace("schema: 2\n", "")))
     assert "unsupported schema None" in msg
 
 
@@ -335,10 +444,167 @@ pairs:
     assert "bad.yaml:4" in msg and "pairs[0] needs an id" in msg
 
 
-def test_errors_in_controls_name_the_control_pair(tmp_path):
-    text = GOOD.replace('reasoning: {prompt: "France\'s capital is", answer: "Paris"}', "")
-    msg = error_of(write(tmp_path, text))
-    assert "bad.yaml:11" in msg and "pair 'c1'" in msg and "unpaired" in msg
+# -- errors in controls: file, line and the control's id ----------------------------------------
+
+CONTROL_HEAD = """\
+schema: 2
+name: t
+pairs:
+  - id: a
+    recall: {prompt: "p", answer: "x"}
+    reasoning: {prompt: "q", answer: "y"}
+controls:
+"""
+
+
+def control_error(tmp_path, body: str) -> str:
+    return error_of(write(tmp_path, CONTROL_HEAD + body))
+
+
+def test_control_missing_b(tmp_path):
+    msg = control_error(tmp_path, """\
+  - id: c1
+    task: recall
+    a: {prompt: "p", answer: "x"}
+""")
+    assert "bad.yaml:8" in msg and "control 'c1'" in msg and "missing b" in msg
+
+
+def test_control_missing_a_and_b(tmp_path):
+    msg = control_error(tmp_path, "  - {id: c1, task: reasoning}\n")
+    assert "bad.yaml:8" in msg and "control 'c1'" in msg and "missing a and b" in msg
+
+
+@pytest.mark.parametrize("task", ["null", "Recall", "both", "[recall]", "1"])
+def test_control_task_must_be_recall_or_reasoning(tmp_path, task):
+    msg = control_error(tmp_path, f"""\
+  - id: c1
+    task: {task}
+    a: {{prompt: "p", answer: "x"}}
+    b: {{prompt: "p2", answer: "x"}}
+""")
+    assert "bad.yaml:8" in msg and "control 'c1'" in msg and "'task' must be recall or reasoning" in msg
+
+
+def test_control_without_task(tmp_path):
+    msg = control_error(tmp_path, """\
+  - id: c1
+    a: {prompt: "p", answer: "x"}
+    b: {prompt: "p2", answer: "x"}
+""")
+    assert "bad.yaml:8" in msg and "'task' must be recall or reasoning, not None" in msg
+
+
+def test_control_with_the_same_prompt_twice(tmp_path):
+    msg = control_error(tmp_path, """\
+  - id: c1
+    task: recall
+    a: {prompt: "What is the capital of France?", answer: "Paris", template: r0}
+    b: {prompt: "What is the capital of France?", answer: "Paris", template: r1}
+""")
+    assert "bad.yaml:8" in msg and "control 'c1'" in msg and "a and b are the same prompt" in msg
+
+
+def test_control_with_the_same_template_twice(tmp_path):
+    msg = control_error(tmp_path, """\
+  - id: c1
+    task: recall
+    a: {prompt: "What is the capital of France?", answer: "Paris", template: r0}
+    b: {prompt: "Name the capital of France.", answer: "Paris", template: r0}
+""")
+    assert "bad.yaml:8" in msg and "control 'c1'" in msg and "same template 'r0'" in msg
+
+
+def test_control_templates_are_compared_only_when_both_are_given(tmp_path):
+    ps = load_prompt_set(write(tmp_path, CONTROL_HEAD + """\
+  - id: c1
+    task: recall
+    a: {prompt: "What is the capital of France?", answer: "Paris", template: r0}
+    b: {prompt: "Name the capital of France.", answer: "Paris"}
+""", "ok.yaml"))
+    assert ps.controls[0].a.template == "r0" and ps.controls[0].b.template is None
+
+
+def test_control_duplicate_ids(tmp_path):
+    msg = control_error(tmp_path, """\
+  - id: c1
+    task: recall
+    a: {prompt: "p", answer: "x"}
+    b: {prompt: "p2", answer: "x"}
+  - id: c1
+    task: reasoning
+    a: {prompt: "q", answer: "y"}
+    b: {prompt: "q2", answer: "y"}
+""")
+    assert "bad.yaml:12" in msg and "control 'c1'" in msg and "duplicate id (first on line 8)" in msg
+
+
+def test_control_ids_are_their_own_namespace(tmp_path):
+    ps = load_prompt_set(write(tmp_path, CONTROL_HEAD + """\
+  - id: a
+    task: recall
+    a: {prompt: "p", answer: "x"}
+    b: {prompt: "p2", answer: "x"}
+""", "ok.yaml"))
+    assert ps.ids == ["a"] and [c.id for c in ps.controls] == ["a"]
+
+
+@pytest.mark.parametrize("cid", ["", "-dash-first", "has space", "7", "null"])
+def test_control_bad_ids(tmp_path, cid):
+    msg = control_error(tmp_path, f"""\
+  - id: {cid if cid else "''"}
+    task: recall
+    a: {{prompt: "p", answer: "x"}}
+    b: {{prompt: "p2", answer: "x"}}
+""")
+    assert "bad.yaml:8" in msg and "controls[0] needs an id" in msg
+
+
+def test_control_unknown_key(tmp_path):
+    msg = control_error(tmp_path, """\
+  - id: c1
+    task: recall
+    recall: {prompt: "p", answer: "x"}
+    reasoning: {prompt: "p2", answer: "x"}
+""")
+    assert "bad.yaml:8" in msg and "control 'c1'" in msg and "unknown key(s) reasoning, recall" in msg
+
+
+def test_control_side_errors_name_the_control_and_side(tmp_path):
+    msg = control_error(tmp_path, """\
+  - id: c1
+    task: recall
+    a: {prompt: "p", answer: "x"}
+    b:
+      prompt: "p2"
+      answer: ""
+""")
+    # the b mapping starts on line 12
+    assert "bad.yaml:12" in msg and "control 'c1' b" in msg and "'answer' must be a non-empty string" in msg
+    msg = control_error(tmp_path, """\
+  - id: c1
+    task: recall
+    a: {prompt: "p", answer: "x", answers: "y"}
+    b: {prompt: "p2", answer: "x"}
+""")
+    assert "bad.yaml:10" in msg and "control 'c1' a" in msg and "unknown key(s) answers" in msg
+    msg = control_error(tmp_path, """\
+  - id: c1
+    task: recall
+    a: "What is the capital of France?"
+    b: {prompt: "p2", answer: "x"}
+""")
+    assert "bad.yaml:8" in msg and "control 'c1' a" in msg and "expected a mapping" in msg
+
+
+def test_controls_that_are_not_a_list(tmp_path):
+    msg = control_error(tmp_path, "  c1: {task: recall}\n")
+    assert "bad.yaml:1" in msg and "'controls' must be a list of controls" in msg
+
+
+def test_control_that_is_not_a_mapping(tmp_path):
+    msg = control_error(tmp_path, "  - just a string\n")
+    assert "controls[0] must be a mapping with id, task, a, b" in msg
 
 
 def test_missing_file_and_unknown_name(tmp_path):

@@ -1,5 +1,5 @@
-"""Prompt sets: matched recall/reasoning pairs as YAML (schema in DESIGN.md), loaded and validated."""
+"""Prompt sets: matched recall/reasoning pairs and null controls as YAML (schema in DESIGN.md), loaded and validated."""
 
-from circuitgate.prompts.schema import Pair, Prompt, PromptSet, builtin_names, load_prompt_set
+from circuitgate.prompts.schema import Control, Pair, Prompt, PromptSet, builtin_names, load_prompt_set
 
-__all__ = ["Pair", "Prompt", "PromptSet", "builtin_names", "load_prompt_set"]
+__all__ = ["Control", "Pair", "Prompt", "PromptSet", "builtin_names", "load_prompt_set"]

@@ -14,7 +14,10 @@ import yaml
 
 from circuitgate import CircuitgateError
 
-SCHEMA = 1
+SCHEMA = 2  # 2: controls are (task, a, b), the same task under two templates; schema 1 files still load
+READS = (1, 2)
+TASKS = ("recall", "reasoning")
+SIDES = ("a", "b")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -27,7 +30,7 @@ class Prompt:
 
 @dataclass(frozen=True)
 class Pair:
-    """The same fact asked as recall and as reasoning (or, for a control, one task in two templates)."""
+    """The same fact asked as recall and as reasoning."""
 
     id: str
     recall: Prompt
@@ -35,12 +38,32 @@ class Pair:
 
 
 @dataclass(frozen=True)
+class Control:
+    """The null control (SEED_METHOD.md flaw 2): the same task, for the same fact, under two templates.
+
+    A test that compares ``a`` with ``b`` the way it compares recall with reasoning must come out
+    negative; if it does not, the test separates templates, not tasks.
+    """
+
+    id: str
+    task: str  # "recall" or "reasoning"
+    a: Prompt
+    b: Prompt
+
+
+def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(allowed)}, not {value!r}")
+
+
+@dataclass(frozen=True)
 class PromptSet:
     name: str
     pairs: tuple[Pair, ...]
-    controls: tuple[Pair, ...]
+    controls: tuple[Control, ...]
     source: str  # file it was read from
     sha256: str  # of the canonical content (not the file bytes: comments and layout do not count)
+    schema: int = SCHEMA  # the file's schema
 
     def prompts(self, side: str) -> list[str]:
         return [getattr(p, side).prompt for p in self.pairs]
@@ -51,6 +74,28 @@ class PromptSet:
     @property
     def ids(self) -> list[str]:
         return [p.id for p in self.pairs]
+
+    def control_tasks(self) -> list[str]:
+        """The tasks that have controls, in the order recall, reasoning."""
+        present = {c.task for c in self.controls}
+        return [t for t in TASKS if t in present]
+
+    def controls_of(self, task: str) -> list[Control]:
+        """The controls of one task, in file order."""
+        _check(task, TASKS, "task")
+        return [c for c in self.controls if c.task == task]
+
+    def control_prompts(self, task: str, side: str) -> list[str]:
+        """Side "a" or "b" of the task's controls, in file order."""
+        _check(side, SIDES, "side")
+        return [getattr(c, side).prompt for c in self.controls_of(task)]
+
+    def control_answers(self, task: str, side: str) -> list[str]:
+        _check(side, SIDES, "side")
+        return [getattr(c, side).answer for c in self.controls_of(task)]
+
+    def control_ids(self, task: str) -> list[str]:
+        return [c.id for c in self.controls_of(task)]
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -134,11 +179,49 @@ def _pairs(items: Any, key: str, src: str, doc_line: int) -> tuple[Pair, ...]:
     return tuple(pairs)
 
 
-def _canonical_hash(name: str, pairs: tuple[Pair, ...], controls: tuple[Pair, ...]) -> str:
-    def enc(ps: tuple[Pair, ...]) -> list:
-        return [[p.id, [p.recall.prompt, p.recall.answer], [p.reasoning.prompt, p.reasoning.answer]] for p in ps]
+def _controls(items: Any, src: str, doc_line: int) -> tuple[Control, ...]:
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise CircuitgateError(f"{src}:{doc_line}: 'controls' must be a list of controls")
+    controls, seen = [], {}
+    for n, item in enumerate(items):
+        line = getattr(item, "line", doc_line)
+        if not isinstance(item, dict):
+            raise CircuitgateError(f"{src}:{line}: controls[{n}] must be a mapping with id, task, a, b")
+        cid = item.get("id")
+        if not isinstance(cid, str) or not _ID.match(cid):
+            raise CircuitgateError(f"{src}:{line}: controls[{n}] needs an id of letters, digits, '-', '_', '.'")
+        where = f"{src}:{line}: control {cid!r}"
+        if cid in seen:
+            raise CircuitgateError(f"{where}: duplicate id (first on line {seen[cid]})")
+        seen[cid] = line
+        unknown = set(item) - {"id", "task", "a", "b"}
+        if unknown:
+            raise CircuitgateError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        task = item.get("task")
+        if task not in TASKS:
+            raise CircuitgateError(f"{where}: 'task' must be recall or reasoning, not {task!r}")
+        missing = [side for side in SIDES if side not in item]
+        if missing:
+            raise CircuitgateError(f"{where}: missing {' and '.join(missing)} (a control is one task in two templates)")
+        a, b = (_prompt(item[side], src, line, f"control {cid!r} {side}") for side in SIDES)
+        if a.prompt == b.prompt:
+            raise CircuitgateError(f"{where}: a and b are the same prompt")
+        if a.template is not None and a.template == b.template:
+            raise CircuitgateError(f"{where}: a and b have the same template {a.template!r} (a control compares two templates)")
+        controls.append(Control(cid, task, a, b))
+    return tuple(controls)
 
-    blob = json.dumps({"schema": SCHEMA, "name": name, "pairs": enc(pairs), "controls": enc(controls)})
+
+def _canonical_hash(schema: int, name: str, pairs: tuple[Pair, ...], controls: tuple[Control, ...]) -> str:
+    """sha256 of the content that matters: ids, prompts, answers, control tasks (not templates, comments, layout).
+
+    A schema 1 file hashes exactly as it did under schema 1 (its controls are always empty).
+    """
+    enc_pairs = [[p.id, [p.recall.prompt, p.recall.answer], [p.reasoning.prompt, p.reasoning.answer]] for p in pairs]
+    enc_controls = [[c.id, c.task, [c.a.prompt, c.a.answer], [c.b.prompt, c.b.answer]] for c in controls]
+    blob = json.dumps({"schema": schema, "name": name, "pairs": enc_pairs, "controls": enc_controls})
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -152,8 +235,11 @@ def load_prompt_set(name_or_file: str | Path) -> PromptSet:
         raise CircuitgateError(f"{src}:{mark.line + 1 if mark else 1}: not valid YAML ({getattr(e, 'problem', e)})") from None
     if not isinstance(doc, dict):
         raise CircuitgateError(f"{src}:1: a prompt set must be a mapping with schema, name, pairs")
-    if doc.get("schema") != SCHEMA:
-        raise CircuitgateError(f"{src}:{doc.line}: unsupported schema {doc.get('schema')!r} (this version reads {SCHEMA})")
+    schema = doc.get("schema")
+    if type(schema) is not int or schema not in READS:
+        raise CircuitgateError(
+            f"{src}:{doc.line}: unsupported schema {schema!r} (this version reads {', '.join(map(str, READS))})"
+        )
     name = doc.get("name")
     if not isinstance(name, str) or not name:
         raise CircuitgateError(f"{src}:{doc.line}: missing 'name'")
@@ -163,5 +249,11 @@ def load_prompt_set(name_or_file: str | Path) -> PromptSet:
     pairs = _pairs(doc.get("pairs"), "pairs", src, doc.line)
     if not pairs:
         raise CircuitgateError(f"{src}:{doc.line}: prompt set {name!r} has no pairs")
-    controls = _pairs(doc.get("controls"), "controls", src, doc.line)
-    return PromptSet(name, pairs, controls, src, _canonical_hash(name, pairs, controls))
+    raw_controls = doc.get("controls")
+    if schema == 1 and raw_controls not in (None, []):
+        line = getattr(raw_controls[0], "line", doc.line) if isinstance(raw_controls, list) else doc.line
+        raise CircuitgateError(
+            f"{src}:{line}: controls need schema 2 (each control is id, task, a, b); this file is schema 1"
+        )
+    controls = _controls(raw_controls, src, doc.line)
+    return PromptSet(name, pairs, controls, src, _canonical_hash(schema, name, pairs, controls), schema)
