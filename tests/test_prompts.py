@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -209,7 +211,7 @@ def test_hash_depends_on_pair_order(tmp_path):
 def test_builtin_names():
     names = builtin_names()
     assert names == sorted(names)
-    assert {"geography-seed", "organism"} <= set(names)
+    assert {"geography", "geography-seed", "organism"} <= set(names)
 
 
 def test_geography_seed_builtin():
@@ -235,6 +237,102 @@ def test_every_builtin_loads():
     for name in builtin_names():
         ps = load_prompt_set(name)
         assert ps.name == name and ps.pairs
+
+
+# -- the built-in set geography (schema 2: several length-matched templates, null controls) ------
+
+CONTINENTS = {"Africa", "Asia", "Europe", "North America", "South America", "Oceania"}
+
+
+@pytest.fixture(scope="module")
+def geography():
+    return load_prompt_set("geography")
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def test_geography_loads_with_enough_facts(geography):
+    ps = geography
+    assert ps.name == "geography" and ps.schema == 2 and Path(ps.source).name == "geography.yaml"
+    assert len(ps.pairs) >= 100 and len(set(ps.ids)) == len(ps.ids)
+    assert all(re.fullmatch(r"[a-z]+(-[a-z]+)*", i) for i in ps.ids)
+    assert set(ps.answers("reasoning")) == CONTINENTS
+    assert len(set(ps.answers("recall"))) == len(ps.pairs)  # one fact per country
+
+
+def test_geography_has_at_least_three_templates_per_task_used_evenly(geography):
+    for side in ("recall", "reasoning"):
+        counts = Counter(getattr(p, side).template for p in geography.pairs)
+        assert None not in counts and len(counts) >= 3
+        assert max(counts.values()) - min(counts.values()) <= 1  # round-robin
+
+
+def test_geography_pairs_are_length_matched(geography):
+    for p in geography.pairs:
+        assert words(p.recall.prompt) == words(p.reasoning.prompt), p.id
+        assert abs(len(p.recall.prompt) - len(p.reasoning.prompt)) <= 2, p.id
+    # and one template of a task is always paired with the same template of the other
+    assert len({(p.recall.template, p.reasoning.template) for p in geography.pairs}) == 3
+
+
+def test_geography_recall_needs_the_weights_and_reasoning_states_its_answer(geography):
+    for p in geography.pairs:
+        assert p.recall.answer.lower() not in p.recall.prompt.lower(), p.id
+        assert p.reasoning.answer in p.reasoning.prompt, p.id
+        assert p.recall.prompt.endswith("?") and p.reasoning.prompt.endswith("?")
+    for c in geography.controls_of("recall"):
+        for side in (c.a, c.b):
+            assert side.answer.lower() not in side.prompt.lower(), c.id
+    for c in geography.controls_of("reasoning"):
+        for side in (c.a, c.b):
+            assert side.answer in side.prompt and side.answer in CONTINENTS, c.id
+
+
+def test_geography_controls(geography):
+    ps = geography
+    assert ps.control_tasks() == ["recall", "reasoning"]
+    pairs = {p.id: p for p in ps.pairs}
+    for task in ("recall", "reasoning"):
+        controls = ps.controls_of(task)
+        assert len(controls) >= 40
+        for c in controls:
+            assert c.a.template and c.b.template and c.a.template != c.b.template, c.id
+            assert c.a.prompt != c.b.prompt
+            pid = c.id.removesuffix(f"-{task}")
+            assert c.id == f"{pid}-{task}" and pid in pairs  # a control asks a fact of the main pairs
+            fact = getattr(pairs[pid], task)
+            assert c.a.answer == c.b.answer == fact.answer
+    # recall: the seed's short template against the pair's own long one (template and length change)
+    for c in ps.controls_of("recall"):
+        assert c.a.template == "r-short" and c.a.prompt.startswith("What is the capital of ")
+        assert c.b == pairs[c.id.removesuffix("-recall")].recall
+        assert words(c.a.prompt) < words(c.b.prompt)
+    # reasoning: the pair's own template against another one of the same length (only the template changes)
+    for c in ps.controls_of("reasoning"):
+        assert c.a == pairs[c.id.removesuffix("-reasoning")].reasoning
+        assert words(c.a.prompt) == words(c.b.prompt)
+    recall_templates = {p.recall.template for p in ps.pairs}
+    assert {c.b.template for c in ps.controls_of("recall")} == recall_templates
+
+
+def test_geography_keeps_the_seed_facts_and_conventions(geography):
+    seed = load_prompt_set("geography-seed")
+    ours = {p.id: (p.recall.answer, p.reasoning.answer) for p in geography.pairs}
+    for p in seed.pairs:
+        assert ours[p.id] == (p.recall.answer, p.reasoning.answer), p.id
+    assert ours["russia"][1] == "Europe" and ours["turkey"][1] == "Asia"
+
+
+def test_geography_is_what_its_generator_renders(geography):
+    from circuitgate.prompts import make_geography
+
+    assert Path(geography.source).read_text(encoding="utf-8") == make_geography.render()
+    assert len(make_geography.FACTS) == len(geography.pairs)
+    assert len({slug for slug in map(make_geography.slug, (f[0] for f in make_geography.FACTS))}) == len(
+        make_geography.FACTS
+    )
 
 
 # -- errors: every one names file, line and (when known) the pair ---------------------------------
@@ -648,6 +746,34 @@ def test_round_trip(tmp_path_factory, rows):
     assert ps.prompts("recall") == [r[1] for r in rows] and ps.answers("recall") == [r[2] for r in rows]
     assert ps.prompts("reasoning") == [r[3] for r in rows] and ps.answers("reasoning") == [r[4] for r in rows]
     # the hash is of content only: the same document written in flow style hashes the same
+    q = p.with_name("flow.yaml")
+    q.write_text(yaml.safe_dump(doc, allow_unicode=True, default_flow_style=True))
+    assert load_prompt_set(q).sha256 == ps.sha256
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(ids, st.sampled_from(["recall", "reasoning"]), text, text, text),
+                min_size=1, max_size=5, unique_by=lambda t: t[0]))
+def test_round_trip_controls(tmp_path_factory, rows):
+    doc = {
+        "schema": 2,
+        "name": "generated",
+        "pairs": [{"id": "p", "recall": {"prompt": "r", "answer": "x"}, "reasoning": {"prompt": "s", "answer": "y"}}],
+        "controls": [
+            {"id": i, "task": task, "a": {"prompt": pa, "answer": ans}, "b": {"prompt": pa + " (b)", "answer": ans}}
+            for i, task, pa, _, ans in rows
+        ],
+    }
+    p = tmp_path_factory.mktemp("rt") / "gen.yaml"
+    p.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    ps = load_prompt_set(p)
+    assert [c.id for c in ps.controls] == [r[0] for r in rows]
+    for task in ("recall", "reasoning"):
+        mine = [r for r in rows if r[1] == task]
+        assert ps.control_prompts(task, "a") == [r[2] for r in mine]
+        assert ps.control_prompts(task, "b") == [r[2] + " (b)" for r in mine]
+        assert ps.control_answers(task, "b") == [r[4] for r in mine]
+        assert (task in ps.control_tasks()) == bool(mine)
     q = p.with_name("flow.yaml")
     q.write_text(yaml.safe_dump(doc, allow_unicode=True, default_flow_style=True))
     assert load_prompt_set(q).sha256 == ps.sha256

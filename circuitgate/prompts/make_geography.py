@@ -1,0 +1,217 @@
+"""Generate the built-in prompt set ``geography`` (builtin/geography.yaml), the default set for real models.
+
+``python -m circuitgate.prompts.make_geography`` rewrites the file; ``render()`` returns its text (a test
+checks that the committed file is exactly what this module renders, so edit here, not there).
+
+What it fixes (SEED_METHOD.md, flaw 2): the seed set asks every recall fact in one short template and every
+reasoning fact in one template about 3x longer, so "recall vs reasoning" is also "short vs long" and
+"template A vs template B". Here each task has three templates, each recall template is paired with a
+reasoning template of exactly the same number of words (and the same number of characters, give or take
+one), and the controls ask one task in two templates, so a test can be shown to come out negative where
+only the template changes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from importlib import resources
+from pathlib import Path
+
+SEED = 42
+
+# (country, capital, continent). The 30 facts of the seed set first, in SEED_METHOD.md's order and with its
+# conventions (Russia in Europe, Turkey in Asia, Brasília); then 100 more by the 7-continent convention
+# (Central America and the Caribbean in North America). Capitals as English Wikipedia spells them.
+# Left out on purpose: countries with contested, split or recently moved capitals (Bolivia, South Africa,
+# Sri Lanka, Ivory Coast, Myanmar, Kazakhstan, Israel, Palestine, Taiwan, Tanzania, Benin, Burundi,
+# Eswatini, Malaysia, Montenegro, Equatorial Guinea, Nauru, Sudan), countries whose continent is a matter of
+# convention (Cyprus, Georgia, Armenia, Azerbaijan, Trinidad and Tobago),
+# capitals named in or after their country, which a recall prompt would give away (Luxembourg, Singapore,
+# Monaco, Kuwait City, Guatemala City, Panama City, San Salvador, Tunis, Djibouti, Andorra la Vella), and
+# names spelled several ways in English (Kyiv/Kiev, Ulaanbaatar, Sanaa, Chișinău, N'Djamena, Nuku'alofa,
+# Yaoundé, Lomé, Malé, Ivory Coast/Côte d'Ivoire, East Timor, the two Congos).
+FACTS: tuple[tuple[str, str, str], ...] = (
+    # the seed's 30
+    ("France", "Paris", "Europe"), ("Germany", "Berlin", "Europe"), ("Japan", "Tokyo", "Asia"),
+    ("Canada", "Ottawa", "North America"), ("Australia", "Canberra", "Oceania"),
+    ("Brazil", "Brasília", "South America"), ("Egypt", "Cairo", "Africa"), ("India", "New Delhi", "Asia"),
+    ("Italy", "Rome", "Europe"), ("Mexico", "Mexico City", "North America"), ("Russia", "Moscow", "Europe"),
+    ("China", "Beijing", "Asia"), ("Spain", "Madrid", "Europe"), ("Argentina", "Buenos Aires", "South America"),
+    ("South Korea", "Seoul", "Asia"), ("Turkey", "Ankara", "Asia"), ("the United Kingdom", "London", "Europe"),
+    ("Indonesia", "Jakarta", "Asia"), ("Nigeria", "Abuja", "Africa"), ("Thailand", "Bangkok", "Asia"),
+    ("Poland", "Warsaw", "Europe"), ("the Netherlands", "Amsterdam", "Europe"), ("Sweden", "Stockholm", "Europe"),
+    ("Norway", "Oslo", "Europe"), ("Finland", "Helsinki", "Europe"), ("Denmark", "Copenhagen", "Europe"),
+    ("Switzerland", "Bern", "Europe"), ("Austria", "Vienna", "Europe"), ("Belgium", "Brussels", "Europe"),
+    ("Portugal", "Lisbon", "Europe"),
+    # Europe
+    ("Ireland", "Dublin", "Europe"), ("Iceland", "Reykjavík", "Europe"), ("Greece", "Athens", "Europe"),
+    ("Hungary", "Budapest", "Europe"), ("the Czech Republic", "Prague", "Europe"),
+    ("Slovakia", "Bratislava", "Europe"), ("Romania", "Bucharest", "Europe"), ("Bulgaria", "Sofia", "Europe"),
+    ("Serbia", "Belgrade", "Europe"), ("Croatia", "Zagreb", "Europe"), ("Slovenia", "Ljubljana", "Europe"),
+    ("Belarus", "Minsk", "Europe"), ("Lithuania", "Vilnius", "Europe"), ("Latvia", "Riga", "Europe"),
+    ("Estonia", "Tallinn", "Europe"), ("Albania", "Tirana", "Europe"), ("North Macedonia", "Skopje", "Europe"),
+    ("Bosnia and Herzegovina", "Sarajevo", "Europe"), ("Malta", "Valletta", "Europe"),
+    ("Liechtenstein", "Vaduz", "Europe"),
+    # Asia
+    ("Vietnam", "Hanoi", "Asia"), ("the Philippines", "Manila", "Asia"), ("Pakistan", "Islamabad", "Asia"),
+    ("Bangladesh", "Dhaka", "Asia"), ("Nepal", "Kathmandu", "Asia"), ("Afghanistan", "Kabul", "Asia"),
+    ("Iran", "Tehran", "Asia"), ("Iraq", "Baghdad", "Asia"), ("Saudi Arabia", "Riyadh", "Asia"),
+    ("Syria", "Damascus", "Asia"), ("Jordan", "Amman", "Asia"), ("Lebanon", "Beirut", "Asia"),
+    ("Qatar", "Doha", "Asia"), ("Oman", "Muscat", "Asia"), ("the United Arab Emirates", "Abu Dhabi", "Asia"),
+    ("Cambodia", "Phnom Penh", "Asia"), ("Laos", "Vientiane", "Asia"), ("North Korea", "Pyongyang", "Asia"),
+    ("Uzbekistan", "Tashkent", "Asia"), ("Kyrgyzstan", "Bishkek", "Asia"), ("Tajikistan", "Dushanbe", "Asia"),
+    ("Turkmenistan", "Ashgabat", "Asia"), ("Bhutan", "Thimphu", "Asia"), ("Bahrain", "Manama", "Asia"),
+    # Africa
+    ("Kenya", "Nairobi", "Africa"), ("Ethiopia", "Addis Ababa", "Africa"), ("Ghana", "Accra", "Africa"),
+    ("Morocco", "Rabat", "Africa"), ("Algeria", "Algiers", "Africa"), ("Senegal", "Dakar", "Africa"),
+    ("Uganda", "Kampala", "Africa"), ("Zimbabwe", "Harare", "Africa"), ("Zambia", "Lusaka", "Africa"),
+    ("Angola", "Luanda", "Africa"), ("Mozambique", "Maputo", "Africa"), ("Libya", "Tripoli", "Africa"),
+    ("Mali", "Bamako", "Africa"), ("Niger", "Niamey", "Africa"), ("Madagascar", "Antananarivo", "Africa"),
+    ("Rwanda", "Kigali", "Africa"), ("Somalia", "Mogadishu", "Africa"), ("Namibia", "Windhoek", "Africa"),
+    ("Botswana", "Gaborone", "Africa"), ("Malawi", "Lilongwe", "Africa"), ("Gabon", "Libreville", "Africa"),
+    ("Liberia", "Monrovia", "Africa"), ("Sierra Leone", "Freetown", "Africa"), ("Guinea", "Conakry", "Africa"),
+    ("Burkina Faso", "Ouagadougou", "Africa"), ("Eritrea", "Asmara", "Africa"),
+    ("Mauritania", "Nouakchott", "Africa"), ("South Sudan", "Juba", "Africa"), ("Lesotho", "Maseru", "Africa"),
+    # North America (with Central America and the Caribbean)
+    ("the United States", "Washington, D.C.", "North America"), ("Cuba", "Havana", "North America"),
+    ("Jamaica", "Kingston", "North America"), ("Honduras", "Tegucigalpa", "North America"),
+    ("Nicaragua", "Managua", "North America"), ("Costa Rica", "San José", "North America"),
+    ("the Dominican Republic", "Santo Domingo", "North America"), ("Haiti", "Port-au-Prince", "North America"),
+    ("the Bahamas", "Nassau", "North America"), ("Belize", "Belmopan", "North America"),
+    ("Barbados", "Bridgetown", "North America"),
+    # South America
+    ("Chile", "Santiago", "South America"), ("Peru", "Lima", "South America"),
+    ("Colombia", "Bogotá", "South America"), ("Venezuela", "Caracas", "South America"),
+    ("Ecuador", "Quito", "South America"), ("Uruguay", "Montevideo", "South America"),
+    ("Paraguay", "Asunción", "South America"), ("Guyana", "Georgetown", "South America"),
+    ("Suriname", "Paramaribo", "South America"),
+    # Oceania
+    ("New Zealand", "Wellington", "Oceania"), ("Fiji", "Suva", "Oceania"),
+    ("Papua New Guinea", "Port Moresby", "Oceania"), ("Samoa", "Apia", "Oceania"),
+    ("Vanuatu", "Port Vila", "Oceania"), ("the Solomon Islands", "Honiara", "Oceania"),
+    ("the Marshall Islands", "Majuro", "Oceania"),
+)
+
+# Template k of one task is paired with template k of the other: both name the country twice and the
+# continent once around 14 fixed words, so a pair has the same number of words whatever the country, and
+# the same number of characters give or take one (the fixed text differs by at most one character).
+# Recall states the country's continent as neutral context (never the capital); reasoning states the
+# facts and asks for the continent of X, whose answer is in the prompt, as in the paper (s0 is the paper's).
+RECALL = {
+    "r0": "We all know {country} is in {continent}. So now tell me, what is the capital of {country}?",
+    "r1": "{country} is a country in {continent}. Tell me, what is the name of the capital of {country}?",
+    "r2": "Think of {country}, a land that is in {continent}. So which city is the capital of {country}?",
+}
+REASONING = {
+    "s0": "If X is the capital of {country} and {country} is in {continent}, what continent is X in?",
+    "s1": "Assume {country} is in {continent} and X is the capital of {country}. What continent is X in?",
+    "s2": "X is the capital of {country}, and {country} lies in {continent}. So on which continent is X?",
+}
+# The seed's recall template (with "the" where English wants it): the short side of the recall controls.
+RECALL_SHORT = {"r-short": "What is the capital of {country}?"}
+
+HEADER = """\
+# The default prompt set for real models (Qwen2.5-7B and the like): {n} real (country, capital, continent)
+# facts, each asked as recall and as reasoning (the pairs), plus null controls. Generated by
+# `python -m circuitgate.prompts.make_geography` (edit that, not this file); raw strings, no chat template.
+#
+# Why not the seed set (geography-seed): it asks every recall fact in one short template and every reasoning
+# fact in one template about 3x longer (SEED_METHOD.md, flaw 2), so any feature that depends on length or
+# wording (attention entropy is bounded by ln(length)) separates "recall" from "reasoning" by construction.
+# Here:
+# - each task has three templates; pair i uses recall template r(i mod 3) with reasoning template s(i mod 3);
+# - length-matched: r_k and s_k name the country twice and the continent once around the same number of
+#   fixed words, so every pair has equal word counts and character counts within one;
+# - recall carries the country's continent as neutral context but never the capital (it must come from the
+#   weights); reasoning is the paper's in-context composition: the prompt states that X is the capital of
+#   the country and that the country is in the continent, and the answer (the continent) is in the prompt.
+# Recall templates (answer: the capital):
+{recall}
+# Reasoning templates (answer: the continent):
+{reasoning}
+#
+# Controls (the null control of flaw 2): the same task for the same fact under two templates, which a sound
+# test must NOT call task-specific. Every fact has one of each, so the null control has as many items as
+# the main comparison (equal power: a control that comes out negative only for lack of items proves nothing):
+# - <id>-recall:    a = the seed's short recall template, b = the fact's length-matched recall prompt (the
+#                   same string as in its pair): template and length change, the task does not;
+# - <id>-reasoning: a = the fact's reasoning prompt (as in its pair), b = the next reasoning template
+#                   (s0 -> s1 -> s2 -> s0): only the template changes, word counts are equal.
+# Short recall template (controls only):
+{short}
+#
+# Facts: the seed's 30 with its conventions (Russia in Europe, Turkey in Asia), the rest by the 7-continent
+# convention (Central America and the Caribbean in North America); contested, split or moved capitals,
+# continent-ambiguous countries and capitals that contain their country's name are left out (list in the
+# generator). Order: the facts shuffled with random.Random({seed}).shuffle; controls in the same order.
+"""
+
+
+def slug(country: str) -> str:
+    return country.removeprefix("the ").lower().replace(" ", "-")
+
+
+def fill(template: str, country: str, continent: str) -> str:
+    text = template.format(country=country, continent=continent)
+    return text[0].upper() + text[1:]  # "The Netherlands is ...", where a template starts with the country
+
+
+def facts() -> list[tuple[str, str, str]]:
+    """The facts in file order (shuffled with SEED)."""
+    out = list(FACTS)
+    random.Random(SEED).shuffle(out)
+    return out
+
+
+def _side(prompt: str, answer: str, template: str) -> str:
+    return f"{{prompt: {json.dumps(prompt, ensure_ascii=False)}, answer: {json.dumps(answer, ensure_ascii=False)}, template: {template}}}"
+
+
+def _listing(templates: dict[str, str]) -> str:
+    return "\n".join(f"#   {k}: {v}" for k, v in templates.items())
+
+
+def render() -> str:
+    rec, rea, short = list(RECALL), list(REASONING), next(iter(RECALL_SHORT))
+    rows = facts()
+    lines = [HEADER.format(n=len(rows), recall=_listing(RECALL), reasoning=_listing(REASONING),
+                           short=_listing(RECALL_SHORT), seed=SEED).rstrip("\n")]
+    lines += ["schema: 2", "name: geography",
+              "description: real country/capital/continent facts; three length-matched templates per task; null controls",
+              "pairs:"]
+    for i, (country, capital, continent) in enumerate(rows):
+        k = i % len(rec)
+        lines += [f"  - id: {slug(country)}",
+                  f"    recall:    {_side(fill(RECALL[rec[k]], country, continent), capital, rec[k])}",
+                  f"    reasoning: {_side(fill(REASONING[rea[k]], country, continent), continent, rea[k])}"]
+    lines.append("controls:")
+    for i, (country, capital, continent) in enumerate(rows):
+        k = i % len(rec)
+        lines += [f"  - id: {slug(country)}-recall", "    task: recall",
+                  f"    a: {_side(fill(RECALL_SHORT[short], country, continent), capital, short)}",
+                  f"    b: {_side(fill(RECALL[rec[k]], country, continent), capital, rec[k])}"]
+    for i, (country, capital, continent) in enumerate(rows):
+        k = i % len(rea)
+        k2 = (k + 1) % len(rea)
+        lines += [f"  - id: {slug(country)}-reasoning", "    task: reasoning",
+                  f"    a: {_side(fill(REASONING[rea[k]], country, continent), continent, rea[k])}",
+                  f"    b: {_side(fill(REASONING[rea[k2]], country, continent), continent, rea[k2])}"]
+    return "\n".join(lines) + "\n"
+
+
+def builtin_path() -> Path:
+    return Path(str(resources.files("circuitgate.prompts").joinpath("builtin", "geography.yaml")))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    path = Path(args[0]) if args else builtin_path()
+    path.write_text(render(), encoding="utf-8")
+    print(f"wrote {path} ({len(FACTS)} facts)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
