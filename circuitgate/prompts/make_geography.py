@@ -109,8 +109,6 @@ REASONING = {
     "s1": "Assume {country} is in {continent} and X is the capital of {country}. What continent is X in?",
     "s2": "X is the capital of {country}, and {country} lies in {continent}. So on which continent is X?",
 }
-# The seed's recall template (with "the" where English wants it): the short side of the recall controls.
-RECALL_SHORT = {"r-short": "What is the capital of {country}?"}
 
 HEADER = """\
 # The default prompt set for real models (Qwen2.5-7B and the like): {n} real (country, capital, continent)
@@ -134,13 +132,11 @@ HEADER = """\
 #
 # Controls (the null control of flaw 2): the same task for the same fact under two templates, which a sound
 # test must NOT call task-specific. Every fact has one of each, so the null control has as many items as
-# the main comparison (equal power: a control that comes out negative only for lack of items proves nothing):
-# - <id>-recall:    a = the seed's short recall template, b = the fact's length-matched recall prompt (the
-#                   same string as in its pair): template and length change, the task does not;
-# - <id>-reasoning: a = the fact's reasoning prompt (as in its pair), b = the next reasoning template
-#                   (s0 -> s1 -> s2 -> s0): only the template changes, word counts are equal.
-# Short recall template (controls only):
-{short}
+# the main comparison (equal power: a control that comes out negative only for lack of items proves nothing).
+# They mirror the pairs' design: a = the fact's prompt as in its pair, b = the next template of the same task
+# (r0 -> r1 -> r2 -> r0, s0 -> s1 -> s2 -> s0), equal in word count. Only the template changes, as between the
+# two sides of a pair only the task does; a control that comes out "specialised" shows wording alone moves
+# the features as much as the task, and the paired method then calls the hypothesis confounded (issue 4).
 #
 # Facts: the seed's 30 with its conventions (Russia in Europe, Turkey in Asia), the rest by the 7-continent
 # convention (Central America and the Caribbean in North America); contested, split or moved capitals,
@@ -174,10 +170,10 @@ def _listing(templates: dict[str, str]) -> str:
 
 
 def render() -> str:
-    rec, rea, short = list(RECALL), list(REASONING), next(iter(RECALL_SHORT))
+    rec, rea = list(RECALL), list(REASONING)
     rows = facts()
     lines = [HEADER.format(n=len(rows), recall=_listing(RECALL), reasoning=_listing(REASONING),
-                           short=_listing(RECALL_SHORT), seed=SEED).rstrip("\n")]
+                           seed=SEED).rstrip("\n")]
     lines += ["schema: 2", "name: geography",
               "description: real country/capital/continent facts; three length-matched templates per task; null controls",
               "pairs:"]
@@ -189,9 +185,10 @@ def render() -> str:
     lines.append("controls:")
     for i, (country, capital, continent) in enumerate(rows):
         k = i % len(rec)
+        k2 = (k + 1) % len(rec)
         lines += [f"  - id: {slug(country)}-recall", "    task: recall",
-                  f"    a: {_side(fill(RECALL_SHORT[short], country, continent), capital, short)}",
-                  f"    b: {_side(fill(RECALL[rec[k]], country, continent), capital, rec[k])}"]
+                  f"    a: {_side(fill(RECALL[rec[k]], country, continent), capital, rec[k])}",
+                  f"    b: {_side(fill(RECALL[rec[k2]], country, continent), capital, rec[k2])}"]
     for i, (country, capital, continent) in enumerate(rows):
         k = i % len(rea)
         k2 = (k + 1) % len(rea)
