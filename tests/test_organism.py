@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 
 import pytest
 import torch
@@ -24,7 +25,21 @@ from circuitgate.organism import (
 from circuitgate.organism import groundtruth, train
 from circuitgate.organism.build import organism_dir
 from circuitgate.organism.tokenizer import build_tokenizer
-from circuitgate.organism.world import PROMPT_SET_PATH, REASONING_TEMPLATES, RECALL_TEMPLATES, prompt_set_yaml, world_for
+from circuitgate.organism.world import (
+    CONTROL_PARTNER,
+    FILLER_FIELDS,
+    LONG_OF_SHORT,
+    MAIN_TEMPLATES,
+    PROMPT_SET_PATH,
+    REASONING_TEMPLATES,
+    RECALL_TEMPLATES,
+    SHORT_OF_LONG,
+    SHORT_RECALL_TEMPLATES,
+    prompt_set_yaml,
+    recall_item,
+    template_tokens,
+    world_for,
+)
 
 torch.set_num_threads(1)
 
@@ -39,6 +54,24 @@ def tokenizer():
 
 def _items(kind: str) -> list[tuple[str, str]]:
     return [(p[kind]["prompt"], p[kind]["answer"]) for p in organism_prompt_set(WORLD)["pairs"]]
+
+
+def _controls(task: str) -> list[dict]:
+    return [c for c in organism_prompt_set(WORLD)["controls"] if c["task"] == task]
+
+
+def _control_items(task: str, side: str) -> list[tuple[str, str]]:
+    return [(c[side]["prompt"], c[side]["answer"]) for c in _controls(task)]
+
+
+def _all_items() -> list[tuple[str, str]]:
+    return _items("recall") + _items("reasoning") + [
+        item for task in ("recall", "reasoning") for side in "ab" for item in _control_items(task, side)
+    ]
+
+
+def _is_symbol(word: str) -> bool:
+    return word in WORLD.symbols
 
 
 # --- world ------------------------------------------------------------------------------------------
@@ -68,7 +101,7 @@ def test_country_names_are_two_tokens(tokenizer):
 
 
 def test_tokenizer_round_trip(tokenizer):
-    for prompt, answer in _items("recall") + _items("reasoning"):
+    for prompt, answer in _all_items():
         ids = tokenizer(f"{prompt} {answer}")["input_ids"]
         assert ids[0] == tokenizer.bos_token_id and tokenizer.unk_token_id not in ids
         assert tokenizer.decode(ids, skip_special_tokens=True) == f"{prompt} {answer}"
@@ -104,42 +137,181 @@ def test_committed_prompt_set_matches_generation():
 
 def test_prompt_set_shape():
     doc = organism_prompt_set(WORLD)
-    assert doc["schema"] == 1 and doc["name"] == "organism" and doc["controls"] == []
+    assert doc["schema"] == 2 and doc["name"] == "organism"
     pairs = doc["pairs"]
-    assert len(pairs) >= 60
+    assert len(pairs) == RECIPE.n_countries
     ids = [p["id"] for p in pairs]
     assert len(set(ids)) == len(ids) and all(re.fullmatch(r"[a-z0-9-]+", i) for i in ids)
-    assert {p["recall"]["template"] for p in pairs} == set(RECALL_TEMPLATES)
-    assert {p["reasoning"]["template"] for p in pairs} == set(REASONING_TEMPLATES)
+    # The main pairs ask recall only in long, length-matched templates; at least 3 per task, each
+    # (recall, reasoning) template combination equally often.
+    recall_templates = {p["recall"]["template"] for p in pairs}
+    reasoning_templates = {p["reasoning"]["template"] for p in pairs}
+    assert recall_templates == {"r6", "r7", "r8", "r9"} and recall_templates <= set(SHORT_OF_LONG)
+    assert reasoning_templates == set(REASONING_TEMPLATES) and len(reasoning_templates) >= 3
+    combos = Counter((p["recall"]["template"], p["reasoning"]["template"]) for p in pairs)
+    assert len(combos) == 8 and len(set(combos.values())) == 1
     for p in pairs:
         # Matched: both sides are about the same country.
         name = p["id"].replace("-", " ")
         assert name in p["recall"]["prompt"] and name in p["reasoning"]["prompt"]
 
 
+def test_template_lengths():
+    assert {t: template_tokens(t) for t in RECALL_TEMPLATES} == {
+        "r0": 6, "r1": 5, "r2": 6, "r3": 6, "r4": 5, "r5": 16, "r6": 15, "r7": 16, "r8": 16, "r9": 15,
+    }
+    assert {t: template_tokens(t) for t in REASONING_TEMPLATES} == {"s0": 15, "s1": 15, "s2": 16, "s3": 16}
+    # Each long recall template is its short question after the filler: the same fact, 10 tokens more.
+    assert set(LONG_OF_SHORT) == set(SHORT_RECALL_TEMPLATES) and len(SHORT_OF_LONG) == len(SHORT_RECALL_TEMPLATES)
+    for long, short in SHORT_OF_LONG.items():
+        assert RECALL_TEMPLATES[long][0].endswith(" " + RECALL_TEMPLATES[short][0])
+        assert RECALL_TEMPLATES[long][1] == RECALL_TEMPLATES[short][1]
+        assert template_tokens(long) == template_tokens(short) + 10
+        assert LONG_OF_SHORT[short] == long
+    # Main templates: grouped by their token length; a control partner is the same task, length and fact.
+    for length, (recall, reasoning) in MAIN_TEMPLATES.items():
+        assert all(template_tokens(t) == length for t in recall + reasoning)
+        assert RECALL_TEMPLATES[recall[0]][1] == RECALL_TEMPLATES[recall[1]][1]
+    for t, other in CONTROL_PARTNER.items():
+        assert other != t and CONTROL_PARTNER[other] == t and template_tokens(t) == template_tokens(other)
+        assert (t in RECALL_TEMPLATES) == (other in RECALL_TEMPLATES)
+        if t in RECALL_TEMPLATES:
+            assert RECALL_TEMPLATES[t][1] == RECALL_TEMPLATES[other][1]
+
+
+def test_main_pairs_are_length_matched_in_tokens(tokenizer):
+    lengths = Counter()
+    for p in organism_prompt_set(WORLD)["pairs"]:
+        n_recall = len(tokenizer(p["recall"]["prompt"])["input_ids"])
+        n_reasoning = len(tokenizer(p["reasoning"]["prompt"])["input_ids"])
+        assert n_recall == n_reasoning, p["id"]
+        assert n_recall == template_tokens(p["recall"]["template"]) + 1  # + <bos>
+        lengths[n_recall] += 1
+    assert lengths == {16: RECIPE.n_countries // 2, 17: RECIPE.n_countries // 2}
+
+
+def _filler(words: list[str]) -> list[str]:
+    return [w for w in words if _is_symbol(w)]
+
+
+def _check_recall_prompt(side: dict, country) -> None:
+    prompt, answer, template = side["prompt"], side["answer"], side["template"]
+    words = prompt.split()
+    assert answer not in words
+    filler = _filler(words)
+    assert (prompt, answer) == recall_item(country, template, tuple(filler) or None)
+    if template in SHORT_OF_LONG:
+        # Four distinct random symbols, never a country word, a capital or a continent.
+        assert len(filler) == len(set(filler)) == len(FILLER_FIELDS)
+        assert words[:10] == [filler[0], "is", "in", filler[1], ".", filler[2], "is", "in", filler[3], "."]
+        assert not set(country.name.split()) & set(words[:10])
+        assert frozenset(filler[:2]) not in WORLD.heldout_symbol_pairs()
+        assert frozenset(filler[2:]) not in WORLD.heldout_symbol_pairs()
+    else:
+        assert not filler
+
+
+def test_recall_prompts_never_contain_their_answer_and_filler_is_symbols():
+    doc = organism_prompt_set(WORLD)
+    for country, p in zip(WORLD.countries, doc["pairs"]):
+        _check_recall_prompt(p["recall"], country)
+    fillers = {tuple(_filler(p["recall"]["prompt"].split())) for p in doc["pairs"]}
+    assert len(fillers) > len(doc["pairs"]) // 2  # drawn at random, not one fixed filler
+    for country, c in zip(WORLD.countries, _controls("recall")):
+        _check_recall_prompt(c["a"], country)
+        _check_recall_prompt(c["b"], country)
+
+
+def test_controls_mirror_the_pairs_for_both_tasks(tokenizer):
+    """Side a is the pair's prompt; side b the same item under the other template of equal length."""
+    doc = organism_prompt_set(WORLD)
+    controls = doc["controls"]
+    ids = [c["id"] for c in controls]
+    assert len(set(ids)) == len(ids) and all(re.fullmatch(r"[a-z0-9-]+", i) for i in ids)
+    assert all(set(c) == {"id", "task", "a", "b"} for c in controls)
+    recall, reasoning = _controls("recall"), _controls("reasoning")
+    assert len(recall) == len(reasoning) == len(WORLD.countries) and len(controls) == 2 * len(WORLD.countries)
+    for probe, pair, rc, sc in zip(WORLD.probes, doc["pairs"], recall, reasoning):
+        assert (rc["id"], sc["id"]) == (f"{pair['id']}-recall", f"{pair['id']}-reasoning")
+        assert rc["a"] == pair["recall"] and sc["a"] == pair["reasoning"]
+        for c in (rc, sc):
+            a, b = c["a"], c["b"]
+            assert b["template"] == CONTROL_PARTNER[a["template"]] != a["template"] and a["prompt"] != b["prompt"]
+            assert a["answer"] == b["answer"]
+            assert len(tokenizer(a["prompt"])["input_ids"]) == len(tokenizer(b["prompt"])["input_ids"])
+        # Recall: the same filler, only the question's wording changes.
+        assert _filler(rc["a"]["prompt"].split()) == _filler(rc["b"]["prompt"].split())
+        # Reasoning: the country's held-out probe, as in the main pair, in the partner template.
+        t = sc["b"]["template"]
+        assert sc["b"]["prompt"] == REASONING_TEMPLATES[t].format(a=probe.a, c=probe.country, b=probe.b)
+        assert sc["b"]["answer"] == probe.b
+    assert {c["b"]["template"] for c in recall} == {"r6", "r7", "r8", "r9"}
+    assert {c["b"]["template"] for c in reasoning} == set(REASONING_TEMPLATES)
+
+
+def test_committed_prompt_set_loads_as_schema_2():
+    from circuitgate.prompts import load_prompt_set
+
+    ps = load_prompt_set(PROMPT_SET_PATH)
+    assert ps.name == "organism" and len(ps.pairs) == RECIPE.n_countries
+    assert ps.control_tasks() == ["recall", "reasoning"]
+    assert ps.control_prompts("recall", "a") == [p for p, _ in _control_items("recall", "a")]
+    assert ps.control_answers("reasoning", "b") == [a for _, a in _control_items("reasoning", "b")]
+    assert ps.prompts("recall") == [p for p, _ in _items("recall")]
+
+
 def test_answers_are_single_tokens_and_prompts_in_vocab(tokenizer):
-    for prompt, answer in _items("recall") + _items("reasoning"):
+    for prompt, answer in _all_items():
         assert len(tokenizer(answer, add_special_tokens=False)["input_ids"]) == 1
         assert tokenizer.unk_token_id not in tokenizer(f"{prompt} {answer}")["input_ids"]
+
+
+def _training_items() -> list[tuple[str, str]]:
+    return [item for batch in train.training_batches(WORLD, RECIPE) for item in batch]
 
 
 def test_reasoning_probes_are_held_out_of_training():
     names = [c.name for c in WORLD.countries]
     held_pairs = {frozenset((p.a, p.b)) for p in WORLD.probes}
     held_answers = {(p.country, p.b) for p in WORLD.probes}
-    probe_prompts = {p for p, _ in _items("reasoning")}
-    n_reasoning = 0
-    for batch in train.training_batches(WORLD, RECIPE):
-        for prompt, answer in batch:
-            symbols = {w for w in prompt.split() if any(ch.isdigit() for ch in w)}
-            if not symbols:
-                continue
-            n_reasoning += 1
-            (country,) = [n for n in names if f" {n} " in f" {prompt} "]
-            assert frozenset(symbols) not in held_pairs
-            assert (country, answer) not in held_answers
-            assert prompt not in probe_prompts
+    probe_prompts = {p for p, _ in _items("reasoning")} | {
+        p for side in "ab" for p, _ in _control_items("reasoning", side)
+    }
+    n_reasoning = n_long_recall = 0
+    for prompt, answer in _training_items():
+        symbols = [w for w in prompt.split() if _is_symbol(w)]
+        assert prompt not in probe_prompts
+        if not _is_symbol(answer):  # recall; a long template's filler facts never state a held-out pair
+            if symbols:
+                n_long_recall += 1
+                assert frozenset(symbols[:2]) not in held_pairs and frozenset(symbols[2:]) not in held_pairs
+            continue
+        n_reasoning += 1
+        (country,) = [n for n in names if f" {n} " in f" {prompt} "]
+        assert frozenset(symbols) not in held_pairs
+        assert (country, answer) not in held_answers
     assert n_reasoning == RECIPE.steps * RECIPE.batch_reasoning
+    assert n_long_recall > 0
+
+
+def test_training_covers_every_recall_template_with_fresh_filler():
+    """Long recall templates are trained, on every country, each time with new random filler symbols."""
+    by_question: dict[tuple[str, str], set[tuple[str, ...]]] = {}
+    for prompt, answer in _training_items():
+        if _is_symbol(answer):
+            continue
+        words = prompt.split()
+        filler = tuple(w for w in words if _is_symbol(w))
+        question = " ".join(words[10:] if filler else words)
+        assert answer not in words
+        by_question.setdefault((question, "long" if filler else "short"), set()).add(filler)
+    expected = {
+        (recall_item(c, t)[0], "short") for c in WORLD.countries for t in SHORT_RECALL_TEMPLATES
+    } | {(recall_item(c, t)[0], "long") for c in WORLD.countries for t in SHORT_RECALL_TEMPLATES}
+    assert set(by_question) == expected
+    for (question, kind), fillers in by_question.items():
+        if kind == "long":
+            assert len(fillers) > 1, question  # fresh filler, not one memorisable context
 
 
 # --- recipe, cache, ground-truth hooks --------------------------------------------------------------
@@ -248,6 +420,10 @@ def test_build_meets_accuracy_floor(built):
     assert info["arch"] == "qwen2" and info["recipe"] == RECIPE.to_dict() and info["recipe_hash"] == RECIPE.hash()
     acc = info["accuracy"]
     assert acc["recall"] >= RECIPE.min_recall and acc["reasoning"] >= RECIPE.min_reasoning
+    floors = {"recall": RECIPE.min_recall, "reasoning": RECIPE.min_reasoning}
+    assert set(acc["controls"]) == set(floors)
+    for task, sides in acc["controls"].items():
+        assert set(sides) == {"a", "b"} and min(sides.values()) >= floors[task], task
     assert acc["train_steps"] == RECIPE.steps and acc["train_seconds"] > 0
 
 
@@ -285,6 +461,8 @@ def test_saved_model_reloads_with_its_accuracy(built):
     clean = read_info(path)["ground_truth"]["clean"]
     assert train.correct(model, tok, _items("recall")).float().mean().item() == clean["recall"]
     assert train.correct(model, tok, _items("reasoning")).float().mean().item() == clean["reasoning"]
+    controls = read_info(path)["accuracy"]["controls"]
+    assert train.correct(model, tok, _control_items("recall", "a")).float().mean().item() == controls["recall"]["a"]
 
 
 @pytest.mark.slow

@@ -73,19 +73,38 @@ def _tmp_prefix(target: Path) -> str:
     return f".{target.name}.tmp-"
 
 
+def _items(sides: list[dict]) -> list[train.Item]:
+    return [(s["prompt"], s["answer"]) for s in sides]
+
+
+def _accuracy(model, tokenizer, sides: list[dict]) -> float:
+    return train.correct(model, tokenizer, _items(sides)).float().mean().item()
+
+
 def _build_into(out: Path, recipe: Recipe, progress: bool) -> None:
     world = world_for(recipe)
     tokenizer = build_tokenizer(world)
     model, seconds = train.train_model(recipe, world, tokenizer, progress=progress)
-    pairs = organism_prompt_set(world)["pairs"]
-    recall = [(p["recall"]["prompt"], p["recall"]["answer"]) for p in pairs]
-    reasoning = [(p["reasoning"]["prompt"], p["reasoning"]["answer"]) for p in pairs]
+    prompt_set = organism_prompt_set(world)
+    pairs = prompt_set["pairs"]
+    recall = _items([p["recall"] for p in pairs])
+    reasoning = _items([p["reasoning"] for p in pairs])
     truth = groundtruth.measure(model, tokenizer, recall, reasoning)
     clean = truth["clean"]
-    if clean["recall"] < recipe.min_recall or clean["reasoning"] < recipe.min_reasoning:
+    # Both sides of the null controls must be answered too, or a control compares a skill with noise.
+    controls = {
+        task: {side: _accuracy(model, tokenizer, [c[side] for c in prompt_set["controls"] if c["task"] == task])
+               for side in ("a", "b")}
+        for task in ("recall", "reasoning")
+    }
+    floors = {"recall": recipe.min_recall, "reasoning": recipe.min_reasoning}
+    low = [f"{task} {acc:.2f}" for task, acc in clean.items() if acc < floors[task]]
+    low += [f"{task} control {side} {acc:.2f}" for task, sides in controls.items() for side, acc in sides.items()
+            if acc < floors[task]]
+    if low:
         raise CircuitgateError(
-            f"organism {recipe.arch} trained below its accuracy floor: recall {clean['recall']:.2f} "
-            f"(floor {recipe.min_recall}), held-out reasoning {clean['reasoning']:.2f} (floor {recipe.min_reasoning})"
+            f"organism {recipe.arch} trained below its accuracy floor (recall {recipe.min_recall}, held-out "
+            f"reasoning {recipe.min_reasoning}): {', '.join(low)}"
         )
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -94,7 +113,7 @@ def _build_into(out: Path, recipe: Recipe, progress: bool) -> None:
         "arch": recipe.arch,
         "recipe": recipe.to_dict(),
         "recipe_hash": recipe.hash(),
-        "accuracy": {**clean, "train_steps": recipe.steps, "train_seconds": round(seconds, 2)},
+        "accuracy": {**clean, "controls": controls, "train_steps": recipe.steps, "train_seconds": round(seconds, 2)},
         "ground_truth": truth,
     }
     # Written last: its presence marks the dir complete.

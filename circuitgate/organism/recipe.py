@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from circuitgate import CircuitgateError
 
 # Bump when world generation, data order or training code changes what a recipe builds.
-CODE_VERSION = 1
+CODE_VERSION = 2  # 2: long recall templates (r4-r7) in training and the main pairs; controls
 
 ARCHS = ("qwen2", "llama")
 

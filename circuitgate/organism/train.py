@@ -16,7 +16,15 @@ from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from circuitgate.organism.recipe import Recipe
-from circuitgate.organism.world import RECALL_TEMPLATES, REASONING_TEMPLATES, World, reasoning_item, recall_item
+from circuitgate.organism.world import (
+    RECALL_TEMPLATES,
+    REASONING_TEMPLATES,
+    SHORT_OF_LONG,
+    World,
+    draw_filler,
+    reasoning_item,
+    recall_item,
+)
 
 Item = tuple[str, str]  # (prompt, single-word answer)
 
@@ -46,27 +54,32 @@ def make_model(recipe: Recipe, tokenizer: PreTrainedTokenizerFast) -> PreTrained
     return model_cls(config)
 
 
-def recall_items(world: World) -> list[Item]:
-    return [recall_item(c, t) for c in world.countries for t in RECALL_TEMPLATES]
+def recall_keys(world: World) -> list[tuple[int, str]]:
+    """Every (country index, recall template): the short questions and their long, filler-led forms."""
+    return [(i, t) for i in range(len(world.countries)) for t in RECALL_TEMPLATES]
 
 
 def training_batches(world: World, recipe: Recipe) -> Iterator[list[Item]]:
-    """One list of items per step: a shuffled pass over all recall facts, plus fresh reasoning items.
+    """One list of items per step: a shuffled pass over all recall questions, plus fresh reasoning items.
 
-    Reasoning items never use a probe's symbol pair or a probe's (country, answer) combination, so the
-    held-out probes can only be answered by reading the context.
+    Recall covers every template, short (r0-r3) and long (r4-r7); a long one gets fresh random filler
+    symbols each time it is drawn, so the filler cannot be memorised and carries no answer. Reasoning
+    items never use a probe's symbol pair or a probe's (country, answer) combination, and filler facts
+    never state a probe's symbol pair, so the held-out probes can only be answered by reading the context.
     """
     rng = random.Random(recipe.seed + 1)
-    recall = recall_items(world)
+    keys = recall_keys(world)
     held_pairs, held_answers = world.heldout_symbol_pairs(), world.heldout_country_answers()
     names, templates = [c.name for c in world.countries], list(REASONING_TEMPLATES)
-    order: list[Item] = []
+    order: list[tuple[int, str]] = []
     for _ in range(recipe.steps):
         batch = []
         while len(batch) < recipe.batch_recall:
             if not order:
-                order = rng.sample(recall, len(recall))
-            batch.append(order.pop())
+                order = rng.sample(keys, len(keys))
+            country, template = order.pop()
+            filler = draw_filler(rng, world) if template in SHORT_OF_LONG else None
+            batch.append(recall_item(world.countries[country], template, filler))
         while len(batch) < recipe.batch_recall + recipe.batch_reasoning:
             a, b = rng.sample(world.symbols, 2)
             country = rng.choice(names)
