@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from circuitgate import CircuitgateError
+
 
 @dataclass(frozen=True)
 class Activations:
@@ -41,3 +43,38 @@ class Activations:
     def take(self, rows: np.ndarray) -> "Activations":
         """The activations of a subset of prompts (used by cross-validation folds)."""
         return Activations(self.resid[rows], self.attn[rows], self.lengths[rows], self.neurons[rows], self.gate[rows])
+
+
+_NDIMS = {"resid": 3, "attn": 4, "lengths": 1, "neurons": 3, "gate": 3}
+
+
+def validate_sides(recall: Activations, reasoning: Activations, arrays: tuple[str, ...]) -> None:
+    """Raise CircuitgateError unless the two sides are non-empty, matched, well-shaped and finite."""
+    for side, acts in (("recall", recall), ("reasoning", reasoning)):
+        if not isinstance(acts, Activations):
+            raise CircuitgateError(f"{side}: expected Activations, got {type(acts).__name__}")
+        shapes = {name: np.shape(getattr(acts, name)) for name in _NDIMS}
+        for name, ndim in _NDIMS.items():
+            if len(shapes[name]) != ndim:
+                raise CircuitgateError(f"{side}.{name}: expected {ndim} dimensions, got shape {shapes[name]}")
+        p, n_layers = shapes["resid"][:2]
+        if p == 0:
+            raise CircuitgateError(f"{side}: no prompts")
+        for name, shape in shapes.items():
+            if shape[0] != p or (name != "lengths" and shape[1] != n_layers):
+                raise CircuitgateError(f"{side}.{name}: shape {shape} does not fit {p} prompts x {n_layers} layers")
+        lengths = np.asarray(acts.lengths)
+        seq = acts.attn.shape[-1]
+        if not np.all(np.isfinite(lengths)) or np.any(lengths != np.round(lengths)) \
+                or np.any(lengths < 1) or np.any(lengths > seq):
+            raise CircuitgateError(f"{side}.lengths must be whole numbers in 1..{seq}")
+        for name in arrays:
+            if not np.all(np.isfinite(getattr(acts, name))):
+                raise CircuitgateError(f"{side}.{name} contains non-finite values")
+    if recall.n_prompts != reasoning.n_prompts:
+        raise CircuitgateError(f"recall and reasoning must be matched pairs: {recall.n_prompts} vs "
+                               f"{reasoning.n_prompts} prompts")
+    shape_r = (recall.resid.shape[1:], recall.attn.shape[1:3], recall.gate.shape[1:])
+    shape_s = (reasoning.resid.shape[1:], reasoning.attn.shape[1:3], reasoning.gate.shape[1:])
+    if shape_r != shape_s:
+        raise CircuitgateError(f"recall and reasoning come from different model shapes: {shape_r} vs {shape_s}")

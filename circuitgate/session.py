@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from circuitgate import CircuitgateError
 from circuitgate.activations import Activations
@@ -24,7 +24,12 @@ from circuitgate.prompts import PromptSet, load_prompt_set
 from circuitgate.results import HypothesisResult
 from circuitgate.verdicts import SCHEMA, hypothesis_entry, jsonable
 
-METHODS = ("seed",)
+# paired: the sound default (issue 4); seed: the original method, exactly; both: the two side by side.
+if TYPE_CHECKING:
+    from circuitgate.interventions import PatchResult, SweepResult
+
+METHODS = ("paired", "seed", "both")
+ANALYSIS_METHODS = ("paired", "seed")
 
 
 SIDES = ("recall", "reasoning")
@@ -32,17 +37,27 @@ SIDES = ("recall", "reasoning")
 MAX_ROWS = {"cpu": 2048, "cuda": 512}
 
 
-def _analyses(method: str) -> dict[str, Callable[[Activations, Activations, Config, str], HypothesisResult]]:
-    """The activation-based hypotheses (H1-H3) of a method; H4 and H5 are method-independent."""
-    if method == "seed":
+Controls = Mapping[str, tuple[Activations, Activations]]
+
+
+def analyse_activations(method: str, hypothesis: str, recall: Activations, reasoning: Activations, config: Config,
+                        controls: Controls, device: str) -> HypothesisResult:
+    """An activation-based hypothesis (H1-H3) by one method. H4 and H5 build on these: H5 ablates
+    H3's neurons, H4 compares H1, H2 and H5 profiles, so they too follow the method."""
+    if method == "seed":  # the original had no controls: it never saw them
         from circuitgate.methods import seed
 
-        return {
-            "H1": lambda rc, rs, cfg, dev: seed.analyse_h1(rc, rs, cfg.h1),
-            "H2": lambda rc, rs, cfg, dev: seed.analyse_h2(rc, rs, cfg.h2),
-            "H3": lambda rc, rs, cfg, dev: seed.analyse_h3(rc, rs, cfg.h3, device=dev),
+        analyses: dict[str, Callable[[], HypothesisResult]] = {
+            "H1": lambda: seed.analyse_h1(recall, reasoning, config.h1),
+            "H2": lambda: seed.analyse_h2(recall, reasoning, config.h2),
+            "H3": lambda: seed.analyse_h3(recall, reasoning, config.h3, device=device),
         }
-    raise CircuitgateError(f"unknown method {method!r} (known: {', '.join(METHODS)})")
+        return analyses[hypothesis]()
+    if method == "paired":
+        from circuitgate.methods import paired
+
+        return paired.analyse(hypothesis, recall, reasoning, config, controls, device=device)
+    raise CircuitgateError(f"unknown method {method!r} (known: {', '.join(ANALYSIS_METHODS)})")
 
 
 @dataclass(frozen=True)
@@ -50,7 +65,7 @@ class Settings:
     """The command-line options of a run (DESIGN.md, Command-line contract)."""
 
     model: str | None = None
-    method: str = "seed"
+    method: str = "paired"
     prompts: str | None = None
     config: str | None = None
     device: str = "auto"
@@ -69,13 +84,18 @@ class Settings:
         if self.batch_size != "auto" and not (str(self.batch_size).isdigit() and int(self.batch_size) >= 1):
             raise CircuitgateError(f"--batch-size must be a positive integer or auto, got {self.batch_size!r}")
 
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The analysis methods this run computes; the first is the one verdicts.json leads with."""
+        return ANALYSIS_METHODS if self.method == "both" else (self.method,)
+
 
 class Run:
     def __init__(self, settings: Settings, root: Path | None = None) -> None:
         self.settings = settings
         self.root = root or Path.cwd()
         self.started = _dt.datetime.now(_dt.timezone.utc)
-        self._results: dict[str, HypothesisResult] = {}
+        self._results: dict[tuple[str, str], HypothesisResult] = {}  # (method, hypothesis) -> result
         self._twin: Run | None = None
         # Hypotheses a selected test asked for; the rest were computed as inputs (H3 for H5's neurons).
         self.tested: set[str] = set()
@@ -93,7 +113,10 @@ class Run:
     def prompt_set(self) -> PromptSet:
         name = self.settings.prompts or self.spec.prompts
         if name is None:
-            name = "organism" if self.spec.expectations == "organism" else "geography-seed"
+            # The paper's own 30 prompts replicate it under --method seed; the sound method needs the
+            # length-matched set with controls (issue 4), and so does the side-by-side comparison.
+            name = "organism" if self.spec.expectations == "organism" else (
+                "geography-seed" if self.settings.method == "seed" else "geography")
         return load_prompt_set(name)
 
     @cached_property
@@ -199,64 +222,112 @@ class Run:
             for side in ("recall", "reasoning")
         )
 
+    @cached_property
+    def control_activations(self) -> dict[str, tuple[Activations, Activations]]:
+        """task -> (template a, template b) last-token activations of the prompt set's controls."""
+        from circuitgate.extract import batch_size_for, cached_extract
+
+        bs = batch_size_for(self.settings.batch_size, self.loaded.device)
+        ps = self.prompt_set
+        return {task: tuple(cached_extract(self.loaded, ps.control_prompts(task, side), bs, self.settings.progress,  # type: ignore[misc]
+                                           desc=f"{task} controls {side}")
+                            for side in ("a", "b"))
+                for task in ps.control_tasks()}
+
     @property
     def batch_size(self) -> int:
         from circuitgate.extract import batch_size_for
 
         return batch_size_for(self.settings.batch_size, self.loaded.device)
 
-    def result(self, hypothesis: str) -> HypothesisResult:
-        if hypothesis not in self._results:
+    def result(self, hypothesis: str, method: str | None = None) -> HypothesisResult:
+        """A hypothesis's result by ``method`` (default: the run's first), computed once."""
+        method = method or self.settings.methods[0]
+        key = (method, hypothesis)
+        if key not in self._results:
             if hypothesis == "H4":
-                self._results[hypothesis] = self._h4()
+                self._results[key] = self._h4(method)
             elif hypothesis == "H5":
-                self._results[hypothesis] = self._h5()
+                self._results[key] = self._h5(method)
             else:
-                analyse = _analyses(self.settings.method)[hypothesis]
                 recall, reasoning = self.activations
-                self._results[hypothesis] = analyse(recall, reasoning, self.config, self.loaded.device)
-        return self._results[hypothesis]
+                controls = self.control_activations if method == "paired" else {}
+                self._results[key] = analyse_activations(method, hypothesis, recall, reasoning, self.config,
+                                                         controls, self.loaded.device)
+        return self._results[key]
 
-    def _h5(self) -> HypothesisResult:
-        """Ablate every target on both tasks, then patch residuals across tasks (issue 3)."""
-        from circuitgate.h5 import analyse_h5, neuron_targets
-        from circuitgate.interventions import ablation_sweep, patch_residual, standard_targets
+    def _sweep(self, targets: list, desc: str) -> dict[str, "SweepResult"]:
+        """Both tasks' ablation sweeps over ``targets``."""
+        from circuitgate.interventions import ablation_sweep
 
-        cfg, ps, loaded = self.config.h5, self.prompt_set, self.loaded
-        h3 = self.result("H3")  # its task-specific neurons become targets
-        sets, controls = neuron_targets(h3.arrays["specific"], h3.arrays["d"], cfg.seed)
-        targets = standard_targets(self.shape) + sets
+        cfg, ps = self.config.h5, self.prompt_set
         reference = ps.prompts("recall") + ps.prompts("reasoning")  # mean ablation: both tasks alike
-        common = {"batch_size": self.batch_size, "max_rows": MAX_ROWS.get(loaded.device, 512),
-                  "progress": self.settings.progress}
-        sweeps = {side: ablation_sweep(loaded, ps.prompts(side), ps.answers(side), targets, ablation=cfg.ablation,
-                                       reference=reference, candidates=ps.answers(side),
-                                       desc=f"H5 {side} ablations", **common)
-                  for side in SIDES}
+        return {side: ablation_sweep(self.loaded, ps.prompts(side), ps.answers(side), targets,
+                                     ablation=cfg.ablation, reference=reference, candidates=ps.answers(side),
+                                     desc=f"{desc} ({side})", **self._intervention_args)
+                for side in SIDES}
+
+    @property
+    def _intervention_args(self) -> dict[str, Any]:
+        return {"batch_size": self.batch_size, "max_rows": MAX_ROWS.get(self.loaded.device, 512),
+                "progress": self.settings.progress}
+
+    @cached_property
+    def _standard_sweeps(self) -> dict[str, "SweepResult"]:
+        """Sweeps over every attention, MLP and head target: the same under every method, so run once."""
+        from circuitgate.interventions import standard_targets
+
+        return self._sweep(standard_targets(self.shape), "H5 ablations")
+
+    @cached_property
+    def _patching(self) -> dict[str, "PatchResult"]:
+        """The last-token residual of the paired prompt patched in at every layer, both directions."""
+        from circuitgate.interventions import patch_residual
+
+        ps, common = self.prompt_set, self._intervention_args
         recall_acts, reasoning_acts = self.activations
-        patch = {
-            "recall_into_reasoning": patch_residual(loaded, ps.prompts("reasoning"), ps.answers("reasoning"),
+        return {
+            "recall_into_reasoning": patch_residual(self.loaded, ps.prompts("reasoning"), ps.answers("reasoning"),
                                                     recall_acts.resid, ps.answers("recall"),
                                                     candidates=ps.answers("reasoning"), desc="H5 patching", **common),
-            "reasoning_into_recall": patch_residual(loaded, ps.prompts("recall"), ps.answers("recall"),
+            "reasoning_into_recall": patch_residual(self.loaded, ps.prompts("recall"), ps.answers("recall"),
                                                     reasoning_acts.resid, ps.answers("reasoning"),
                                                     candidates=ps.answers("recall"), desc="H5 patching", **common),
         }
-        return analyse_h5(sweeps["recall"], sweeps["reasoning"], targets, controls, cfg, patch)
 
-    def _h4(self) -> HypothesisResult:
+    def _h5(self, method: str) -> HypothesisResult:
+        """Ablate every target on both tasks, then patch residuals across tasks (issue 3). The
+        method's H3 neurons are targets too, each set with its random control."""
+        from circuitgate.h5 import analyse_h5, neuron_targets
+        from circuitgate.interventions import SweepResult, standard_targets
+
+        h3 = self.result("H3", method)
+        sets, controls = neuron_targets(h3.arrays["specific"], h3.arrays["d"], self.config.h5.seed)
+        sweeps = self._standard_sweeps
+        if sets:
+            extra = self._sweep(sets, f"H5 {method} neuron ablations")
+            sweeps = {side: SweepResult(sweeps[side].clean, {**sweeps[side].ablated, **extra[side].ablated},
+                                        sweeps[side].ablation) for side in SIDES}
+        return analyse_h5(sweeps["recall"], sweeps["reasoning"], standard_targets(self.shape) + sets, controls,
+                          self.config.h5, self._patching)
+
+    def _h4(self, method: str) -> HypothesisResult:
         """H1, H2 and H5 on this model and its twin, compared by relative depth."""
         from circuitgate.h4 import PROFILES, analyse_h4, no_second_model
 
         if self.twin_spec is None:
             return no_second_model(self.spec.name)
         twin = self.twin
-        results = tuple({h: run.result(h) for h in PROFILES} for run in (self, twin))
+        results = tuple({h: run.result(h, method) for h in PROFILES} for run in (self, twin))
         return analyse_h4((self.spec.name, twin.spec.name), results, (self.shape, twin.shape), self.config.h4)
 
     @property
     def results(self) -> dict[str, HypothesisResult]:
-        return dict(sorted(self._results.items()))
+        """The results of the run's first method (the one that leads verdicts.json), by hypothesis."""
+        return self.results_by(self.settings.methods[0])
+
+    def results_by(self, method: str) -> dict[str, HypothesisResult]:
+        return {h: r for (m, h), r in sorted(self._results.items()) if m == method}
 
     def expected_verdict(self, hypothesis: str) -> str:
         if hypothesis == "H4":
@@ -283,16 +354,20 @@ class Run:
             "expectations": self.expectations.source,
             **self._h4_model_info(),
             "config": jsonable(self.config.to_dict()),
-            "hypotheses": {
-                h: {**hypothesis_entry(r, self.expected_verdict(h), self.expected_components(h)),
-                    "tested": h in self.tested}
-                for h, r in self.results.items()
-            },
+            "hypotheses": self._entries(self.settings.methods[0]),
+            # --method both: each method's verdicts, side by side (the report shows them so).
+            **({"by_method": {m: self._entries(m) for m in self.settings.methods}}
+               if len(self.settings.methods) > 1 else {}),
         }
+
+    def _entries(self, method: str) -> dict[str, Any]:
+        return {h: {**hypothesis_entry(r, self.expected_verdict(h), self.expected_components(h)),
+                    "tested": h in self.tested}
+                for h, r in self.results_by(method).items()}
 
     def _h4_model_info(self) -> dict[str, Any]:
         """The second model's id and weight hash, when H4 compared with one."""
-        if "H4" in self._results and self._twin is not None:
+        if any(h == "H4" for _, h in self._results) and self._twin is not None:
             return {"h4_model": model_info(self._twin.loaded)}
         return {}
 
@@ -318,6 +393,7 @@ class Run:
             "settings": asdict(self.settings),
             "device": loaded.device,
             "dtype": loaded.dtype,
+            "methods": list(self.settings.methods),
             "hypotheses_run": list(self.results),
             "started": self.started.isoformat(timespec="seconds"),
             "finished": (finished or _dt.datetime.now(_dt.timezone.utc)).isoformat(timespec="seconds"),

@@ -36,8 +36,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("circuitgate", "circuitgate: hypotheses about a model's internals")
     group.addoption("--model", default=None,
                     help="registry alias (see `circuitgate models`), hub id or local directory; default: organism")
-    group.addoption("--method", default="seed", choices=METHODS,
-                    help="analysis method: seed = the original research method, exactly")
+    group.addoption("--method", default="paired", choices=METHODS,
+                    help="analysis method: paired = the sound default; seed = the original research method, "
+                         "exactly; both = the two side by side")
     group.addoption("--prompts", default=None, help="built-in prompt set name or YAML file; default: the model's set")
     group.addoption("--config", dest="cg_config", default=None, metavar="FILE", help="thresholds as YAML")
     group.addoption("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -87,11 +88,17 @@ def uncaptured(config: pytest.Config) -> Iterator[None]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    args = [a for a in COMPONENT_ARGS if a in metafunc.fixturenames]
     match = _HYPOTHESIS_TEST.match(metafunc.function.__name__)
-    if not (args and match):
+    if not match:
         return
     hypothesis, run = match.group(1), metafunc.config.stash[RUN_KEY]
+    methods = run.settings.methods
+    if len(methods) > 1 and "cg_method" in metafunc.fixturenames:
+        # --method both: every hypothesis test once per method; session scope keeps one result each.
+        metafunc.parametrize("cg_method", methods, scope="session")
+    args = [a for a in COMPONENT_ARGS if a in metafunc.fixturenames]
+    if not args:
+        return
     try:
         with uncaptured(metafunc.config):
             # H4's ids are depth bins, known without building or loading the second model.
@@ -141,12 +148,18 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     if run is None or not run.results:
         return
     tr = terminalreporter
-    tr.write_sep("=", f"circuitgate verdicts ({run.spec.name}, method {run.settings.method})")
-    for h, r in run.results.items():
+    for method in run.settings.methods:
+        tr.write_sep("=", f"circuitgate verdicts ({run.spec.name}, method {method})")
+        _summary_lines(tr, run, method)
+    tr.write_line(f"reports: {Path(run.report_dir)}")
+
+
+def _summary_lines(tr, run: Run, method: str) -> None:
+    for h, r in run.results_by(method).items():
         expected = run.expected_verdict(h)
         s = r.summary
         ok = r.verdict == expected
-        numbers = s.get("headline") or (
+        numbers = (s.get("reason") if r.verdict == "inconclusive" else None) or s.get("headline") or (
             f"specialised {s.get('n_specialised')} (recall {s.get('n_recall')}, reasoning {s.get('n_reasoning')}, "
             f"mixed {s.get('n_mixed')}; threshold {s.get('threshold')})")
         if h not in run.tested:  # an input of a selected hypothesis (H3's neurons for H5), not judged
@@ -154,4 +167,3 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
             continue
         tr.write_line(f"{h}  {r.verdict:<13} expected {expected:<13} {'PASS' if ok else 'FAIL'}  {numbers}",
                       green=ok, red=not ok)
-    tr.write_line(f"reports: {Path(run.report_dir)}")

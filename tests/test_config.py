@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -94,7 +95,28 @@ def test_integral_float_for_an_int_field_is_accepted_as_int(tmp_path):
 
 def test_seed_config_in_repo_loads():
     cfg = load_config(REPO / "hypotheses" / "configs" / "seed.yaml")
-    assert isinstance(cfg, Config)
+    assert cfg == Config()  # the file spells out the built-in defaults, the paired section included
+
+
+def test_paired_defaults_and_overrides(tmp_path):
+    p = Config().paired
+    assert (p.alpha, p.correction, p.d_min, p.n_splits, p.stability, p.require_controls) == \
+        (0.05, "bh", 0.5, 20, 0.5, True)
+    cfg = load_config(write(tmp_path, "paired: {correction: by, n_splits: 5, require_controls: false}\n"))
+    assert cfg.paired.correction == "by" and cfg.paired.n_splits == 5 and cfg.paired.require_controls is False
+
+
+@pytest.mark.parametrize("text, message", [
+    ("paired: {correction: holm}\n", "paired.correction must be one of bh, by"),
+    ("paired: {stability: 0}\n", "paired.stability must be in (0, 1]"),
+    ("paired: {alpha: 1.5}\n", "paired.alpha must be in (0, 1)"),
+    ("paired: {n_splits: 0}\n", "paired.n_splits must be >= 1"),
+    ("paired: {require_controls: 1}\n", "paired.require_controls: expected true or false"),
+    ("paired: {d_min: -1}\n", "paired.d_min must be >= 0"),
+])
+def test_bad_paired_settings_are_named(tmp_path, text, message):
+    with pytest.raises(CircuitgateError, match=re.escape(message)):
+        load_config(write(tmp_path, text))
 
 
 @given(
@@ -141,7 +163,7 @@ def test_unknown_top_level_key_is_named_with_the_known_ones(tmp_path):
     with pytest.raises(CircuitgateError) as e:
         load_config(p)
     msg = str(e.value)
-    assert str(p) in msg and "unknown key(s) h6" in msg and "h1, h2, h3, h4, h5, expected" in msg
+    assert str(p) in msg and "unknown key(s) h6" in msg and "h1, h2, h3, h4, h5, paired, expected" in msg
 
 
 def test_unknown_nested_key_is_named_with_its_path(tmp_path):

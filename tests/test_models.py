@@ -26,7 +26,7 @@ def test_aliases_in_file_order_with_their_targets():
     assert known["organism"].expectations == "organism"
     q = known["qwen7b"]
     assert q.hub == "Qwen/Qwen2.5-7B-Instruct" and q.builtin is None and q.path is None
-    assert q.expectations == "qwen7b-paper.yaml" and q.prompts == "geography-seed"
+    assert q.expectations == "qwen7b-paper.yaml" and q.prompts is None  # the method picks the set
     assert known["llama8b"].hub == "meta-llama/Llama-3.1-8B-Instruct"
     for name, spec in known.items():
         assert spec.name == name

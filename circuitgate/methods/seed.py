@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from circuitgate import CircuitgateError
-from circuitgate.activations import Activations
+from circuitgate.activations import Activations, validate_sides
 from circuitgate.config import H1Config, H2Config, H3Config
 from circuitgate.features import H1_FEATURES, H2_METRICS, h1_layer_features, h2_head_metrics
 from circuitgate.results import ComponentResult, HypothesisResult, head_id, layer_id, neuron_id
@@ -24,41 +24,6 @@ from circuitgate.stats import (benjamini_hochberg, bootstrap_d_ci, cohens_d, kfo
 METHOD = "seed"
 H1_EPS = 1e-10  # added to the pooled SD in H1's d, as the original code did
 TOP_HEADS = 3  # the paper reports the top three recall and reasoning heads
-_NDIMS = {"resid": 3, "attn": 4, "lengths": 1, "neurons": 3, "gate": 3}
-
-
-def _validate(recall: Activations, reasoning: Activations, arrays: tuple[str, ...]) -> None:
-    """Raise CircuitgateError unless the two sides are non-empty, matched, well-shaped and finite."""
-    for side, acts in (("recall", recall), ("reasoning", reasoning)):
-        if not isinstance(acts, Activations):
-            raise CircuitgateError(f"{side}: expected Activations, got {type(acts).__name__}")
-        shapes = {name: np.shape(getattr(acts, name)) for name in _NDIMS}
-        for name, ndim in _NDIMS.items():
-            if len(shapes[name]) != ndim:
-                raise CircuitgateError(f"{side}.{name}: expected {ndim} dimensions, got shape {shapes[name]}")
-        p, n_layers = shapes["resid"][:2]
-        if p == 0:
-            raise CircuitgateError(f"{side}: no prompts")
-        for name, shape in shapes.items():
-            if shape[0] != p or (name != "lengths" and shape[1] != n_layers):
-                raise CircuitgateError(f"{side}.{name}: shape {shape} does not fit {p} prompts x {n_layers} layers")
-        lengths = np.asarray(acts.lengths)
-        seq = acts.attn.shape[-1]
-        if not np.all(np.isfinite(lengths)) or np.any(lengths != np.round(lengths)) \
-                or np.any(lengths < 1) or np.any(lengths > seq):
-            raise CircuitgateError(f"{side}.lengths must be whole numbers in 1..{seq}")
-        for name in arrays:
-            if not np.all(np.isfinite(getattr(acts, name))):
-                raise CircuitgateError(f"{side}.{name} contains non-finite values")
-    if recall.n_prompts != reasoning.n_prompts:
-        raise CircuitgateError(f"recall and reasoning must be matched pairs: {recall.n_prompts} vs "
-                               f"{reasoning.n_prompts} prompts")
-    shape_r = (recall.resid.shape[1:], recall.attn.shape[1:3], recall.gate.shape[1:])
-    shape_s = (reasoning.resid.shape[1:], reasoning.attn.shape[1:3], reasoning.gate.shape[1:])
-    if shape_r != shape_s:
-        raise CircuitgateError(f"recall and reasoning come from different model shapes: {shape_r} vs {shape_s}")
-
-
 def _classify(up: np.ndarray, down: np.ndarray) -> np.ndarray:
     """Unit types from counts of reasoning-signed (``up``) and recall-signed (``down``) evidence."""
     return np.select([up > down, down > up], ["reasoning", "recall"], "mixed")
@@ -97,7 +62,7 @@ def analyse_h1(recall: Activations, reasoning: Activations, cfg: H1Config) -> Hy
     ``cfg.consistency``. ``summary["consistency"]`` is the share of specialised layers that are
     consistent (None when none is specialised). The verdict counts specialised layers only.
     """
-    _validate(recall, reasoning, ("resid", "attn", "gate"))
+    validate_sides(recall, reasoning, ("resid", "attn", "gate"))
     n_pairs, n_layers = recall.n_prompts, recall.n_layers
     if n_pairs < cfg.n_folds:
         raise CircuitgateError(f"H1 cross-validation needs at least h1.n_folds={cfg.n_folds} pairs, got {n_pairs}")
@@ -166,7 +131,7 @@ def analyse_h2(recall: Activations, reasoning: Activations, cfg: H2Config) -> Hy
     ``min_variance``) get p = 1 and d = 0. Heads are ranked by the mean |d| over their significant
     metrics; that score also gives ``mean_abs_d`` (its mean over the specialised heads).
     """
-    _validate(recall, reasoning, ("attn",))
+    validate_sides(recall, reasoning, ("attn",))
     n_layers, n_heads = recall.n_layers, recall.n_heads
     mr, mc = h2_head_metrics(reasoning), h2_head_metrics(recall)
     n_units = n_layers * n_heads
@@ -277,7 +242,7 @@ def analyse_h3(recall: Activations, reasoning: Activations, cfg: H3Config,
     Components are layers (``L04``): the share of the layer's neurons that are task-specific decides
     whether it is specialised (``layer_fraction``), the majority type its class.
     """
-    _validate(recall, reasoning, ("gate",))
+    validate_sides(recall, reasoning, ("gate",))
     n_pairs, n_layers, n_neurons = recall.gate.shape
     if n_pairs < cfg.n_folds:
         raise CircuitgateError(f"H3's sign check needs at least h3.n_folds={cfg.n_folds} pairs, got {n_pairs}")

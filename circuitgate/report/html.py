@@ -1,5 +1,6 @@
-"""report.html: one self-contained page from a verdicts.json document: the verdicts, H4's two depth
-profiles side by side, and every hypothesis's components (tables; plots are issue 5's)."""
+"""report.html: one self-contained page from a verdicts.json document: the verdicts (under ``--method
+both`` each method's, side by side), the template controls behind a "confounded by template" verdict,
+H4's two depth profiles side by side, and every hypothesis's components (tables; plots are issue 5's)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,45 @@ def _h4_profiles(summary: Mapping[str, Any]) -> list[str]:
     return rows
 
 
+def _side_by_side(by_method: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """--method both: one row per hypothesis, one verdict column per method (issue 4)."""
+    methods = list(by_method)
+    hyps = sorted({h for entries in by_method.values() for h in entries})
+    head = "".join(f"<th>{escape(m)}</th><th>{escape(m)}: numbers</th>" for m in methods)
+    rows = ["<h2>Methods side by side</h2><table><tr><th>hypothesis</th><th>expected</th>" + head + "</tr>"]
+    for h in hyps:
+        entries = [by_method[m].get(h) for m in methods]
+        expected = next(e["expected"] for e in entries if e)
+        cells = []
+        for e in entries:
+            if e is None:
+                cells += ["", ""]
+                continue
+            mark = "" if not e.get("tested", True) else (" (pass)" if e["passed"] else " (fail)")
+            cells += [_fmt(e["verdict"]) + mark, _fmt(_numbers(e["summary"]))]
+        rows.append(_row([escape(h), _fmt(expected)] + cells))
+    rows.append("</table>")
+    return rows
+
+
+def _controls(hyps: Mapping[str, Any]) -> list[str]:
+    """The template controls (same task, two templates) each paired analysis also ran on: a control
+    that comes out specialised makes its hypothesis inconclusive, "confounded by template"."""
+    rows = []
+    for h, e in hyps.items():
+        for task, c in (e["summary"].get("controls") or {}).items():
+            confounded = "confounded by template" if c["specialised"] else (
+                "too few pairs to check" if not c["feasible"] else "clean")
+            rows.append(_row([escape(h), escape(task), _fmt(c["n_pairs"]), _fmt(c["count"]), _fmt(c["threshold"]),
+                              _fmt(c["max_abs_d_z"]), confounded], "fail" if c["specialised"] else ""))
+    if not rows:
+        return []
+    return ["<h2>Template controls</h2><p>The same task asked under two templates, analysed like the pairs: "
+            "specialisation here is the template's, not the task's.</p><table><tr><th>hypothesis</th><th>task</th>"
+            "<th>pairs</th><th>specialised</th><th>threshold</th><th>max |d_z|</th><th>outcome</th></tr>",
+            *rows, "</table>"]
+
+
 def render_html(doc: Mapping[str, Any]) -> str:
     model, prompts = doc["model"], doc["prompts"]
     name = escape(str(model.get("name") or model["id"]))  # DESIGN.md requires only id and sha256
@@ -87,6 +127,9 @@ def render_html(doc: Mapping[str, Any]) -> str:
         parts.append(_row([escape(h), _fmt(e["verdict"]), _fmt(e["expected"] if e.get("tested", True) else "not tested"),
                            _fmt(e["passed"]), _fmt(_numbers(e["summary"]))], status))
     parts.append("</table>")
+    if "by_method" in doc:
+        parts += _side_by_side(doc["by_method"])
+    parts += _controls(hyps)
     if "H4" in hyps and "binned" in hyps["H4"]["summary"]:
         parts += _h4_profiles(hyps["H4"]["summary"])
     for h, e in hyps.items():
