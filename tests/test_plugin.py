@@ -54,7 +54,7 @@ def test_writes_the_four_files_and_a_summary(suite, tmp_path):
     result = suite("--report-dir", str(out))
     assert sorted(p.name for p in out.iterdir()) == ["junit.xml", "manifest.json", "report.html", "verdicts.json"]
     doc = _verdicts(out)
-    assert doc["schema"] == 1 and doc["method"] == "seed"
+    assert doc["schema"] == 1 and doc["method"] == "paired"  # the default (issue 4)
     assert doc["prompts"]["name"] == "tiny" and len(doc["prompts"]["sha256"]) == 64
     assert len(doc["model"]["sha256"]) == 64
     assert set(doc["hypotheses"]) == {"H1", "H2", "H3", "H4", "H5"}
@@ -62,6 +62,10 @@ def test_writes_the_four_files_and_a_summary(suite, tmp_path):
     # A model without a registry twin cannot be compared across architectures: H4 says so.
     assert doc["hypotheses"]["H4"]["verdict"] == "inconclusive"
     assert "--h4-model" in doc["hypotheses"]["H4"]["summary"]["reason"]
+    # A schema-1 prompt set has no controls, so the paired method cannot rule out a template confound.
+    for h in ("H1", "H2", "H3"):
+        assert doc["hypotheses"][h]["verdict"] == "inconclusive", h
+        assert "no controls" in doc["hypotheses"][h]["summary"]["reason"]
     for h in doc["hypotheses"].values():
         assert h["verdict"] in ("supported", "not_supported", "inconclusive")
         assert h["expected"] == "supported"  # no expectations source, no config: the default
@@ -72,7 +76,7 @@ def test_writes_the_four_files_and_a_summary(suite, tmp_path):
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed", 0) == n_passed and outcomes.get("failed", 0) == 5 - n_passed
     result.stdout.fnmatch_lines(["*circuitgate verdicts*", "H1 *expected supported*", "H2 *", "H3 *",
-                                 "H4  inconclusive *no registry twin*", "H5 *targets*", f"reports: {out}"])
+                                 "H4  inconclusive *no registry twin*", "H5 *", f"reports: {out}"])
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["device"] == "cpu" and manifest["packages"]["torch"]
     assert manifest["prompts"]["sha256"] == doc["prompts"]["sha256"]
@@ -183,3 +187,52 @@ def test_h4_model_option_compares_with_another_family(suite, tmp_path):
     assert doc["h4_model"]["family"] == "llama"
     result.stdout.fnmatch_lines(["H4  inconclusive *1/2!*"])
     result.assert_outcomes(failed=1, skipped=1)  # no expectations for the depth bins: no component tests
+
+
+@pytest.fixture(scope="module")
+def controlled_prompt_file(tmp_path_factory) -> Path:
+    """Schema 2: 24 length-matched pairs plus controls of both tasks (the same task, two templates)."""
+    import random
+
+    rng = random.Random(1)
+
+    def words(n: int) -> str:
+        return " ".join(f"w{rng.randrange(3, 61)}" for _ in range(n))
+
+    lines = ["schema: 2", "name: tiny-controlled", "pairs:"]
+    for i in range(24):
+        lines += [f"  - id: p{i}", f"    recall: {{prompt: '{words(6)}', answer: w1}}",
+                  f"    reasoning: {{prompt: '{words(6)}', answer: w2}}"]
+    lines.append("controls:")
+    for task, answer in (("recall", "w1"), ("reasoning", "w2")):
+        for i in range(24):
+            lines += [f"  - id: c{i}-{task}", f"    task: {task}",
+                      f"    a: {{prompt: '{words(6)}', answer: {answer}, template: t0}}",
+                      f"    b: {{prompt: '{words(6)}', answer: {answer}, template: t1}}"]
+    path = tmp_path_factory.mktemp("prompts") / "tiny-controlled.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_method_both_judges_each_method_and_reports_them_side_by_side(suite, controlled_prompt_file, tmp_path):
+    out = tmp_path / "out"
+    result = suite("-k", "H1 or H3", "--method", "both", "--prompts", str(controlled_prompt_file),
+                   "--report-dir", str(out), "-v")
+    # every hypothesis test once per method; node ids name the method, never the model
+    result.stdout.fnmatch_lines(["*test_H1?paired? *", "*test_H1?seed? *",
+                                 "*test_H3?seed? *"])
+    doc = _verdicts(out)
+    assert doc["method"] == "both" and set(doc["by_method"]) == {"paired", "seed"}
+    assert doc["hypotheses"] == doc["by_method"]["paired"]  # the sound method leads
+    for method, entries in doc["by_method"].items():
+        assert set(entries) == {"H1", "H3"}
+        assert all(e["method"] == method for e in entries.values())
+    # the paired method ran its controls; the seed method never saw them
+    controls = doc["by_method"]["paired"]["H1"]["summary"]["controls"]
+    assert set(controls) == {"recall", "reasoning"} and controls["recall"]["n_pairs"] == 24
+    assert "controls" not in doc["by_method"]["seed"]["H1"]["summary"]
+    result.stdout.fnmatch_lines(["*circuitgate verdicts (*, method paired)*", "H1 *", "H3 *",
+                                 "*circuitgate verdicts (*, method seed)*", "H1 *", "H3 *"])
+    html = (out / "report.html").read_text()
+    assert "Methods side by side" in html and "Template controls" in html
+    assert json.loads((out / "manifest.json").read_text())["methods"] == ["paired", "seed"]

@@ -179,23 +179,23 @@ def _count(hypothesis: str, fam: Family, n_layers: int, config: Config) -> Count
     return Count(int(layers.sum()), config.h3.min_layers.for_size(n_layers), "layers")
 
 
-def _infeasible(fam: Family, cfg: PairedConfig, what: str) -> str:
-    return (f"{what}: the {cfg.correction.upper()} bar {fam.bar:.2g} (alpha {cfg.alpha} over {fam.n_tests} tests) "
+def _infeasible(fam: Family, cfg: PairedConfig, what: str = "") -> str:
+    return (f"{what}the {cfg.correction.upper()} bar {fam.bar:.2g} (alpha {cfg.alpha} over {fam.n_tests} tests) "
             f"is below the smallest p {fam.min_p:.2g} that {fam.n_pairs // 2} pairs per half can give, "
             f"so no unit can be selected; more pairs are needed")
 
 
-def _judge(hypothesis: str, main: Family, count: Count, controls: Mapping[str, tuple[Family, Count]],
+def _judge(main: Family, count: Count, controls: Mapping[str, tuple[Family, Count]],
            cfg: PairedConfig) -> tuple[str, str | None]:
     """The verdict and, when it is inconclusive, why."""
     if not main.feasible:
-        return "inconclusive", _infeasible(main, cfg, hypothesis)
+        return "inconclusive", _infeasible(main, cfg)
     if not controls and cfg.require_controls:
-        return "inconclusive", (f"{hypothesis}: the prompt set has no controls (the same task under two templates), "
+        return "inconclusive", ("the prompt set has no controls (the same task under two templates), "
                                 "so a template confound cannot be ruled out (paired.require_controls)")
     for task, (fam, _) in controls.items():
         if not fam.feasible:
-            return "inconclusive", _infeasible(fam, cfg, f"{hypothesis} {task} controls")
+            return "inconclusive", _infeasible(fam, cfg, f"the {task} controls: ")
     confounded = [f"{task} controls {c.n} {c.unit} (threshold {c.threshold})"
                   for task, (_, c) in controls.items() if c.supported]
     if confounded:
@@ -234,7 +234,7 @@ def analyse(hypothesis: str, recall: Activations, reasoning: Activations, config
         validate_sides(a, b, spec.arrays)
         fam = family(spec.diff(a, b), cfg, device)
         checked[task] = (fam, _count(hypothesis, fam, n_layers, config))
-    verdict, reason = _judge(hypothesis, main, count, checked, cfg)
+    verdict, reason = _judge(main, count, checked, cfg)
 
     summary: dict[str, Any] = {
         **_class_counts(main.cls),
