@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -151,23 +151,31 @@ def _prompt(data: Any, src: str, line: int, context: str) -> Prompt:
     return Prompt(prompt=data["prompt"], answer=data["answer"], template=template)
 
 
-def _pairs(items: Any, key: str, src: str, doc_line: int) -> tuple[Pair, ...]:
+def _entries(items: Any, key: str, kind: str, fields: str, src: str, doc_line: int) -> Iterator[tuple[dict, int, str, str]]:
+    """(entry, line, id, where) for each mapping of a list of ``kind``s with unique ids; ``where`` is the
+    file:line: kind 'id' prefix of every later error about the entry."""
     if items is None:
-        return ()
+        return
     if not isinstance(items, list):
-        raise CircuitgateError(f"{src}:{doc_line}: {key!r} must be a list of pairs")
-    pairs, seen = [], {}
+        raise CircuitgateError(f"{src}:{doc_line}: {key!r} must be a list of {key}")
+    seen: dict[str, int] = {}
     for n, item in enumerate(items):
         line = getattr(item, "line", doc_line)
         if not isinstance(item, dict):
-            raise CircuitgateError(f"{src}:{line}: {key}[{n}] must be a mapping with id, recall, reasoning")
-        pid = item.get("id")
-        if not isinstance(pid, str) or not _ID.match(pid):
+            raise CircuitgateError(f"{src}:{line}: {key}[{n}] must be a mapping with {fields}")
+        eid = item.get("id")
+        if not isinstance(eid, str) or not _ID.match(eid):
             raise CircuitgateError(f"{src}:{line}: {key}[{n}] needs an id of letters, digits, '-', '_', '.'")
-        where = f"{src}:{line}: pair {pid!r}"
-        if pid in seen:
-            raise CircuitgateError(f"{where}: duplicate id (first on line {seen[pid]})")
-        seen[pid] = line
+        where = f"{src}:{line}: {kind} {eid!r}"
+        if eid in seen:
+            raise CircuitgateError(f"{where}: duplicate id (first on line {seen[eid]})")
+        seen[eid] = line
+        yield item, line, eid, where
+
+
+def _pairs(items: Any, key: str, src: str, doc_line: int) -> tuple[Pair, ...]:
+    pairs = []
+    for item, line, pid, where in _entries(items, key, "pair", "id, recall, reasoning", src, doc_line):
         missing = [side for side in ("recall", "reasoning") if side not in item]
         if missing:
             raise CircuitgateError(f"{where}: unpaired, missing {' and '.join(missing)}")
@@ -180,22 +188,8 @@ def _pairs(items: Any, key: str, src: str, doc_line: int) -> tuple[Pair, ...]:
 
 
 def _controls(items: Any, src: str, doc_line: int) -> tuple[Control, ...]:
-    if items is None:
-        return ()
-    if not isinstance(items, list):
-        raise CircuitgateError(f"{src}:{doc_line}: 'controls' must be a list of controls")
-    controls, seen = [], {}
-    for n, item in enumerate(items):
-        line = getattr(item, "line", doc_line)
-        if not isinstance(item, dict):
-            raise CircuitgateError(f"{src}:{line}: controls[{n}] must be a mapping with id, task, a, b")
-        cid = item.get("id")
-        if not isinstance(cid, str) or not _ID.match(cid):
-            raise CircuitgateError(f"{src}:{line}: controls[{n}] needs an id of letters, digits, '-', '_', '.'")
-        where = f"{src}:{line}: control {cid!r}"
-        if cid in seen:
-            raise CircuitgateError(f"{where}: duplicate id (first on line {seen[cid]})")
-        seen[cid] = line
+    controls = []
+    for item, line, cid, where in _entries(items, "controls", "control", "id, task, a, b", src, doc_line):
         unknown = set(item) - {"id", "task", "a", "b"}
         if unknown:
             raise CircuitgateError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
