@@ -24,10 +24,10 @@ from circuitgate.prompts import PromptSet, load_prompt_set
 from circuitgate.results import HypothesisResult
 from circuitgate.verdicts import SCHEMA, hypothesis_entry, jsonable
 
-# paired: the sound default (issue 4); seed: the original method, exactly; both: the two side by side.
 if TYPE_CHECKING:
     from circuitgate.interventions import PatchResult, SweepResult
 
+# paired: the sound default (issue 4); seed: the original method, exactly; both: the two side by side.
 METHODS = ("paired", "seed", "both")
 ANALYSIS_METHODS = ("paired", "seed")
 
@@ -213,24 +213,23 @@ class Run:
     @cached_property
     def activations(self) -> tuple[Activations, Activations]:
         """(recall, reasoning) last-token activations; row i of each is pair i."""
-        from circuitgate.extract import batch_size_for, cached_extract
+        from circuitgate.extract import cached_extract
 
-        bs = batch_size_for(self.settings.batch_size, self.loaded.device)
         ps = self.prompt_set
         return tuple(  # type: ignore[return-value]
-            cached_extract(self.loaded, ps.prompts(side), bs, self.settings.progress, desc=f"{side} activations")
+            cached_extract(self.loaded, ps.prompts(side), self.batch_size, self.settings.progress,
+                           desc=f"{side} activations")
             for side in ("recall", "reasoning")
         )
 
     @cached_property
     def control_activations(self) -> dict[str, tuple[Activations, Activations]]:
         """task -> (template a, template b) last-token activations of the prompt set's controls."""
-        from circuitgate.extract import batch_size_for, cached_extract
+        from circuitgate.extract import cached_extract
 
-        bs = batch_size_for(self.settings.batch_size, self.loaded.device)
         ps = self.prompt_set
-        return {task: tuple(cached_extract(self.loaded, ps.control_prompts(task, side), bs, self.settings.progress,  # type: ignore[misc]
-                                           desc=f"{task} controls {side}")
+        return {task: tuple(cached_extract(self.loaded, ps.control_prompts(task, side), self.batch_size,  # type: ignore[misc]
+                                           self.settings.progress, desc=f"{task} controls {side}")
                             for side in ("a", "b"))
                 for task in ps.control_tasks()}
 
