@@ -22,6 +22,16 @@ def combine_classes(classes: Sequence[str]) -> str:
     return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
+def class_counts(cls: Any) -> dict[str, int]:
+    """A summary's counts of specialised units by type, from an array of unit classes."""
+    return {
+        "n_specialised": int((cls != "none").sum()),
+        "n_recall": int((cls == "recall").sum()),
+        "n_reasoning": int((cls == "reasoning").sum()),
+        "n_mixed": int((cls == "mixed").sum()),
+    }
+
+
 def layer_id(layer: int) -> str:
     return f"L{layer:02d}"
 

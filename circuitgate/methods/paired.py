@@ -30,7 +30,7 @@ from circuitgate import CircuitgateError
 from circuitgate.activations import Activations, validate_sides
 from circuitgate.config import Config, PairedConfig
 from circuitgate.features import h1_layer_features, h2_head_metrics
-from circuitgate.results import ComponentResult, HypothesisResult, head_id, layer_id, neuron_id
+from circuitgate.results import ComponentResult, HypothesisResult, class_counts, head_id, layer_id, neuron_id
 from circuitgate.stats import d_z, fdr_correction, min_attainable_p, pair_splits, paired_bootstrap_dz, \
     wilcoxon_signed_rank
 
@@ -210,11 +210,6 @@ def _control_summary(fam: Family, count: Count) -> dict[str, Any]:
             "max_abs_d_z": float(np.nanmax(np.abs(np.where(np.isfinite(fam.dz), fam.dz, np.nan)), initial=0.0))}
 
 
-def _class_counts(cls: np.ndarray) -> dict[str, int]:
-    return {"n_specialised": int((cls != "none").sum()), "n_recall": int((cls == "recall").sum()),
-            "n_reasoning": int((cls == "reasoning").sum()), "n_mixed": int((cls == "mixed").sum())}
-
-
 def analyse(hypothesis: str, recall: Activations, reasoning: Activations, config: Config,
             controls: Mapping[str, tuple[Activations, Activations]] | None = None,
             device: str | torch.device = "cpu") -> HypothesisResult:
@@ -237,7 +232,7 @@ def analyse(hypothesis: str, recall: Activations, reasoning: Activations, config
     verdict, reason = _judge(main, count, checked, cfg)
 
     summary: dict[str, Any] = {
-        **_class_counts(main.cls),
+        **class_counts(main.cls),
         "count": count.n,
         "threshold": count.threshold,
         "n_pairs": main.n_pairs,

@@ -17,7 +17,7 @@ from circuitgate import CircuitgateError
 from circuitgate.activations import Activations, validate_sides
 from circuitgate.config import H1Config, H2Config, H3Config
 from circuitgate.features import H1_FEATURES, H2_METRICS, h1_layer_features, h2_head_metrics
-from circuitgate.results import ComponentResult, HypothesisResult, head_id, layer_id, neuron_id
+from circuitgate.results import ComponentResult, HypothesisResult, class_counts, head_id, layer_id, neuron_id
 from circuitgate.stats import (benjamini_hochberg, bootstrap_d_ci, cohens_d, kfold_indices, mann_whitney_u,
                                mann_whitney_u_dense, nan_moments)
 
@@ -27,16 +27,6 @@ TOP_HEADS = 3  # the paper reports the top three recall and reasoning heads
 def _classify(up: np.ndarray, down: np.ndarray) -> np.ndarray:
     """Unit types from counts of reasoning-signed (``up``) and recall-signed (``down``) evidence."""
     return np.select([up > down, down > up], ["reasoning", "recall"], "mixed")
-
-
-def _class_counts(cls: np.ndarray) -> dict[str, int]:
-    """The summary's counts of specialised units, by type."""
-    return {
-        "n_specialised": int((cls != "none").sum()),
-        "n_recall": int((cls == "recall").sum()),
-        "n_reasoning": int((cls == "reasoning").sum()),
-        "n_mixed": int((cls == "mixed").sum()),
-    }
 
 
 def _h1_layers(reasoning: np.ndarray, recall: np.ndarray, cfg: H1Config) -> dict[str, np.ndarray]:
@@ -107,7 +97,7 @@ def analyse_h1(recall: Activations, reasoning: Activations, cfg: H1Config) -> Hy
     threshold = cfg.min_layers.for_size(n_layers)
     n_specialised = int(specialised.sum())
     summary: dict[str, Any] = {
-        **_class_counts(cls),
+        **class_counts(cls),
         "recall_layers": [int(i) for i in np.flatnonzero(cls == "recall")],
         "reasoning_layers": [int(i) for i in np.flatnonzero(cls == "reasoning")],
         "mixed_layers": [int(i) for i in np.flatnonzero(cls == "mixed")],
@@ -175,7 +165,7 @@ def analyse_h2(recall: Activations, reasoning: Activations, cfg: H2Config) -> Hy
     threshold = cfg.min_heads.for_size(n_units)
     n_specialised = int(specialised.sum())
     summary: dict[str, Any] = {
-        **_class_counts(cls),
+        **class_counts(cls),
         "mean_abs_d": float(score[specialised].mean()) if n_specialised else None,
         "top_recall": top("recall"),
         "top_reasoning": top("reasoning"),
@@ -291,7 +281,7 @@ def analyse_h3(recall: Activations, reasoning: Activations, cfg: H3Config,
     total = n_layers * n_neurons
     threshold = cfg.min_layers.for_size(n_layers)
     summary: dict[str, Any] = {
-        **_class_counts(cls),
+        **class_counts(cls),
         "n_neurons": total,
         "n_task_specific": int(n_specific.sum()),
         "fraction_task_specific": float(n_specific.sum() / total),
