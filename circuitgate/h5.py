@@ -127,7 +127,8 @@ def analyse_h5(recall: SweepResult, reasoning: SweepResult, targets: Sequence[Ta
             details["control"] = {"id": c, "size": sizes[c],
                                   "recall_drop": float(np.nanmean(cr[:, j])), "reasoning_drop": float(np.nanmean(cs[:, j]))}
         # No p-value: the decision is the interval; the effect is the interaction (> 0: hurts recall more).
-        components[t] = ComponentResult(t, str(stats.cls[j]), float(stats.interaction.estimate[j]), float("nan"), details)
+        components[t] = ComponentResult(t, str(stats.cls[j]), float(stats.interaction.estimate[j]), float("nan"), details,
+                                        effect_ci=(float(stats.interaction.ci_low[j]), float(stats.interaction.ci_high[j])))
 
     classes = {t: c.cls for t, c in components.items()}
     clean = {"recall": float(recall.clean.accuracy.mean()), "reasoning": float(reasoning.clean.accuracy.mean())}

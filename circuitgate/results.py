@@ -51,9 +51,28 @@ class ComponentResult:
     effect: float  # signed effect size of the strongest feature (d > 0: larger on reasoning)
     p_adj: float  # smallest adjusted p-value over the unit's features
     details: Mapping[str, Any] = field(default_factory=dict)
+    # The effect's interval (low, high) where the method draws one; `circuitgate compare` reads it.
+    effect_ci: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"class": self.cls, "effect": self.effect, "p_adj": self.p_adj, **self.details}
+        # The common keys come last: a method's details never shadow them (verdicts.json schema 2).
+        return {**self.details, "class": self.cls, "effect": self.effect,
+                "effect_ci": None if self.effect_ci is None else [float(x) for x in self.effect_ci],
+                "p_adj": self.p_adj}
+
+
+def feature_details(names: Sequence[str], effect: Any, p_adj: Any, recall: Any, reasoning: Any,
+                    ci: Any = None) -> dict[str, dict[str, Any]]:
+    """One unit's per-feature numbers: effect, adjusted p, the mean on each task and, when drawn, the
+    effect's interval. Arguments are per-feature sequences; ``ci`` is (lows, highs)."""
+    out = {}
+    for i, f in enumerate(names):
+        entry = {"effect": float(effect[i]), "p_adj": float(p_adj[i]),
+                 "recall": float(recall[i]), "reasoning": float(reasoning[i])}
+        if ci is not None:
+            entry["ci"] = [float(ci[0][i]), float(ci[1][i])]
+        out[f] = entry
+    return out
 
 
 @dataclass(frozen=True)

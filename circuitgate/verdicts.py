@@ -18,7 +18,8 @@ import numpy as np
 
 from circuitgate.results import HypothesisResult
 
-SCHEMA = 1
+# 2: components carry effect_ci; per-feature numbers sit under `features` (issue 5).
+SCHEMA = 2
 
 
 @dataclass(frozen=True)

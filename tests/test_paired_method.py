@@ -137,8 +137,11 @@ def test_effects_are_not_capped_and_carry_intervals():
     r = paired.analyse("H1", recall, reasoning, Config(), controls(rng))
     c = r.components["L00"]
     assert c.effect > 15 and c.cls == "reasoning"
-    low, high = c.details["ci"]["mean"]
-    assert low <= c.details["d_z"]["mean"] <= high and low > 15
+    mean = c.details["features"]["mean"]
+    low, high = mean["ci"]
+    assert low <= mean["effect"] <= high and low > 15
+    assert c.effect == mean["effect"] and list(c.effect_ci) == mean["ci"]
+    assert mean["reasoning"] > mean["recall"]  # the planted shift, in the raw feature's units
 
 
 def test_each_feature_votes_once():

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from circuitgate.verdicts import SCHEMA
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -54,7 +56,7 @@ def test_writes_the_four_files_and_a_summary(suite, tmp_path):
     result = suite("--report-dir", str(out))
     assert sorted(p.name for p in out.iterdir()) == ["junit.xml", "manifest.json", "report.html", "verdicts.json"]
     doc = _verdicts(out)
-    assert doc["schema"] == 1 and doc["method"] == "paired"  # the default (issue 4)
+    assert doc["schema"] == SCHEMA and doc["method"] == "paired"  # the default (issue 4)
     assert doc["prompts"]["name"] == "tiny" and len(doc["prompts"]["sha256"]) == 64
     assert len(doc["model"]["sha256"]) == 64
     assert set(doc["hypotheses"]) == {"H1", "H2", "H3", "H4", "H5"}

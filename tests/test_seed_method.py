@@ -81,14 +81,18 @@ def test_h1_component_numbers_are_consistent():
     recall, reasoning = planted_h1(1)
     r = analyse_h1(recall, reasoning, FAST_H1)
     for c in r.components.values():
-        d, p, ci, votes = (c.details[k] for k in ("d", "p_adj", "ci", "votes"))
-        assert list(d) == list(p) == list(ci) == list(H1_FEATURES)
+        feats, votes = c.details["features"], c.details["votes"]
+        assert list(feats) == list(H1_FEATURES)
+        d, p, ci = ({f: v[k] for f, v in feats.items()} for k in ("effect", "p_adj", "ci"))
         assert c.p_adj == min(p.values())
         pool = votes or d  # the strongest voting feature, or the strongest of all
-        assert c.effect == max((d[f] for f in pool), key=abs)
+        strongest = max(pool, key=lambda f: abs(d[f]))
+        assert c.effect == d[strongest] and list(c.effect_ci) == ci[strongest]
         for f in votes:
             assert abs(d[f]) > FAST_H1.d_vote and p[f] <= FAST_H1.alpha
             assert ci[f][0] <= d[f] <= ci[f][1]
+            # a reasoning vote: the feature's mean is larger on reasoning prompts
+            assert (feats[f]["reasoning"] > feats[f]["recall"]) == (votes[f] == "reasoning")
         assert c.details["consistent"] == (c.details["fold_agreement"] >= FAST_H1.consistency)
         assert c.to_dict()["class"] == c.cls
 
@@ -156,7 +160,7 @@ def test_h1_entropy_and_concentration_votes_cancel_into_mixed():
     l2 = r.components[layer_id(2)]
     assert l2.cls == "mixed"
     assert l2.details["votes"] == {"entropy": "recall", "concentration": "reasoning"}
-    assert l2.details["p_adj"]["entropy"] == l2.details["p_adj"]["concentration"]
+    assert l2.details["features"]["entropy"]["p_adj"] == l2.details["features"]["concentration"]["p_adj"]
     assert r.summary["mixed_layers"] == [2]
 
 
@@ -199,7 +203,8 @@ def test_h2_planted_heads_get_the_right_type():
     assert (s["top_recall"], s["top_reasoning"]) == ([head_id(0, 1)], [head_id(2, 3)])
     rec_head = r.components[head_id(0, 1)]
     assert len(rec_head.details["significant"]) >= H2Config().min_metrics
-    assert rec_head.details["d"]["focus"] < 0 < rec_head.details["d"]["entropy"]
+    d = {m: v["effect"] for m, v in rec_head.details["features"].items()}
+    assert d["focus"] < 0 < d["entropy"]
     scores = [r.components[h].details["score"] for h in (head_id(0, 1), head_id(2, 3))]
     assert s["mean_abs_d"] == pytest.approx(np.mean(scores))
 
@@ -245,10 +250,11 @@ def test_h2_matches_loop_reference(seed):
     r = analyse_h2(recall, reasoning, cfg)
     classes, p_adj = reference_h2(recall, reasoning, cfg)
     assert [c.cls for c in r.components.values()] == classes
-    got = np.array([[c.details["p_adj"][m] for c in r.components.values()] for m in H2_METRICS])
+    got = np.array([[c.details["features"][m]["p_adj"] for c in r.components.values()] for m in H2_METRICS])
     np.testing.assert_allclose(got, p_adj, rtol=1e-9)
     assert r.components[head_id(3, 0)].details["skipped"] == list(H2_METRICS)
-    assert r.components[head_id(3, 0)].details["d"] == dict.fromkeys(H2_METRICS, 0.0)
+    assert {m: v["effect"] for m, v in r.components[head_id(3, 0)].details["features"].items()} == \
+        dict.fromkeys(H2_METRICS, 0.0)
 
 
 def test_h2_pure_noise_gives_no_specialised_heads():
@@ -269,7 +275,8 @@ def test_h2_artifact_cap_hides_huge_effects():
         side["attn"][:, 1, 1] = np.abs(row + rng.normal(0, 0.002, size=row.shape))
     r = analyse_h2(acts(rec), acts(rea), H2Config())
     head = r.components[head_id(1, 1)]
-    assert head.cls == "none" and head.details["d"]["focus"] == 0.0 and head.details["significant"] == []
+    assert head.cls == "none" and head.details["features"]["focus"]["effect"] == 0.0
+    assert head.details["significant"] == []
     loose = analyse_h2(acts(rec), acts(rea), H2Config(d_artifact=1e9))
     # uncapped, the same head is a "reasoning" head: max, focus, spread and Gini up, entropy down
     assert loose.components[head_id(1, 1)].cls == "reasoning"

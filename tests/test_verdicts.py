@@ -164,10 +164,10 @@ def test_hypothesis_entry():
     assert entry["method"] == "paired"
     assert entry["summary"] == {"n_specialised": 6} | {"threshold": 5}
     comps = entry["components"]
-    assert comps["L00"] == {"class": "recall", "effect": -1.3, "p_adj": 0.001, "votes": 3,
+    assert comps["L00"] == {"class": "recall", "effect": -1.3, "effect_ci": None, "p_adj": 0.001, "votes": 3,
                             "expected": "recall", "passed": True}
     assert comps["L01"]["expected"] == "reasoning" and comps["L01"]["passed"] is False
-    assert comps["L02"] == {"class": "reasoning", "effect": 2.0, "p_adj": None}  # no expectation: no verdict
+    assert comps["L02"] == {"class": "reasoning", "effect": 2.0, "effect_ci": None, "p_adj": None}  # no expectation
     json.dumps(entry, allow_nan=False)
 
 

@@ -30,7 +30,8 @@ from circuitgate import CircuitgateError
 from circuitgate.activations import Activations, validate_sides
 from circuitgate.config import Config, PairedConfig
 from circuitgate.features import h1_layer_features, h2_head_metrics
-from circuitgate.results import ComponentResult, HypothesisResult, class_counts, head_id, layer_id, neuron_id
+from circuitgate.results import ComponentResult, HypothesisResult, class_counts, feature_details, head_id, layer_id, \
+    neuron_id
 from circuitgate.stats import d_z, fdr_correction, min_attainable_p, pair_splits, paired_bootstrap_dz, \
     wilcoxon_signed_rank
 
@@ -115,42 +116,48 @@ def family(diff: np.ndarray, cfg: PairedConfig, device: str | torch.device = "cp
                   min_attainable_p(n_pairs // 2), n_selected / n_splits)
 
 
-def _oriented_diff(reasoning: Mapping[str, np.ndarray], recall: Mapping[str, np.ndarray],
-                   orientation: Mapping[str, float]) -> np.ndarray:
-    """[P, F, ...] oriented differences; a head skipped on either side (NaN) gives no evidence (0: the
-    signed-rank test drops zero differences)."""
-    diff = np.stack([(reasoning[f] - recall[f]) * s for f, s in orientation.items()], axis=1)
-    return np.nan_to_num(diff, nan=0.0)
-
-
-# -- one hypothesis = a way to make the family + a way to count it ------------------------------
+# -- one hypothesis = the values it tests + a way to count its family ----------------------------
 class Spec(NamedTuple):
     hypothesis: str
     arrays: tuple[str, ...]  # the Activations arrays it reads (validated finite)
-    features: tuple[str, ...]
-    diff: Callable[[Activations, Activations], np.ndarray]  # (recall, reasoning) -> [P, F, U]
+    orientation: Mapping[str, float]  # feature -> +1 / -1 (see H1_ORIENTATION)
+    values: Callable[[Activations], np.ndarray]  # activations -> [P, F, U] raw feature values
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return tuple(self.orientation)
+
+    def diff(self, recall: Activations, reasoning: Activations) -> np.ndarray:
+        return self.oriented(self.values(recall), self.values(reasoning))
+
+    def oriented(self, recall: np.ndarray, reasoning: np.ndarray) -> np.ndarray:
+        """[P, F, U] oriented differences reasoning - recall of raw values; a head skipped on either
+        side (NaN) gives no evidence (0: the signed-rank test drops zero differences)."""
+        sign = np.array(list(self.orientation.values()), dtype=np.float32)[None, :, None]
+        return np.nan_to_num((reasoning - recall) * sign, nan=0.0)
 
 
-def _h1_diff(recall: Activations, reasoning: Activations) -> np.ndarray:
-    return _oriented_diff(h1_layer_features(reasoning), h1_layer_features(recall), H1_ORIENTATION)
+def _h1_values(acts: Activations) -> np.ndarray:
+    f = h1_layer_features(acts)
+    return np.stack([f[k] for k in H1_ORIENTATION], axis=1)
 
 
-def _h2_diff(recall: Activations, reasoning: Activations) -> np.ndarray:
-    d = _oriented_diff(h2_head_metrics(reasoning), h2_head_metrics(recall), H2_ORIENTATION)
-    return d.reshape(d.shape[0], d.shape[1], -1)  # heads flattened layer-major
+def _h2_values(acts: Activations) -> np.ndarray:
+    m = h2_head_metrics(acts)
+    v = np.stack([m[k] for k in H2_ORIENTATION], axis=1)
+    return v.reshape(v.shape[0], v.shape[1], -1)  # heads flattened layer-major
 
 
-def _h3_diff(recall: Activations, reasoning: Activations) -> np.ndarray:
+def _h3_values(acts: Activations) -> np.ndarray:
     # The true neuron activation act(gate) * up, the input of down_proj that H5's neuron ablations
     # set; the original read gate_proj's pre-activation instead (SEED_METHOD.md "Activations").
-    r, c = reasoning.neurons, recall.neurons
-    return (r - c).reshape(r.shape[0], 1, -1)
+    return acts.neurons.reshape(acts.neurons.shape[0], 1, -1)
 
 
 SPECS = {
-    "H1": Spec("H1", ("resid", "attn", "gate"), tuple(H1_ORIENTATION), _h1_diff),
-    "H2": Spec("H2", ("attn",), tuple(H2_ORIENTATION), _h2_diff),
-    "H3": Spec("H3", ("neurons",), ("activation",), _h3_diff),
+    "H1": Spec("H1", ("resid", "attn", "gate"), H1_ORIENTATION, _h1_values),
+    "H2": Spec("H2", ("attn",), H2_ORIENTATION, _h2_values),
+    "H3": Spec("H3", ("neurons",), {"activation": 1.0}, _h3_values),
 }
 
 
@@ -221,7 +228,8 @@ def analyse(hypothesis: str, recall: Activations, reasoning: Activations, config
     spec, cfg = SPECS[hypothesis], config.paired
     validate_sides(recall, reasoning, spec.arrays)
     n_layers = recall.n_layers
-    diff = spec.diff(recall, reasoning)
+    values = spec.values(recall), spec.values(reasoning)
+    diff = spec.oriented(*values)
     main = family(diff, cfg, device)
     count = _count(hypothesis, main, n_layers, config)
     checked = {}
@@ -256,41 +264,46 @@ def analyse(hypothesis: str, recall: Activations, reasoning: Activations, config
     if reason:
         summary["reason"] = reason
     build = {"H1": _layer_components, "H2": _head_components, "H3": _neuron_layers}[hypothesis]
-    components, extra, arrays = build(main, spec, diff, recall, cfg, config)
+    components, extra, arrays = build(main, spec, diff, values, recall, cfg, config)
     summary.update(extra)
     return HypothesisResult(hypothesis, verdict, METHOD, summary, components, arrays=arrays)
 
 
 def _strongest(fam: Family) -> tuple[np.ndarray, np.ndarray]:
-    """Per unit: the oriented d_z of its strongest feature and the smallest adjusted p."""
+    """Per unit: the index of its strongest feature (largest |d_z|) and that feature's oriented d_z."""
     strength = np.where(np.isfinite(fam.dz), np.abs(fam.dz), np.inf)
     top = np.argmax(strength, axis=0)
-    return fam.dz[top, np.arange(fam.dz.shape[1])], fam.p_adj.min(axis=0)
+    return top, fam.dz[top, np.arange(fam.dz.shape[1])]
 
 
-def _unit_details(fam: Family, ci, spec: Spec, u: int) -> dict[str, Any]:
-    return {
-        "d_z": {f: float(fam.dz[i, u]) for i, f in enumerate(spec.features)},
-        "ci": {f: [float(ci.ci_low[i, u]), float(ci.ci_high[i, u])] for i, f in enumerate(spec.features)},
-        "p_adj": {f: float(fam.p_adj[i, u]) for i, f in enumerate(spec.features)},
-        "stability": float(fam.stability[u]),
-        "splits": {k: int(fam.counts[i, u]) for i, k in enumerate(("recall", "reasoning", "mixed"))},
-    }
-
-
-def _units(fam: Family, spec: Spec, diff: np.ndarray, cfg: PairedConfig, ids: list[str]) -> dict[str, ComponentResult]:
+def _units(fam: Family, spec: Spec, diff: np.ndarray, values: tuple[np.ndarray, np.ndarray], cfg: PairedConfig,
+           ids: list[str]) -> dict[str, ComponentResult]:
+    """One record per unit: each feature's oriented d_z with its paired-bootstrap interval, adjusted p
+    and raw mean on each task (the report's recall-vs-reasoning profiles); the effect is the
+    strongest feature's d_z, with that feature's interval."""
     ci = paired_bootstrap_dz(diff, n_boot=cfg.n_boot, seed=cfg.seed, level=cfg.level)
-    effect, min_p = _strongest(fam)
-    return {cid: ComponentResult(cid, str(fam.cls[u]), float(effect[u]), float(min_p[u]),
-                                 _unit_details(fam, ci, spec, u))
-            for u, cid in enumerate(ids)}
+    with np.errstate(all="ignore"):  # a head skipped on every prompt has no mean (NaN -> null)
+        means = [np.nanmean(v, axis=0) for v in values]  # [F, U] per task
+    top, effect = _strongest(fam)
+    cols = np.arange(fam.dz.shape[1])
+    min_p = fam.p_adj.min(axis=0)
+    low, high = ci.ci_low[top, cols], ci.ci_high[top, cols]
+    return {cid: ComponentResult(
+        cid, str(fam.cls[u]), float(effect[u]), float(min_p[u]),
+        {"features": feature_details(spec.features, fam.dz[:, u], fam.p_adj[:, u], means[0][:, u], means[1][:, u],
+                                     (ci.ci_low[:, u], ci.ci_high[:, u])),
+         "stability": float(fam.stability[u]),
+         "splits": {k: int(fam.counts[i, u]) for i, k in enumerate(("recall", "reasoning", "mixed"))}},
+        effect_ci=(float(low[u]), float(high[u])))
+        for u, cid in enumerate(ids)}
 
 
-# Component builders: (family, spec, diff, recall activations, paired config, config) ->
+# Component builders: (family, spec, diff, (recall, reasoning) raw values, recall activations, paired
+# config, config) ->
 # (components, summary additions, arrays for later analyses).
-def _layer_components(fam, spec, diff, recall, cfg, config):
+def _layer_components(fam, spec, diff, values, recall, cfg, config):
     n_layers = recall.n_layers
-    components = _units(fam, spec, diff, cfg, [layer_id(i) for i in range(n_layers)])
+    components = _units(fam, spec, diff, values, cfg, [layer_id(i) for i in range(n_layers)])
     extra = {"recall_layers": [int(i) for i in np.flatnonzero(fam.cls == "recall")],
              "reasoning_layers": [int(i) for i in np.flatnonzero(fam.cls == "reasoning")],
              "mixed_layers": [int(i) for i in np.flatnonzero(fam.cls == "mixed")],
@@ -298,11 +311,11 @@ def _layer_components(fam, spec, diff, recall, cfg, config):
     return components, extra, {}
 
 
-def _head_components(fam, spec, diff, recall, cfg, config):
+def _head_components(fam, spec, diff, values, recall, cfg, config):
     n_heads = recall.n_heads
     ids = [head_id(u // n_heads, u % n_heads) for u in range(fam.cls.size)]
-    components = _units(fam, spec, diff, cfg, ids)
-    effect, _ = _strongest(fam)
+    components = _units(fam, spec, diff, values, cfg, ids)
+    _, effect = _strongest(fam)
 
     def top(kind: str) -> list[str]:
         units = np.flatnonzero(fam.cls == kind)
@@ -313,7 +326,7 @@ def _head_components(fam, spec, diff, recall, cfg, config):
                         "n_heads": int(fam.cls.size)}, {}
 
 
-def _neuron_layers(fam, spec, diff, recall, cfg, config):
+def _neuron_layers(fam, spec, diff, values, recall, cfg, config):
     """H3's components are layers, as in the seed method: the share of stably specialised neurons."""
     n_layers = recall.n_layers
     n_neurons = recall.neurons.shape[2]

@@ -17,7 +17,8 @@ from circuitgate import CircuitgateError
 from circuitgate.activations import Activations, validate_sides
 from circuitgate.config import H1Config, H2Config, H3Config
 from circuitgate.features import H1_FEATURES, H2_METRICS, h1_layer_features, h2_head_metrics
-from circuitgate.results import ComponentResult, HypothesisResult, class_counts, head_id, layer_id, neuron_id
+from circuitgate.results import ComponentResult, HypothesisResult, class_counts, feature_details, head_id, layer_id, \
+    neuron_id
 from circuitgate.stats import (benjamini_hochberg, bootstrap_d_ci, cohens_d, kfold_indices, mann_whitney_u,
                                mann_whitney_u_dense, nan_moments)
 
@@ -79,19 +80,22 @@ def analyse_h1(recall: Activations, reasoning: Activations, cfg: H1Config) -> Hy
     effect = d[top, np.arange(n_layers)]
     min_p = p_adj.min(axis=0)
 
+    mean_c, mean_r = xc.mean(axis=0), xr.mean(axis=0)  # [n_features, L]
     components = {}
     for layer in range(n_layers):
         details = {
             "votes": {f: ("reasoning" if d[i, layer] > 0 else "recall")
                       for i, f in enumerate(H1_FEATURES) if vote[i, layer]},
-            "d": {f: float(d[i, layer]) for i, f in enumerate(H1_FEATURES)},
-            "p_adj": {f: float(p_adj[i, layer]) for i, f in enumerate(H1_FEATURES)},
-            "ci": {f: [float(ci.ci_low[i, layer]), float(ci.ci_high[i, layer])] for i, f in enumerate(H1_FEATURES)},
+            # effect: the original's d (reasoning - recall, population SDs) with its bootstrap interval
+            "features": feature_details(H1_FEATURES, d[:, layer], p_adj[:, layer], mean_c[:, layer],
+                                        mean_r[:, layer], (ci.ci_low[:, layer], ci.ci_high[:, layer])),
             "consistent": bool(consistent[layer]),
             "fold_agreement": float(agreement[layer]),
         }
-        components[layer_id(layer)] = ComponentResult(layer_id(layer), str(cls[layer]), float(effect[layer]),
-                                                      float(min_p[layer]), details)
+        t = top[layer]
+        components[layer_id(layer)] = ComponentResult(
+            layer_id(layer), str(cls[layer]), float(effect[layer]), float(min_p[layer]), details,
+            effect_ci=(float(ci.ci_low[t, layer]), float(ci.ci_high[t, layer])))
 
     specialised = cls != "none"
     threshold = cfg.min_layers.for_size(n_layers)
@@ -147,11 +151,13 @@ def analyse_h2(recall: Activations, reasoning: Activations, cfg: H2Config) -> Hy
     min_p = p_adj.min(axis=0)
 
     ids = [head_id(u // n_heads, u % n_heads) for u in range(n_units)]
+    with np.errstate(all="ignore"):  # a head skipped on every prompt has no mean (NaN -> null)
+        mean_c, mean_r = np.nanmean(xc, axis=0), np.nanmean(xr, axis=0)  # [n_metrics, units]
     components = {}
     for u, hid in enumerate(ids):
         details = {
-            "d": {m: float(d[i, u]) for i, m in enumerate(H2_METRICS)},
-            "p_adj": {m: float(p_adj[i, u]) for i, m in enumerate(H2_METRICS)},
+            # effect: the original's d (reasoning - recall, unbiased SDs; 0 where skipped or capped)
+            "features": feature_details(H2_METRICS, d[:, u], p_adj[:, u], mean_c[:, u], mean_r[:, u]),
             "significant": [m for i, m in enumerate(H2_METRICS) if significant[i, u]],
             "skipped": [m for i, m in enumerate(H2_METRICS) if skip[i, u]],
             "score": None if np.isnan(score[u]) else float(score[u]),
