@@ -208,7 +208,7 @@ class Run:
     # -- computing -----------------------------------------------------------------------------
     @cached_property
     def loaded(self) -> LoadedModel:
-        return load_model(self.spec, self.settings.device, self.settings.dtype)
+        return load_model(self.spec, self.settings.device, self.settings.dtype, self.settings.progress)
 
     @cached_property
     def activations(self) -> tuple[Activations, Activations]:

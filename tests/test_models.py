@@ -321,3 +321,22 @@ def test_cuda_without_cuda_fails_before_loading(monkeypatch, tiny_qwen_dir):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(CircuitgateError, match="--device cuda"):
         load_model(resolve(str(tiny_qwen_dir)), device="cuda")
+
+
+# -- progress while hashing ----------------------------------------------------------------------
+
+
+def test_hashing_progress_bar_shows_bytes_and_leaves_the_hash_unchanged(tmp_path, capfd):
+    (tmp_path / "a.safetensors").write_bytes(b"first")
+    (tmp_path / "b.bin").write_bytes(b"second")
+    expected = hashlib.sha256(b"a.safetensors" + b"first" + b"b.bin" + b"second").hexdigest()
+    assert weights_sha256(tmp_path, progress=True) == expected
+    assert "hashing weights" in capfd.readouterr().err
+    assert weights_sha256(tmp_path, progress=False) == expected
+    assert capfd.readouterr().err == ""
+
+
+def test_load_model_without_progress_prints_nothing(tiny_qwen_dir, capfd):
+    loaded = load_model(resolve(str(tiny_qwen_dir)), device="cpu", dtype="float32", progress=False)
+    assert loaded.sha256 == weights_sha256(tiny_qwen_dir, progress=False)
+    assert "hashing weights" not in capfd.readouterr().err

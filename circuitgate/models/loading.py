@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from circuitgate import CircuitgateError
 from circuitgate.models.adapters import Adapter, Shape, adapter_for
@@ -59,17 +60,24 @@ def resolve_dtype(dtype: str, device: str) -> str:
     return dtype
 
 
-def weights_sha256(directory: Path) -> str:
-    """sha256 over the weight files of a directory (names and bytes, in name order)."""
+def weights_sha256(directory: Path, progress: bool = True) -> str:
+    """sha256 over the weight files of a directory (names and bytes, in name order).
+
+    A 7B model is ~15 GB to read, minutes with no other output: ``progress`` shows a bar in bytes.
+    """
     files = sorted(p for p in directory.iterdir() if p.name.endswith(_WEIGHT_SUFFIXES) and p.is_file())
     if not files:
         raise CircuitgateError(f"no weight files (*.safetensors, *.bin) in {directory}")
     h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode())
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 24), b""):
-                h.update(chunk)
+    total = sum(f.stat().st_size for f in files)
+    with tqdm(total=total, desc="hashing weights", unit="B", unit_scale=True, unit_divisor=1024,
+              disable=not progress, leave=False) as bar:
+        for f in files:
+            h.update(f.name.encode())
+            with f.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 24), b""):
+                    h.update(chunk)
+                    bar.update(len(chunk))
     return h.hexdigest()
 
 
@@ -141,7 +149,7 @@ def _tokenizer(directory: Path) -> Any:
     return tok
 
 
-def load_model(spec: ModelSpec, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+def load_model(spec: ModelSpec, device: str = "auto", dtype: str = "auto", progress: bool = True) -> LoadedModel:
     from nnsight.modeling.transformers import TransformersModel
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -156,7 +164,7 @@ def load_model(spec: ModelSpec, device: str = "auto", dtype: str = "auto") -> Lo
         raise CircuitgateError(f"cannot read the model config in {directory}: {e}") from None
     adapter = adapter_for(config.model_type)
     tokenizer = _tokenizer(directory)
-    sha = weights_sha256(directory)
+    sha = weights_sha256(directory, progress)
     kwargs: dict[str, Any] = {"attn_implementation": "eager", "dtype": DTYPES[dtype]}
     if device == "cuda" and torch.cuda.device_count() > 1:
         kwargs["device_map"] = "auto"  # several GPUs: accelerate places the layers (DESIGN.md, Scale)
