@@ -1,4 +1,4 @@
-"""The ``circuitgate`` command: list models, build the organism, rebuild a report.
+"""The ``circuitgate`` command: list models, build or perturb the organism, compare runs, rebuild a report.
 
 Errors a user can cause end in one line on stderr and exit status 2, never a traceback.
 """
@@ -31,6 +31,30 @@ def _organism_build(args: argparse.Namespace) -> int:
         path = build(arch, cache_root=args.cache, force=args.force, progress=not args.quiet)
         acc = read_info(path)["accuracy"]
         print(f"{arch}: {path} (recall {acc['recall']:.2f}, reasoning {acc['reasoning']:.2f})")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    """Exit 0: nothing regressed; 1: something did (DESIGN.md, issue 5); 2: bad input (main)."""
+    from circuitgate.compare import FORMATS, compare, load_document
+
+    a, b = load_document(args.a), load_document(args.b)
+    comparison = compare(a, b, args.label[0], args.label[1])
+    text = FORMATS[args.format](comparison)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return comparison.exit_code
+
+
+def _organism_perturb(args: argparse.Namespace) -> int:
+    from circuitgate.organism import ensure_built
+    from circuitgate.organism.perturb import perturb
+
+    out = perturb(ensure_built(args.arch, cache_root=args.cache, progress=not args.quiet), args.out, args.zero,
+                  force=args.force)
+    print(f"{out}: {args.arch} organism with {', '.join(args.zero)} zeroed")
     return 0
 
 
@@ -67,6 +91,25 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true", help="rebuild even if a build exists")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=_organism_build)
+    pt = org_sub.add_parser("perturb", help="save a copy of the organism with components zeroed: a deliberately "
+                                            "broken checkpoint to try a release gate on")
+    pt.add_argument("--arch", default="qwen2", choices=["qwen2", "llama"])
+    pt.add_argument("--zero", nargs="+", required=True, metavar="TARGET",
+                    help="components to zero: mlp-L<i> (down_proj), attn-L<i> (o_proj), head-L<i>H<h> (its o_proj columns)")
+    pt.add_argument("--out", type=Path, required=True, help="the new model directory (a plain local model)")
+    pt.add_argument("--cache", type=Path, default=None, help="cache root of the organism build")
+    pt.add_argument("--force", action="store_true", help="replace --out if it exists")
+    pt.add_argument("--quiet", action="store_true", help="no progress bar if the organism must be built")
+    pt.set_defaults(func=_organism_perturb)
+    c = sub.add_parser("compare", help="verdict and component flips and effect changes between two verdicts.json; "
+                                       "exit 1 when something regressed")
+    c.add_argument("a", help="the reference run's verdicts.json (e.g. the released checkpoint)")
+    c.add_argument("b", help="the run to check against it (e.g. the candidate)")
+    c.add_argument("--format", default="table", choices=["table", "json", "markdown"],
+                   help="markdown: for a pull-request comment")
+    c.add_argument("--label", nargs=2, default=["A", "B"], metavar=("A", "B"), help="names of the two runs in the output")
+    c.add_argument("-o", "--output", default=None, help="write here instead of stdout")
+    c.set_defaults(func=_compare)
     r = sub.add_parser("report", help="rebuild report.html from a verdicts.json")
     r.add_argument("verdicts")
     r.add_argument("-o", "--output", default=None, help="default: report.html beside the verdicts file")

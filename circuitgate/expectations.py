@@ -1,8 +1,9 @@
 """What a model is expected to show: hypothesis verdicts and component classes, from a named source.
 
 Sources (DESIGN.md, Verdicts): the organism's ground truth (measured by exhaustive ablation when it is
-built), a YAML file of a paper's reported classifications, or nothing (then only hypothesis-level
-tests run, against the config's expectations or ``supported``).
+built), a YAML file of a paper's reported classifications and headline figures, or nothing (then only
+hypothesis-level tests run, against the config's expectations or ``supported``). A baseline run
+(``--baseline``) replaces verdicts and classes; a paper's figures stay the paper's.
 """
 
 from __future__ import annotations
@@ -21,6 +22,50 @@ from circuitgate.h5 import target_ids, verdict_from_classes
 from circuitgate.results import CLASSES, combine_classes, head_id, layer_id
 
 SPECIFIC = ("recall", "reasoning")
+FIGURE_METHODS = ("seed", "paired")
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A reported headline number (or list) and how close a replication must come to it.
+
+    A number matches within max(``abs``, ``rel`` x |value|); anything else (a list of top heads, a
+    layer index given with no tolerance) must be equal.
+    """
+
+    value: Any
+    rel: float = 0.0
+    abs: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.rel < 0 or self.abs < 0 or ((self.rel or self.abs) and not _is_number(self.value)):
+            raise CircuitgateError(f"bad figure {self.value!r}: tolerances must be >= 0 and need a number")
+
+    @property
+    def tolerance(self) -> float:
+        return max(self.abs, self.rel * abs(self.value)) if _is_number(self.value) else 0.0
+
+    def matches(self, got: Any) -> bool:
+        if _is_number(self.value):
+            return _is_number(got) and abs(got - self.value) <= self.tolerance * (1 + 1e-12)
+        return got == self.value
+
+    def describe(self) -> str:
+        return f"{self.value} +/- {self.tolerance:.3g}" if self.tolerance else f"{self.value}"
+
+
+def summary_value(summary: Mapping[str, Any], name: str) -> Any:
+    """A figure's value in a result summary: ``most_specialised_layer.layer`` walks nested keys."""
+    value: Any = summary
+    for part in name.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            raise KeyError(name)
+        value = value[part]
+    return value
 
 
 @dataclass(frozen=True)
@@ -28,6 +73,8 @@ class Expectations:
     source: str
     verdicts: Mapping[str, str] = field(default_factory=dict)  # H1 -> supported | ...
     components: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # H1 -> {L04: recall}
+    figures: Mapping[str, Mapping[str, Figure]] = field(default_factory=dict)  # H3 -> {n_task_specific: ...}
+    figures_method: str | None = None  # the analysis method that produced the figures
 
     def __post_init__(self) -> None:
         for h, v in self.verdicts.items():
@@ -37,6 +84,12 @@ class Expectations:
             bad = {c: k for c, k in comps.items() if k not in CLASSES}
             if h not in HYPOTHESES or bad:
                 raise CircuitgateError(f"{self.source}: bad component expectations for {h}: {bad}")
+        if self.figures and self.figures_method not in FIGURE_METHODS:
+            raise CircuitgateError(f"{self.source}: figures need `method:` one of {', '.join(FIGURE_METHODS)}, "
+                                   f"got {self.figures_method!r}")
+        bad_h = [h for h in self.figures if h not in HYPOTHESES]
+        if bad_h:
+            raise CircuitgateError(f"{self.source}: figures for unknown hypotheses {bad_h}")
 
     def verdict(self, hypothesis: str, config: Config) -> str:
         """The config wins over the source; with neither, a hypothesis is expected to be supported."""
@@ -113,16 +166,38 @@ def h4_from_ground_truths(a: tuple[Mapping[str, Any], Shape], b: tuple[Mapping[s
     return verdict, bin_classes(classes[0], classes[1])
 
 
+def _figure(source: str, h: str, name: str, raw: Any) -> Figure:
+    """``18`` (exact) or ``{value: 583, rel: 0.05}`` / ``{value: 0.3074, abs: 0.02}``."""
+    if not isinstance(raw, Mapping):
+        return Figure(raw)
+    unknown = set(raw) - {"value", "rel", "abs"}
+    if "value" not in raw or unknown:
+        raise CircuitgateError(f"{source}: figure {h}.{name} needs `value` (and optional rel, abs), got {dict(raw)}")
+    try:
+        return Figure(raw["value"], float(raw.get("rel", 0.0)), float(raw.get("abs", 0.0)))
+    except (TypeError, ValueError, CircuitgateError) as e:
+        raise CircuitgateError(f"{source}: figure {h}.{name}: {e}") from None
+
+
 def from_file(name: str | Path) -> Expectations:
-    """A YAML expectations file: ``verdicts: {H1: supported}``, ``components: {H1: {L04: recall}}``."""
+    """A YAML expectations file: ``verdicts: {H1: supported}``, ``components: {H1: {L04: recall}}``,
+    ``figures: {method: seed, H3: {n_task_specific: {value: 163058, rel: 0.05}}}``."""
     path = Path(name)
     if not path.is_file():
         path = Path(str(resources.files("circuitgate.models").joinpath("expectations", str(name))))
     if not path.is_file():
         raise CircuitgateError(f"expectations file not found: {name}")
-    doc = yaml.safe_load(path.read_text()) or {}
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise CircuitgateError(f"{path}: not valid YAML ({e})") from None
+    source = doc.get("source", str(path))
+    figures = dict(doc.get("figures") or {})
+    method = figures.pop("method", None)
     return Expectations(
-        source=doc.get("source", str(path)),
+        source=source,
         verdicts=dict(doc.get("verdicts") or {}),
         components={h: dict(c) for h, c in (doc.get("components") or {}).items()},
+        figures={h: {n: _figure(source, h, n, v) for n, v in (f or {}).items()} for h, f in figures.items()},
+        figures_method=method,
     )

@@ -20,9 +20,9 @@ from circuitgate.activations import Activations
 from circuitgate.config import Config, load_config
 from circuitgate.expectations import Expectations, from_file, from_ground_truth
 from circuitgate.models import LoadedModel, ModelSpec, Shape, load_model, model_info, resolve
-from circuitgate.prompts import PromptSet, load_prompt_set
+from circuitgate.prompts import PromptSet, builtin_names, load_prompt_set
 from circuitgate.results import HypothesisResult
-from circuitgate.verdicts import SCHEMA, hypothesis_entry, jsonable
+from circuitgate.verdicts import SCHEMA, Expected, from_baseline, hypothesis_entry, jsonable
 
 if TYPE_CHECKING:
     from circuitgate.interventions import PatchResult, SweepResult
@@ -73,6 +73,7 @@ class Settings:
     batch_size: str = "auto"
     report_dir: str | None = None
     h4_model: str | None = None  # the second model H4 compares with; default: the model's registry twin
+    baseline: str | None = None  # a previous verdicts.json: the expectations (issue 5)
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -111,13 +112,53 @@ class Run:
 
     @cached_property
     def prompt_set(self) -> PromptSet:
-        name = self.settings.prompts or self.spec.prompts
+        name = self.settings.prompts or self._baseline_prompts or self.spec.prompts
         if name is None:
             # The paper's own 30 prompts replicate it under --method seed; the sound method needs the
             # length-matched set with controls (issue 4), and so does the side-by-side comparison.
             name = "organism" if self.spec.expectations == "organism" else (
                 "geography-seed" if self.settings.method == "seed" else "geography")
         return load_prompt_set(name)
+
+    @cached_property
+    def _baseline_doc(self) -> dict[str, Any] | None:
+        if not self.settings.baseline:
+            return None
+        from circuitgate.compare import load_document
+
+        try:
+            return load_document(self.settings.baseline)
+        except CircuitgateError as e:
+            raise CircuitgateError(f"--baseline: {e}") from None
+
+    @property
+    def _baseline_prompts(self) -> str | None:
+        """With no --prompts, a baseline's run uses the baseline's prompt set (it must, to compare)."""
+        doc = self._baseline_doc
+        if doc is None:
+            return None
+        name = doc["prompts"].get("name")
+        if name not in builtin_names():
+            raise CircuitgateError(f"--baseline {self.settings.baseline} was made with the prompt set {name!r}, "
+                                   f"which is not built in: pass its file with --prompts")
+        return name
+
+    @cached_property
+    def baseline(self) -> dict[str, Any] | None:
+        """The baseline verdicts.json, refused (saying why) when it was made with another schema,
+        method or prompt set: its verdicts would not be this run's to regress from."""
+        doc = self._baseline_doc
+        if doc is None:
+            return None
+        from circuitgate.compare import incompatibilities
+
+        ps = self.prompt_set
+        mine = {"schema": SCHEMA, "method": self.settings.method, "prompts": {"name": ps.name, "sha256": ps.sha256}}
+        problems = incompatibilities(doc, mine, "baseline", "this run")
+        if problems:
+            raise CircuitgateError(f"--baseline {self.settings.baseline} was made with another "
+                                   + "; another ".join(problems))
+        return doc
 
     @cached_property
     def report_dir(self) -> Path:
@@ -328,18 +369,44 @@ class Run:
     def results_by(self, method: str) -> dict[str, HypothesisResult]:
         return {h: r for (m, h), r in sorted(self._results.items()) if m == method}
 
-    def expected_verdict(self, hypothesis: str) -> str:
-        if hypothesis == "H4":
-            return self.config.expected.get("H4") or self.h4_expectations[0] or "supported"
-        return self.expectations.verdict(hypothesis, self.config)
+    # -- expectations: the baseline's where there is one, else the expectations source's -------------
+    def _baseline_entry(self, hypothesis: str, method: str | None) -> Mapping[str, Any] | None:
+        if self.baseline is None:
+            return None
+        from circuitgate.compare import method_entries
 
-    def expected_components(self, hypothesis: str) -> dict[str, str]:
-        if hypothesis == "H4":
-            return self.h4_expectations[1]
-        return dict(self.expectations.components.get(hypothesis, {}))
+        return method_entries(self.baseline).get(method or self.settings.methods[0], {}).get(hypothesis)
 
-    def expected_class(self, hypothesis: str, component: str) -> str | None:
-        return self.expected_components(hypothesis).get(component)
+    def expected_verdict(self, hypothesis: str, method: str | None = None) -> Expected:
+        """The baseline's verdict; a hypothesis the baseline did not run falls back to the source."""
+        entry = self._baseline_entry(hypothesis, method)
+        if entry is not None:
+            return from_baseline(entry)
+        if hypothesis == "H4":
+            return Expected(self.config.expected.get("H4") or self.h4_expectations[0] or "supported")
+        return Expected(self.expectations.verdict(hypothesis, self.config))
+
+    def expected_components(self, hypothesis: str, method: str | None = None) -> dict[str, Expected]:
+        entry = self._baseline_entry(hypothesis, method)
+        if entry is not None:
+            return {cid: from_baseline(c, "class") for cid, c in (entry.get("components") or {}).items()}
+        source = self.h4_expectations[1] if hypothesis == "H4" else self.expectations.components.get(hypothesis, {})
+        return {cid: Expected(cls) for cid, cls in source.items()}
+
+    def expected_class(self, hypothesis: str, component: str, method: str | None = None) -> Expected | None:
+        return self.expected_components(hypothesis, method).get(component)
+
+    def component_ids(self, hypothesis: str) -> list[str]:
+        """The components a hypothesis's component tests assert: the baseline's (under every method it
+        ran), else the expectations source's. H4's depth bins for two organisms are known from their
+        layer counts alone, so collecting the tests neither builds nor loads the second model."""
+        if self.baseline is not None:
+            ids = {cid: None for m in self.settings.methods for cid in self.expected_components(hypothesis, m)}
+            if ids or any(self._baseline_entry(hypothesis, m) for m in self.settings.methods):
+                return list(ids)
+        if hypothesis == "H4":
+            return self.h4_component_ids()
+        return list(self.expected_components(hypothesis))
 
     # -- documents -----------------------------------------------------------------------------
     def verdicts_document(self) -> dict[str, Any]:
@@ -350,7 +417,9 @@ class Run:
             "method": self.settings.method,
             "prompts": {"name": self.prompt_set.name, "sha256": self.prompt_set.sha256,
                         "n_pairs": len(self.prompt_set.pairs)},
-            "expectations": self.expectations.source,
+            "expectations": self.expectations_source,
+            **({"baseline": {"path": str(self.settings.baseline), "model": self.baseline.get("model")}}
+               if self.baseline is not None else {}),
             **self._h4_model_info(),
             "config": jsonable(self.config.to_dict()),
             "hypotheses": self._entries(self.settings.methods[0]),
@@ -360,9 +429,16 @@ class Run:
         }
 
     def _entries(self, method: str) -> dict[str, Any]:
-        return {h: {**hypothesis_entry(r, self.expected_verdict(h), self.expected_components(h)),
+        return {h: {**hypothesis_entry(r, self.expected_verdict(h, method), self.expected_components(h, method)),
                     "tested": h in self.tested}
                 for h, r in self.results_by(method).items()}
+
+    @property
+    def expectations_source(self) -> str:
+        if self.baseline is not None:
+            model = self.baseline.get("model") or {}
+            return f"baseline {self.settings.baseline} ({model.get('name') or model.get('id')})"
+        return self.expectations.source
 
     def _h4_model_info(self) -> dict[str, Any]:
         """The second model's id and weight hash, when H4 compared with one."""

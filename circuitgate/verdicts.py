@@ -1,7 +1,10 @@
 """Verdicts: results judged against expectations, and the verdicts.json document (DESIGN.md).
 
 A hypothesis passes when its verdict equals the expected one; ``inconclusive`` passes only when it is
-what was expected. A component passes when its class equals the expected class.
+what was expected. A component passes when its class equals the expected class. Against a baseline
+(``--baseline``, issue 5) the expectation is the baseline's verdict or class: any change is a
+regression, even one towards what the baseline itself was expected to show. A gate guards the released
+circuitry; an intended change is accepted by re-baselining, not by the gate guessing its direction.
 """
 
 from __future__ import annotations
@@ -23,28 +26,68 @@ SCHEMA = 2
 
 
 @dataclass(frozen=True)
+class Expected:
+    """What a test expects: a verdict or class, from an expectations source or from a baseline."""
+
+    value: str
+    baseline: bool = False
+
+    def describe(self, got: str) -> str:
+        if got == self.value:
+            return "as in the baseline" if self.baseline else "as expected"
+        return f"was {self.value} in the baseline: a regression" if self.baseline else f"expected {self.value}"
+
+
+def as_expected(expected: "Expected | str") -> Expected:
+    return expected if isinstance(expected, Expected) else Expected(expected)
+
+
+def from_baseline(entry: Mapping[str, Any], key: str = "verdict") -> Expected:
+    """The expectation a baseline entry (a hypothesis or a component of a previous verdicts.json) sets."""
+    return Expected(entry[key], baseline=True)
+
+
+@dataclass(frozen=True)
 class Judgement:
     passed: bool
     message: str
 
 
-def judge_hypothesis(result: HypothesisResult, expected: str) -> Judgement:
+def judge_hypothesis(result: HypothesisResult, expected: Expected | str) -> Judgement:
+    expected = as_expected(expected)
     s = result.summary
     # Why an inconclusive verdict is one (its reason), else the headline numbers.
     numbers = s.get("reason") or s.get("headline") or ", ".join(
         f"{k}={s[k]}" for k in ("n_specialised", "threshold") if k in s)
-    if result.verdict == expected:
-        return Judgement(True, f"{result.hypothesis} {result.verdict} as expected ({numbers})")
+    passed = result.verdict == expected.value
+    how = expected.describe(result.verdict)
+    if passed:
+        return Judgement(True, f"{result.hypothesis} {result.verdict} {how} ({numbers})")
     why = " (inconclusive never passes unless expected)" if result.verdict == "inconclusive" else ""
-    return Judgement(False, f"{result.hypothesis} is {result.verdict}, expected {expected} ({numbers}){why}")
+    return Judgement(False, f"{result.hypothesis} is {result.verdict}, {how} ({numbers}){why}")
 
 
-def judge_component(result: HypothesisResult, component: str, expected: str) -> Judgement:
-    c = result.components[component]
-    measured = f"effect {c.effect:+.3g}, p_adj {c.p_adj:.3g}"
-    if c.cls == expected:
-        return Judgement(True, f"{result.hypothesis} {component} is {c.cls} as expected ({measured})")
-    return Judgement(False, f"{result.hypothesis} {component} is {c.cls}, expected {expected} ({measured})")
+def judge_component(result: HypothesisResult, component: str, expected: Expected | str) -> Judgement:
+    expected = as_expected(expected)
+    c = result.components.get(component)
+    if c is None:
+        # A unit the expectation names that this run does not have (another architecture's layer, an
+        # H5 neuron set H3 no longer finds): only a unit that was "none" may vanish.
+        if expected.value == "none":
+            return Judgement(True, f"{result.hypothesis} {component} is not in this run; it was none")
+        return Judgement(False, f"{result.hypothesis} {component} is not in this run, expected {expected.value}")
+    ci = f" {_interval(c.effect_ci)}" if c.effect_ci is not None else ""
+    # H5 decides by intervals and has no p-value (NaN): leave it out rather than print "nan".
+    p = f", p_adj {c.p_adj:.3g}" if math.isfinite(c.p_adj) else ""
+    measured = f"effect {c.effect:+.3g}{ci}{p}"
+    how = expected.describe(c.cls)
+    if c.cls == expected.value:
+        return Judgement(True, f"{result.hypothesis} {component} is {c.cls} {how} ({measured})")
+    return Judgement(False, f"{result.hypothesis} {component} is {c.cls}, {how} ({measured})")
+
+
+def _interval(ci: Any) -> str:
+    return f"[{ci[0]:+.3g}, {ci[1]:+.3g}]"
 
 
 def jsonable(value: Any) -> Any:
@@ -65,19 +108,21 @@ def jsonable(value: Any) -> Any:
 
 
 def hypothesis_entry(
-    result: HypothesisResult, expected: str, component_expectations: Mapping[str, str]
+    result: HypothesisResult, expected: Expected | str, component_expectations: Mapping[str, Expected | str]
 ) -> dict[str, Any]:
+    expected = as_expected(expected)
     components = {}
     for cid, c in result.components.items():
         entry = c.to_dict()
         if cid in component_expectations:
-            entry["expected"] = component_expectations[cid]
-            entry["passed"] = c.cls == component_expectations[cid]
+            exp = as_expected(component_expectations[cid])
+            entry["expected"] = exp.value
+            entry["passed"] = c.cls == exp.value
         components[cid] = entry
     return jsonable({
         "verdict": result.verdict,
-        "expected": expected,
-        "passed": result.verdict == expected,
+        "expected": expected.value,
+        "passed": result.verdict == expected.value,
         "method": result.method,
         "summary": result.summary,
         "components": components,

@@ -7,3 +7,7 @@ def test_H2(h2, judge):
 
 def test_H2_head(h2, head, judge):
     judge.component(h2, head)
+
+
+def test_H2_figure(h2, figure, judge):
+    judge.figure(h2, figure)

@@ -7,3 +7,7 @@ def test_H3(h3, judge):
 
 def test_H3_layer(h3, layer, judge):
     judge.component(h3, layer)
+
+
+def test_H3_figure(h3, figure, judge):
+    judge.figure(h3, figure)

@@ -21,8 +21,12 @@ from circuitgate.verdicts import write_json_atomic
 
 RUN_KEY = pytest.StashKey[Run]()
 ACTIVE_KEY = pytest.StashKey[bool]()  # True when this session collects the hypotheses suite
+# Component/figure tests whose source names nothing (no figures for this model): deselected, not
+# reported as skipped "empty parameter set" in every run.
+EMPTY_KEY = pytest.StashKey[set]()
 # A component test is named test_H<n>_<kind> and takes one of these arguments: the component id.
 COMPONENT_ARGS = ("layer", "head", "target", "depth")
+FIGURE_ARG = "figure"  # test_H<n>_figure: a reported headline number of the expectations source
 _HYPOTHESIS_TEST = re.compile(r"test_(H\d)(?!\d)")  # test_H2 and its component test test_H2_head
 HYPOTHESES_DIR = "hypotheses"
 # `-k H2` must select hypothesis H2 (DESIGN.md), but -k matches case-insensitive substrings of node
@@ -47,6 +51,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--report-dir", default=None, help="where reports go; default reports/<model>-<timestamp>/")
     group.addoption("--h4-model", default=None,
                     help="the second model H4 compares with (alias, hub id or directory); default: the model's twin")
+    group.addoption("--baseline", default=None, metavar="PATH",
+                    help="a previous verdicts.json (e.g. the released checkpoint's): its verdicts and component "
+                         "classes become the expectations, so any change fails; it must share this run's method, "
+                         "prompt set and schema")
 
 
 def _collects_hypotheses(config: pytest.Config) -> bool:
@@ -64,11 +72,11 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         settings = Settings(model=opt.model, method=opt.method, prompts=opt.prompts, config=opt.cg_config,
                             device=opt.device, dtype=opt.dtype, batch_size=opt.batch_size,
-                            report_dir=opt.report_dir, h4_model=opt.h4_model)
+                            report_dir=opt.report_dir, h4_model=opt.h4_model, baseline=opt.baseline)
         run = Run(settings, root=config.rootpath)
         active = _collects_hypotheses(config)
         if active:
-            run.config, run.prompt_set  # validate the YAML inputs before anything slow
+            run.config, run.prompt_set, run.baseline  # validate the inputs before anything slow
             if not getattr(opt, "xmlpath", None):
                 opt.xmlpath = str(run.report_dir / "junit.xml")
             if opt.keyword:
@@ -77,6 +85,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(e)) from None
     config.stash[RUN_KEY] = run
     config.stash[ACTIVE_KEY] = active
+    config.stash[EMPTY_KEY] = set()
 
 
 @contextlib.contextmanager
@@ -96,15 +105,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if len(methods) > 1 and "cg_method" in metafunc.fixturenames:
         # --method both: every hypothesis test once per method; session scope keeps one result each.
         metafunc.parametrize("cg_method", methods, scope="session")
-    args = [a for a in COMPONENT_ARGS if a in metafunc.fixturenames]
+    args = [a for a in COMPONENT_ARGS + (FIGURE_ARG,) if a in metafunc.fixturenames]
     if not args:
         return
     try:
         with uncaptured(metafunc.config):
-            # H4's ids are depth bins, known without building or loading the second model.
-            ids = run.h4_component_ids() if hypothesis == "H4" else list(run.expected_components(hypothesis))
+            if args[0] == FIGURE_ARG:
+                ids = list(run.expectations.figures.get(hypothesis, {}))
+            else:
+                ids = run.component_ids(hypothesis)
     except CircuitgateError as e:
         raise pytest.UsageError(str(e)) from None
+    if not ids:
+        metafunc.config.stash[EMPTY_KEY].add(metafunc.definition.nodeid)
     # Node ids hold the component only, never the model, so runs on two checkpoints line up.
     metafunc.parametrize(args[0], ids, ids=ids)
 
@@ -113,6 +126,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not config.stash[ACTIVE_KEY]:
         return
+    empty = config.stash[EMPTY_KEY]
+    deselected = [item for item in items if item.nodeid.split("[")[0] in empty]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item not in deselected]
     for item in items:
         match = _HYPOTHESIS_TEST.match(item.name)
         if match:
@@ -151,12 +169,31 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     for method in run.settings.methods:
         tr.write_sep("=", f"circuitgate verdicts ({run.spec.name}, method {method})")
         _summary_lines(tr, run, method)
-    tr.write_line(f"reports: {Path(run.report_dir)}")
+    if run.baseline is not None:
+        _baseline_lines(tr, run)
+    tr.write_line(f"report: {Path(run.report_dir) / 'report.html'}")
+
+
+MAX_NAMED = 12  # regressions named in the summary; `circuitgate compare` lists them all
+
+
+def _baseline_lines(tr, run: Run) -> None:
+    """The run against its baseline, by the rule `circuitgate compare` applies (one rule, two views)."""
+    from circuitgate.compare import compare
+
+    c = compare(run.baseline, run.verdicts_document(), "baseline", "this run")
+    tested = [x for x in c.regressions if x.hypothesis in run.tested]
+    names = [c.label(x) for x in tested]
+    more = f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else ""
+    line = f"baseline {run.settings.baseline}: " + (
+        f"{len(names)} regressed: {', '.join(names[:MAX_NAMED])}{more}" if names else "nothing regressed")
+    tr.write_line(line, red=bool(names), green=not names)
 
 
 def _summary_lines(tr, run: Run, method: str) -> None:
     for h, r in run.results_by(method).items():
-        expected = run.expected_verdict(h)
+        expectation = run.expected_verdict(h, method)
+        expected, source = expectation.value, "baseline" if expectation.baseline else "expected"
         s = r.summary
         ok = r.verdict == expected
         numbers = (s.get("reason") if r.verdict == "inconclusive" else None) or s.get("headline") or (
@@ -165,5 +202,5 @@ def _summary_lines(tr, run: Run, method: str) -> None:
         if h not in run.tested:  # an input of a selected hypothesis (H3's neurons for H5), not judged
             tr.write_line(f"{h}  {r.verdict:<13} (computed as an input, not tested)  {numbers}")
             continue
-        tr.write_line(f"{h}  {r.verdict:<13} expected {expected:<13} {'PASS' if ok else 'FAIL'}  {numbers}",
+        tr.write_line(f"{h}  {r.verdict:<13} {source} {expected:<13} {'PASS' if ok else 'FAIL'}  {numbers}",
                       green=ok, red=not ok)

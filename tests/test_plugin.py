@@ -78,7 +78,7 @@ def test_writes_the_four_files_and_a_summary(suite, tmp_path):
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed", 0) == n_passed and outcomes.get("failed", 0) == 5 - n_passed
     result.stdout.fnmatch_lines(["*circuitgate verdicts*", "H1 *expected supported*", "H2 *", "H3 *",
-                                 "H4  inconclusive *no registry twin*", "H5 *", f"reports: {out}"])
+                                 "H4  inconclusive *no registry twin*", "H5 *", f"report: {out / 'report.html'}"])
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["device"] == "cpu" and manifest["packages"]["torch"]
     assert manifest["prompts"]["sha256"] == doc["prompts"]["sha256"]
@@ -100,13 +100,13 @@ def test_expected_verdicts_from_config_decide_pass_and_fail(suite, tmp_path):
     actual = {h: e["verdict"] for h, e in _verdicts(first)["hypotheses"].items()}
     agree = tmp_path / "agree.yaml"
     agree.write_text("expected: " + json.dumps(actual) + "\n")
-    # No expectations source: component tests have no ids (one skip per component test function).
-    suite("--report-dir", str(tmp_path / "a"), "--config", str(agree)).assert_outcomes(passed=5, skipped=5)
+    # No expectations source: component and figure tests have no ids, so they are deselected.
+    suite("--report-dir", str(tmp_path / "a"), "--config", str(agree)).assert_outcomes(passed=5, deselected=8)
     flipped = {h: ("inconclusive" if v != "inconclusive" else "supported") for h, v in actual.items()}
     disagree = tmp_path / "disagree.yaml"
     disagree.write_text("expected: " + json.dumps(flipped) + "\n")
     result = suite("--report-dir", str(tmp_path / "d"), "--config", str(disagree))
-    result.assert_outcomes(failed=5, skipped=5)
+    result.assert_outcomes(failed=5, deselected=8)
     result.stdout.fnmatch_lines([f"*H1 is {actual['H1']}, expected {flipped['H1']}*"])
     assert result.ret == 1
 
@@ -188,7 +188,7 @@ def test_h4_model_option_compares_with_another_family(suite, tmp_path):
     assert list(h4["components"]) == ["D0", "D1"]
     assert doc["h4_model"]["family"] == "llama"
     result.stdout.fnmatch_lines(["H4  inconclusive *1/2!*"])
-    result.assert_outcomes(failed=1, skipped=1)  # no expectations for the depth bins: no component tests
+    result.assert_outcomes(failed=1)  # no expectations for the depth bins: no component tests (deselected)
 
 
 @pytest.fixture(scope="module")

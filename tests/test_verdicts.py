@@ -18,6 +18,7 @@ from circuitgate.expectations import Expectations, from_file, from_ground_truth
 from circuitgate.models.adapters import Shape
 from circuitgate.results import ComponentResult, HypothesisResult
 from circuitgate.verdicts import (
+    from_baseline,
     hypothesis_entry,
     judge_component,
     judge_hypothesis,
@@ -76,8 +77,30 @@ def test_judge_component():
     assert j.passed and j.message == "H1 L00 is recall as expected (effect -1.3, p_adj 0.001)"
     j = judge_component(r, "L01", "reasoning")
     assert not j.passed and j.message == "H1 L01 is none, expected reasoning (effect +0.123, p_adj 0.5)"
-    with pytest.raises(KeyError):
-        judge_component(r, "L99", "none")
+    # A unit this run lacks (another architecture, a vanished H5 neuron set) passes only if it was none.
+    assert judge_component(r, "L99", "none").passed
+    j = judge_component(r, "L99", "recall")
+    assert not j.passed and j.message == "H1 L99 is not in this run, expected recall"
+
+
+@pytest.mark.parametrize("was, now", [("supported", "not_supported"), ("not_supported", "supported"),
+                                      ("supported", "inconclusive")])
+def test_judge_hypothesis_against_a_baseline(was, now):
+    """Any change from the baseline regresses, even one towards the baseline's own expectation."""
+    exp = from_baseline({"verdict": was, "expected": now})
+    j = judge_hypothesis(result(now), exp)
+    assert not j.passed and f"was {was} in the baseline: a regression" in j.message
+    assert judge_hypothesis(result(was), exp).passed
+    entry = hypothesis_entry(result(now), exp, {})
+    assert entry["expected"] == was and entry["passed"] is False
+
+
+def test_judge_component_against_a_baseline():
+    r = result()  # L00 recall, L01 none
+    j = judge_component(r, "L00", from_baseline({"class": "recall", "expected": "none"}, "class"))
+    assert j.passed and "is recall as in the baseline" in j.message
+    j = judge_component(r, "L01", from_baseline({"class": "reasoning", "expected": "none"}, "class"))
+    assert not j.passed and "was reasoning in the baseline: a regression" in j.message
 
 
 # -- jsonable ------------------------------------------------------------------------------------

@@ -36,6 +36,11 @@ class Adapter:
     down_path: str = "mlp.down_proj"
     lm_head_path: str = "lm_head"
 
+    def weight_name(self, i: int, module_path: str) -> str:
+        """The state-dict key of a layer module's weight (``self.down_path`` of layer 2 ->
+        ``model.layers.2.mlp.down_proj.weight``): for editing a checkpoint without loading it."""
+        return f"{self.layers_path}.{i}.{module_path}.weight"
+
     def layer(self, model: Any, i: int) -> Any:
         return _get(model, self.layers_path)[i]
 

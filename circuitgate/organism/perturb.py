@@ -1,0 +1,96 @@
+"""A deliberately broken checkpoint: a model directory copied with components zeroed in its weights.
+
+A release gate is only trusted once it has been seen to fail (issue 5): zeroing one MLP of the organism
+changes its circuitry in a known place, and ``--baseline`` / ``circuitgate compare`` must name it. The
+copy is a plain local model: it carries no organism.json, whose ground truth the edit invalidates.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from circuitgate import CircuitgateError
+from circuitgate.models.adapters import Shape, adapter_for
+
+_TARGET = re.compile(r"^(?:(?P<kind>mlp|attn)-L(?P<layer>\d+)|head-L(?P<hlayer>\d+)H(?P<head>\d+))$")
+NOTE_FILE = "perturbed.json"  # what was zeroed, from which weights
+
+
+def _edits(targets: Sequence[str], model_type: str, shape: Shape) -> list[tuple[str, slice | None]]:
+    """(weight name, column slice or None for the whole matrix) per target, validated against the shape."""
+    adapter = adapter_for(model_type)
+    edits = []
+    for t in targets:
+        m = _TARGET.match(t)
+        if not m:
+            raise CircuitgateError(f"cannot zero {t!r}: targets are mlp-L<i>, attn-L<i> or head-L<i>H<h>")
+        layer = int(m["layer"] if m["kind"] else m["hlayer"])
+        if layer >= shape.n_layers:
+            raise CircuitgateError(f"cannot zero {t}: the model has {shape.n_layers} layers")
+        if m["kind"] == "mlp":  # down_proj writes the MLP's whole output
+            edits.append((adapter.weight_name(layer, adapter.down_path), None))
+        elif m["kind"] == "attn":  # o_proj writes the attention block's whole output
+            edits.append((adapter.weight_name(layer, adapter.o_proj_path), None))
+        else:
+            head = int(m["head"])
+            if head >= shape.n_heads:
+                raise CircuitgateError(f"cannot zero {t}: layer {layer} has {shape.n_heads} heads")
+            cols = slice(head * shape.head_dim, (head + 1) * shape.head_dim)  # the head's o_proj input slice
+            edits.append((adapter.weight_name(layer, adapter.o_proj_path), cols))
+    return edits
+
+
+def perturb(source: Path, out: Path, zero: Sequence[str], force: bool = False) -> Path:
+    """Copy the model directory ``source`` to ``out`` with the ``zero`` targets' weights set to 0."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoConfig
+
+    from circuitgate.models.loading import weights_sha256
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise CircuitgateError(f"{out} exists; pass --force to replace it")
+    files = sorted(source.glob("*.safetensors"))
+    if not files:
+        raise CircuitgateError(f"no *.safetensors weights in {source}")
+    config = AutoConfig.from_pretrained(source)
+    edits = _edits(zero, config.model_type, Shape.from_config(config))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Built beside the target and renamed into place: an interrupted run leaves no half-edited model.
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        for f in source.iterdir():
+            if f.is_file() and f.suffix != ".safetensors" and f.name != "organism.json":
+                shutil.copy2(f, tmp / f.name)
+        done = set()
+        for f in files:
+            tensors = load_file(f)
+            for name, cols in edits:
+                if name in tensors:
+                    w = tensors[name]
+                    if cols is None:
+                        tensors[name] = torch.zeros_like(w)
+                    else:
+                        w = w.clone()
+                        w[:, cols] = 0
+                        tensors[name] = w
+                    done.add(name)
+            save_file(tensors, tmp / f.name, metadata={"format": "pt"})
+        missing = sorted({n for n, _ in edits} - done)
+        if missing:
+            raise CircuitgateError(f"{source} has no weights named {', '.join(missing)}")
+        (tmp / NOTE_FILE).write_text(json.dumps(
+            {"source": str(source), "source_sha256": weights_sha256(source), "zeroed": list(zero)}, indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
