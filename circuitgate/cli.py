@@ -50,8 +50,9 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _organism_perturb(args: argparse.Namespace) -> int:
     from circuitgate.organism import ensure_built
-    from circuitgate.organism.perturb import perturb
+    from circuitgate.organism.perturb import parse_targets, perturb
 
+    parse_targets(args.zero)
     out = perturb(ensure_built(args.arch, cache_root=args.cache, progress=not args.quiet), args.out, args.zero,
                   force=args.force)
     print(f"{out}: {args.arch} organism with {', '.join(args.zero)} zeroed")

@@ -238,3 +238,105 @@ def test_method_both_judges_each_method_and_reports_them_side_by_side(suite, con
     html = (out / "report.html").read_text()
     assert "Methods side by side" in html and "Template controls" in html
     assert json.loads((out / "manifest.json").read_text())["methods"] == ["paired", "seed"]
+
+
+# -- --baseline (issue 5) ------------------------------------------------------------------------
+@pytest.fixture
+def baseline(suite, tmp_path) -> Path:
+    """A first run's verdicts.json under --method seed (the tiny set has no controls, so paired is
+    inconclusive everywhere; seed gives classes to regress from)."""
+    out = tmp_path / "base"
+    suite("--method", "seed", "--report-dir", str(out))
+    return out / "verdicts.json"
+
+
+def test_a_run_against_its_own_baseline_passes_every_test(suite, baseline, tmp_path):
+    out = tmp_path / "again"
+    result = suite("--method", "seed", "--baseline", str(baseline), "--report-dir", str(out))
+    base = json.loads(baseline.read_text())
+    # One component test per component the baseline holds; none may fail.
+    n_components = sum(len(e["components"]) for e in base["hypotheses"].values())
+    # Deselected: three figure tests (no figures for this model), H4's depth bins (inconclusive, none).
+    result.assert_outcomes(passed=5 + n_components, deselected=4)
+    doc = _verdicts(out)
+    assert doc["expectations"] == f"baseline {baseline} ({base['model']['name']})"
+    assert doc["baseline"]["path"] == str(baseline) and doc["baseline"]["model"]["sha256"] == base["model"]["sha256"]
+    assert all(e["passed"] and e["expected"] == base["hypotheses"][h]["verdict"] for h, e in doc["hypotheses"].items())
+    result.stdout.fnmatch_lines(["H1 *baseline *PASS*", f"baseline {baseline}: nothing regressed"])
+
+
+def test_a_changed_verdict_or_class_fails_its_test(suite, baseline, tmp_path):
+    base = json.loads(baseline.read_text())
+    h1 = base["hypotheses"]["H1"]
+    was_l00 = h1["components"]["L00"]["class"]
+    h1["components"]["L00"]["class"] = "mixed" if was_l00 != "mixed" else "none"
+    h2 = base["hypotheses"]["H2"]
+    was_h2 = h2["verdict"]
+    h2["verdict"] = "not_supported" if was_h2 != "not_supported" else "supported"
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(base))
+    result = suite("--method", "seed", "--baseline", str(edited), "--report-dir", str(tmp_path / "cand"))
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert result.parseoutcomes()["failed"] == 2
+    result.stdout.fnmatch_lines([
+        f"*test_H1_layer?L00?*H1 L00 is {was_l00}, was {h1['components']['L00']['class']} in the baseline: a regression*",
+        f"*test_H2 *H2 is {was_h2}, was {h2['verdict']} in the baseline: a regression*",
+    ])
+    result.stdout.fnmatch_lines([f"baseline {edited}: 2 regressed: H2, H1 L00"])
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.update(method="paired"), "*was made with another method: baseline paired, this run seed"),
+    (lambda d: d.update(schema=1), "*was made with another schema: baseline 1, this run 2"),
+    (lambda d: d["prompts"].update(sha256="00" * 32),
+     "*was made with another prompt set: baseline tiny (sha256 000000000000), this run tiny (sha256 *)"),
+    (lambda d: d.pop("hypotheses"), "*--baseline: * is not a circuitgate verdicts.json (no hypotheses)"),
+])
+def test_a_baseline_of_another_kind_is_a_usage_error_saying_which(suite, baseline, tmp_path, edit, message):
+    doc = json.loads(baseline.read_text())
+    edit(doc)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(doc))
+    result = suite("--method", "seed", "--baseline", str(other))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_missing_baseline_is_a_usage_error(suite, tmp_path):
+    result = suite("--baseline", str(tmp_path / "nope.json"))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --baseline: no such file: {tmp_path / 'nope.json'}"])
+
+
+def test_the_paper_figures_are_tests_of_the_seed_method(pytester, suite):
+    """`--model qwen7b --method seed` collects the paper's classifications and headline figures as
+    tests whose ids hold no model (collecting needs no weights)."""
+    result = suite("--model", "qwen7b", "--method", "seed", "--collect-only", "-q")
+    out = result.stdout.str()
+    for node in ("test_H1_layer[L03]", "test_H2_head[L26H05]", "test_H1_figure[n_specialised]",
+                 "test_H2_figure[top_recall]", "test_H3_figure[n_task_specific]",
+                 "test_H3_figure[most_specialised_layer.fraction]"):
+        assert node in out, node
+    assert "qwen" not in "".join(line.split("::")[-1] for line in out.splitlines() if "::" in line)
+
+
+def test_the_judge_holds_a_figure_to_its_tolerance_under_its_method_only():
+    from types import SimpleNamespace
+
+    from circuitgate.expectations import Expectations, Figure
+    from circuitgate.results import HypothesisResult
+    from fixtures.circuitgate import Judge
+
+    source = Expectations("the paper", figures={"H3": {"n": Figure(100, rel=0.05)}}, figures_method="seed")
+    run = SimpleNamespace(expectations=source)
+    node = SimpleNamespace(user_properties=[])
+    result = lambda n: HypothesisResult("H3", "supported", "seed", {"n": n}, {})  # noqa: E731
+    Judge(node, run, "seed").figure(result(104), "n")
+    assert ("value", 104) in node.user_properties and ("tolerance", 5.0) in node.user_properties
+    with pytest.raises(pytest.fail.Exception, match=r"H3 n is 106, reported 100 \+/- 5 \(the paper\)"):
+        Judge(node, run, "seed").figure(result(106), "n")
+    with pytest.raises(pytest.skip.Exception, match="the reported figures are the seed method's; this is paired's"):
+        Judge(node, run, "paired").figure(result(106), "n")
+    with pytest.raises(pytest.fail.Exception, match="H3 has no n in its summary"):
+        Judge(node, run, "seed").figure(HypothesisResult("H3", "supported", "seed", {}, {}), "n")

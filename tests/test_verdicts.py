@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 
 from circuitgate import CircuitgateError
 from circuitgate.config import Config, H1Config, H2Config, H5Config, ScaledCount
-from circuitgate.expectations import Expectations, from_file, from_ground_truth
+from circuitgate.expectations import Expectations, Figure, from_file, from_ground_truth, summary_value
 from circuitgate.models.adapters import Shape
 from circuitgate.results import ComponentResult, HypothesisResult
 from circuitgate.verdicts import (
@@ -357,6 +358,49 @@ def test_qwen7b_paper_expectations():
     assert {k for k, v in heads.items() if v == "recall"} == {"L02H05", "L07H01", "L06H09"}
     assert {k for k, v in heads.items() if v == "reasoning"} == {"L26H05", "L27H08", "L21H10"}
     assert "2510.03366" in e.source
+
+
+def test_qwen7b_paper_figures_are_the_seed_methods_headline_numbers():
+    e = from_file("qwen7b-paper.yaml")
+    assert e.figures_method == "seed"
+    h3 = e.figures["H3"]
+    assert h3["n_task_specific"].value == 163058 and h3["n_task_specific"].tolerance == pytest.approx(8152.9)
+    assert h3["fraction_task_specific"].matches(0.30) and not h3["fraction_task_specific"].matches(0.29)
+    assert h3["most_specialised_layer.layer"].matches(4) and not h3["most_specialised_layer.layer"].matches(5)
+    assert e.figures["H2"]["top_recall"].matches(["L02H05", "L07H01", "L06H09"])
+    assert not e.figures["H2"]["top_recall"].matches(["L07H01", "L02H05", "L06H09"])  # the ranking is reported
+    assert e.figures["H1"]["n_specialised"].value == 18 and not e.figures["H1"]["n_specialised"].matches(17)
+
+
+def test_figures_are_read_from_nested_summary_keys():
+    summary = {"most_specialised_layer": {"layer": 4, "n": 11857}, "n_task_specific": 1}
+    assert summary_value(summary, "most_specialised_layer.n") == 11857
+    assert summary_value(summary, "n_task_specific") == 1
+    with pytest.raises(KeyError):
+        summary_value(summary, "most_specialised_layer.fraction")
+    with pytest.raises(KeyError):
+        summary_value(summary, "n_task_specific.x")
+
+
+def test_a_figure_that_is_not_a_number_matches_only_exactly():
+    assert Figure(True).matches(True) and not Figure(1).matches(True)  # a bool is no count
+    assert Figure(0.5, abs=0.1).matches(0.6) and not Figure(0.5, abs=0.1).matches(0.61)
+    assert Figure(100, rel=0.05).describe() == "100 +/- 5" and Figure([1]).describe() == "[1]"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("figures: {H3: {n: 1}}", "figures need `method:` one of seed, paired"),
+    ("figures: {method: seed, H9: {n: 1}}", "figures for unknown hypotheses"),
+    ("figures: {method: seed, H3: {n: {val: 1}}}", "figure H3.n needs `value`"),
+    ("figures: {method: seed, H3: {n: {value: [1], rel: 0.1}}}", "tolerances must be >= 0 and need a number"),
+    ("figures: {method: seed, H3: {n: {value: 1, abs: -1}}}", "tolerances must be >= 0"),
+    ("figures: [", "not valid YAML"),
+])
+def test_bad_figures_are_refused_naming_the_file(tmp_path, text, message):
+    p = tmp_path / "mine.yaml"
+    p.write_text(text + "\n")
+    with pytest.raises(CircuitgateError, match=re.escape(message)):
+        from_file(p)
 
 
 def test_from_file_by_path(tmp_path):

@@ -21,14 +21,22 @@ _TARGET = re.compile(r"^(?:(?P<kind>mlp|attn)-L(?P<layer>\d+)|head-L(?P<hlayer>\
 NOTE_FILE = "perturbed.json"  # what was zeroed, from which weights
 
 
-def _edits(targets: Sequence[str], model_type: str, shape: Shape) -> list[tuple[str, slice | None]]:
-    """(weight name, column slice or None for the whole matrix) per target, validated against the shape."""
-    adapter = adapter_for(model_type)
-    edits = []
+def parse_targets(targets: Sequence[str]) -> list[re.Match]:
+    """The targets' spelling, checked before anything is built or loaded."""
+    matches = []
     for t in targets:
         m = _TARGET.match(t)
         if not m:
             raise CircuitgateError(f"cannot zero {t!r}: targets are mlp-L<i>, attn-L<i> or head-L<i>H<h>")
+        matches.append(m)
+    return matches
+
+
+def _edits(targets: Sequence[str], model_type: str, shape: Shape) -> list[tuple[str, slice | None]]:
+    """(weight name, column slice or None for the whole matrix) per target, validated against the shape."""
+    adapter = adapter_for(model_type)
+    edits = []
+    for t, m in zip(targets, parse_targets(targets)):
         layer = int(m["layer"] if m["kind"] else m["hlayer"])
         if layer >= shape.n_layers:
             raise CircuitgateError(f"cannot zero {t}: the model has {shape.n_layers} layers")
