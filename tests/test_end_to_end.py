@@ -226,3 +226,55 @@ def test_method_both_on_the_organism_controls_come_out_negative(organism_dir, tm
             assert c["n_pairs"] == 64 and c["feasible"] and not c["specialised"], (h, task, c)
         assert paired["verdict"] in ("supported", "not_supported"), paired["summary"].get("reason")
     assert "Methods side by side" in (tmp_path / "report.html").read_text()
+
+
+# -- the release gate (issue 5, "Done when") -----------------------------------------------------
+def _failed_tests(junit: Path) -> set[str]:
+    """'H1 L01' / 'H4' for each failing case: the names `circuitgate compare` gives regressions."""
+    failed = set()
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        if case.find("failure") is not None:
+            m = re.match(r"test_(H\d)\w*(?:\[(.+)\])?$", case.get("name"))
+            failed.add(m.group(1) + (f" {m.group(2)}" if m.group(2) else ""))
+    return failed
+
+
+@pytest.fixture(scope="module")
+def gate_run(organism_run, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, Path]:
+    """The organism with MLP 1 zeroed, gated against the organism's own run."""
+    from circuitgate.cli import main
+
+    tmp = tmp_path_factory.mktemp("gate")
+    assert main(["organism", "perturb", "--zero", "mlp-L1", "--out", str(tmp / "organism-mlp1"), "--quiet"]) == 0
+    baseline = organism_run[1] / "verdicts.json"
+    out = tmp / "candidate"
+    proc = suite("--model", str(tmp / "organism-mlp1"), "--h4-model", "organism-llama",
+                 "--baseline", str(baseline), "--report-dir", str(out))
+    return proc, baseline, out
+
+
+def test_the_gate_fails_exactly_the_regressed_components(gate_run):
+    proc, baseline, out = gate_run
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    failed = _failed_tests(out / "junit.xml")
+    # Zeroing MLP 1 changes what layer 1 writes to the residual: its H1 class must move.
+    assert "H1 L01" in failed
+    compared = subprocess.run([sys.executable, "-m", "circuitgate.cli", "compare", str(baseline),
+                               str(out / "verdicts.json"), "--format", "json"], capture_output=True, text=True)
+    assert compared.returncode == 1, compared.stderr
+    # One rule, two views: the failing tests are the regressions `circuitgate compare` names.
+    assert set(json.loads(compared.stdout)["regressions"]) == failed
+    assert f"baseline {baseline}: {len(failed)} regressed:" in proc.stdout
+    table = subprocess.run([sys.executable, "-m", "circuitgate.cli", "compare", str(baseline), str(out / "verdicts.json")],
+                           capture_output=True, text=True)
+    assert table.returncode == 1 and "regressed: " in table.stdout and "H1 L01" in table.stdout
+
+
+def test_the_unchanged_model_passes_its_own_gate(organism_run, tmp_path):
+    baseline = organism_run[1] / "verdicts.json"
+    proc = suite("--baseline", str(baseline), "--report-dir", str(tmp_path / "again"))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert f"baseline {baseline}: nothing regressed" in proc.stdout
+    compared = subprocess.run([sys.executable, "-m", "circuitgate.cli", "compare", str(baseline),
+                               str(tmp_path / "again" / "verdicts.json")], capture_output=True, text=True)
+    assert compared.returncode == 0 and "no regressions" in compared.stdout
