@@ -1,11 +1,15 @@
-"""report.html: one self-contained page from a verdicts.json document: the verdicts (under ``--method
-both`` each method's, side by side), the template controls behind a "confounded by template" verdict,
-H4's two depth profiles side by side, and every hypothesis's components (tables; plots are issue 5's)."""
+"""report.html: one self-contained page from a verdicts.json document: the verdicts, then the plots
+(per method under ``--method both``; PNGs embedded as data URIs, so the page needs no other file, no
+network and no script), then the tables: the methods side by side, the template controls behind a
+"confounded by template" verdict, H4's two depth profiles, and every hypothesis's components."""
 
 from __future__ import annotations
 
+import re
 from html import escape
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
+
+from circuitgate.report import plots
 
 _STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
@@ -14,6 +18,11 @@ th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
 th { background: #f3f3f3; }
 .pass { background: #e6f4e6; } .fail { background: #fbe3e3; } .info { background: #fff; }
 code { font-size: 12px; }
+.plots { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
+figure { margin: 0 0 1em; display: table; }
+figure img { max-width: 100%; height: auto; display: block; }
+figcaption { display: table-caption; caption-side: bottom; font-size: 12px; color: #555; }
+.swatch { display: inline-block; width: 1em; height: 0.8em; vertical-align: baseline; }
 """
 
 
@@ -108,6 +117,77 @@ def _controls(hyps: Mapping[str, Any]) -> list[str]:
             *rows, "</table>"]
 
 
+_LEGEND = "".join(f"<span class='swatch' style='background:{colour}'></span> {task} &nbsp; " for task, colour in
+                  (("recall", plots.RECALL), ("reasoning", plots.REASONING), ("mixed", plots.MIXED)))
+
+
+def _method_plots(method: str, hyps: Mapping[str, Any], layer_fraction: float | None) -> Iterator[tuple]:
+    """(name, alt text, figure, caption) for every plot one method's entries give, in page order; a
+    generator, so one figure at a time is alive."""
+    stat = {"paired": "d_z", "seed": "d"}.get(method, "effect")
+
+    def components(h: str) -> Mapping[str, Any]:
+        return (hyps.get(h) or {}).get("components") or {}
+
+    min_drop = ((hyps.get("H5") or {}).get("summary") or {}).get("min_drop")
+
+    for feature, fig in plots.h1_profiles(components("H1"), stat):
+        yield (f"h1-{feature}", f"H1 {feature} per layer: mean on recall and reasoning prompts; {stat} with CI", fig,
+               f"Top: the mean of {escape(feature)} on recall and reasoning prompts. Bottom: the per-layer effect "
+               f"({stat}, + = reasoning side) and its CI. Bands: the layer's H1 class.")
+    plot_list = (
+        ("h2-heads", "H2 per-head effect heatmap, layers x heads, head classes marked",
+         lambda: plots.h2_heads(components("H2"), stat),
+         f"Each head's H2 effect ({stat}; red = reasoning side, blue = recall side; grey = no number), its class "
+         "as a shape."),
+        ("h3-fraction", "H3 task-specific neuron share per layer, stacked by task, with the layer_fraction line",
+         lambda: plots.h3_fractions(components("H3"), layer_fraction),
+         "Share of each layer's MLP neurons that are task-specific, by task; dashed: <code>layer_fraction</code>, "
+         "the share a specialised layer needs."),
+        ("h5-layers", "H5 drops per task and interaction with CIs for attention, MLP and neuron-set targets by layer",
+         lambda: plots.h5_layers(components("H5"), min_drop),
+         "Each layer target's mean drop on each task (clean minus ablated; dashed: <code>min_drop</code>, the drop "
+         "that counts) and the interaction (recall drop minus reasoning drop) with their intervals; ringed: a "
+         "target classed recall, reasoning or mixed."),
+        ("h5-heads", "H5 per-head interaction heatmap, layers x heads, head classes marked",
+         lambda: plots.h5_heads(components("H5"), min_drop),
+         "Each head's interaction (blue = hurts recall more, red = hurts reasoning more) and class; a recall or "
+         "reasoning head's interaction interval excludes 0 (the intervals are in the H5 table)."),
+        ("h5-head-drops", "H5 per-head drop on recall and on reasoning, heatmaps",
+         lambda: plots.h5_head_drops(components("H5"), min_drop),
+         "Each head's mean drop on each task, on one scale reaching at least H5's <code>min_drop</code>."),
+        ("h4-profiles", "H4 depth profiles of H1, H2 and H5 for both models",
+         lambda: plots.h4_profiles((hyps.get("H4") or {}).get("summary") or {}),
+         "The two models' profiles over relative-depth bins: H1 layer effect, mean H2 head effect, H5 interaction."),
+    )
+    for name, alt, build, caption in plot_list:
+        fig = build()
+        if fig is not None:
+            yield name, alt, fig, caption
+
+
+def _html_id(text: str) -> str:
+    """A stable id (``paired-h2-heads``) that needs no quoting whatever a method or feature is called."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text)
+
+
+def _plots(doc: Mapping[str, Any]) -> list[str]:
+    """One section of plots per method in the document (both under ``--method both``)."""
+    methods = doc["by_method"] if "by_method" in doc else {doc["method"]: doc["hypotheses"]}
+    layer_fraction = ((doc.get("config") or {}).get("h3") or {}).get("layer_fraction")
+    parts = []
+    for method, hyps in methods.items():
+        prefix = _html_id(str(method))
+        figures = [f"<figure><img id='{_html_id(f'{prefix}-{name}')}' alt='{escape(alt)}' "
+                   f"src='{plots.png_data_uri(fig)}'>"
+                   f"<figcaption>{caption}</figcaption></figure>"
+                   for name, alt, fig, caption in _method_plots(str(method), hyps, layer_fraction)]
+        if figures:
+            parts += [f"<h2 id='plots-{prefix}'>Plots: {escape(str(method))} method</h2><p>{_LEGEND}</p>",
+                      "<div class='plots'>", *figures, "</div>"]
+    return parts
+
+
 def render_html(doc: Mapping[str, Any]) -> str:
     model, prompts = doc["model"], doc["prompts"]
     name = escape(str(model.get("name") or model["id"]))  # DESIGN.md requires only id and sha256
@@ -127,6 +207,7 @@ def render_html(doc: Mapping[str, Any]) -> str:
         parts.append(_row([escape(h), _fmt(e["verdict"]), _fmt(e["expected"] if e.get("tested", True) else "not tested"),
                            _fmt(e["passed"]), _fmt(_numbers(e["summary"]))], status))
     parts.append("</table>")
+    parts += _plots(doc)
     if "by_method" in doc:
         parts += _side_by_side(doc["by_method"])
     parts += _controls(hyps)

@@ -1,0 +1,324 @@
+"""report.html: one self-contained page with the plots (issue 5), checked as HTML and in a real browser.
+
+The documents are synthetic verdicts.json documents of schema 2 in the shape the suite writes, at the
+organism's size (4 layers x 4 heads) and at Qwen2.5-7B's (28 x 28, 896 H5 targets), so the report is
+tested at the size it must stay readable at without a 7B model's weights.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from circuitgate.cli import main
+from circuitgate.report import render_html
+from circuitgate.report.plots import REASONING, RECALL
+
+CLASSES = np.array(["recall", "reasoning", "mixed", "none"])
+H1_FEATURES = {"paired": ["norm", "mean", "entropy", "magnitude", "sparsity"],
+               "seed": ["norm", "mean", "entropy", "concentration", "magnitude", "sparsity"]}
+H2_FEATURES = ["entropy", "max", "focus", "spread", "gini"]
+MODELS = ["qwen", "llama"]
+
+
+def _features(rng: np.random.Generator, names: list[str]) -> dict:
+    effect = rng.normal(0, 1.5, len(names))
+    means = rng.uniform(0, 2, (len(names), 2))
+    return {f: {"effect": float(e), "p_adj": float(rng.uniform()), "recall": float(m[0]), "reasoning": float(m[1]),
+                "ci": [float(e - 0.4), float(e + 0.4)]} for f, e, m in zip(names, effect, means)}
+
+
+def _unit(rng: np.random.Generator, features: list[str]) -> dict:
+    feats = _features(rng, features)
+    effect = max((v["effect"] for v in feats.values()), key=abs)
+    return {"features": feats, "class": str(rng.choice(CLASSES)), "effect": effect,
+            "effect_ci": [effect - 0.4, effect + 0.4], "p_adj": float(rng.uniform())}
+
+
+def _drop(rng: np.random.Generator) -> list[float]:
+    mean = float(rng.uniform(-0.05, 0.6))
+    return [mean, mean - 0.08, mean + 0.08]
+
+
+def _target(rng: np.random.Generator) -> dict:
+    recall, reasoning = _drop(rng), _drop(rng)
+    interaction = recall[0] - reasoning[0]
+    return {"recall_drop": recall, "reasoning_drop": reasoning, "interaction": interaction,
+            "interaction_ci": [interaction - 0.1, interaction + 0.1], "size": 1, "class": str(rng.choice(CLASSES)),
+            "effect": interaction, "effect_ci": [interaction - 0.1, interaction + 0.1], "p_adj": None}
+
+
+def _entry(verdict: str, method: str, summary: dict, components: dict) -> dict:
+    return {"verdict": verdict, "expected": "supported", "passed": verdict == "supported", "tested": True,
+            "method": method, "summary": summary, "components": components}
+
+
+def hypotheses(method: str, n_layers: int = 4, n_heads: int = 4, seed: int = 0) -> dict:
+    """H1-H5 entries of one method, numbers random but shaped like the suite's."""
+    rng = np.random.default_rng(seed)
+    layers = [f"L{i:02d}" for i in range(n_layers)]
+    n_neurons = 18944 if n_layers > 4 else 256
+    specific = rng.integers(0, n_neurons // 8, (n_layers, 3))  # recall, reasoning, mixed
+    h3 = {lid: {"fraction": float(s.sum() / n_neurons), "n_specific": int(s.sum()), "n_recall": int(s[0]),
+                "n_reasoning": int(s[1]), "n_neurons": n_neurons, "class": str(rng.choice(CLASSES)),
+                "effect": 0.0, "effect_ci": None, "p_adj": float(rng.uniform())} for lid, s in zip(layers, specific)}
+    h5 = {}
+    for i in range(n_layers):
+        h5[f"attn-L{i}"] = _target(rng)
+        h5[f"mlp-L{i}"] = _target(rng)
+        h5.update({f"head-L{i}H{j}": _target(rng) for j in range(n_heads)})
+    for i in range(n_layers):
+        for task in ("recall", "reasoning"):
+            h5[f"neurons-L{i}-{task}"] = {**_target(rng), "control": {"id": f"neurons-L{i}-{task}-control"}}
+    n_bins = min(n_layers, 7)
+    binned = {m: {k: rng.normal(0, 1, n_bins).tolist() for k in ("H1", "H2", "H5")} for m in MODELS}
+    return {
+        "H1": _entry("supported", method, {"n_specialised": 2, "threshold": 1},
+                     {lid: _unit(rng, H1_FEATURES[method]) for lid in layers}),
+        "H2": _entry("supported", method, {"n_specialised": 3, "threshold": 1},
+                     {f"L{i:02d}H{j:02d}": _unit(rng, H2_FEATURES) for i in range(n_layers) for j in range(n_heads)}),
+        "H3": _entry("supported", method, {"n_specialised": 1, "threshold": 1}, h3),
+        "H4": _entry("supported", "cross-architecture",
+                     {"models": MODELS, "n_bins": n_bins, "binned": binned, "rho": {"H1": 0.5, "H2": None, "H5": 0.1},
+                      "p": 0.04, "headline": "qwen vs llama"}, {}),
+        "H5": _entry("not_supported", "causal", {"min_drop": 0.1, "headline": "no selective target"}, h5),
+    }
+
+
+def document(method: str = "paired", **shape) -> dict:
+    doc = {
+        "schema": 2, "model": {"name": "synthetic", "id": "/models/synthetic", "sha256": "ab" * 32},
+        "method": method, "prompts": {"name": "organism", "sha256": "cd" * 32, "n_pairs": 64},
+        "expectations": "none", "config": {"h3": {"layer_fraction": 0.05}},
+    }
+    if method == "both":
+        doc["by_method"] = {m: hypotheses(m, **shape) for m in ("paired", "seed")}
+        doc["hypotheses"] = doc["by_method"]["paired"]
+    else:
+        doc["hypotheses"] = hypotheses(method, **shape)
+    return doc
+
+
+def plot_ids(method: str) -> set[str]:
+    names = [f"h1-{f}" for f in H1_FEATURES[method]]
+    names += ["h2-heads", "h3-fraction", "h5-layers", "h5-heads", "h5-head-drops", "h4-profiles"]
+    return {f"{method}-{n}" for n in names}
+
+
+IMG = re.compile(r"<img\b[^>]*>")
+
+
+def images(html: str) -> dict[str, bytes]:
+    """id -> PNG bytes of every <img>; each must be a base64 PNG data URI."""
+    found = {}
+    for tag in IMG.findall(html):
+        attrs = dict(re.findall(r"(\w+)='([^']*)'", tag))
+        assert attrs.get("alt"), tag[:200]
+        assert attrs["src"].startswith("data:image/png;base64,"), tag[:200]
+        found[attrs["id"]] = base64.b64decode(attrs["src"].split(",", 1)[1], validate=True)
+    return found
+
+
+def decode(png: bytes) -> np.ndarray:
+    """The PNG's pixels, height x width x RGB, uint8."""
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    with Image.open(io.BytesIO(png)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def colour_pixels(rgb: np.ndarray, colour: str, tolerance: int = 12) -> int:
+    """How many pixels lie within ``tolerance`` (0-255 per channel) of a #rrggbb colour."""
+    target = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], dtype=np.int16)
+    return int((np.abs(rgb.astype(np.int16) - target) <= tolerance).all(axis=-1).sum())
+
+
+# -- the page ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def both_html() -> str:
+    return render_html(document("both"))
+
+
+@pytest.fixture(scope="module")
+def big_render() -> tuple[str, float]:
+    """A Qwen2.5-7B-sized page (28 layers x 28 heads) and the seconds it took."""
+    doc = document("paired", n_layers=28, n_heads=28)
+    assert len(doc["hypotheses"]["H5"]["components"]) == 28 * 2 + 784 + 56
+    start = time.perf_counter()
+    html = render_html(doc)
+    return html, time.perf_counter() - start
+
+
+def test_page_is_self_contained(both_html):
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", both_html, re.I)
+    assert "<script" not in both_html.lower() and "<link" not in both_html.lower()
+    assert "url(" not in both_html  # no CSS fetches either
+    pngs = images(both_html)
+    assert len(pngs) == len(IMG.findall(both_html))
+    for png in pngs.values():
+        assert decode(png).shape[0] > 100
+
+
+def test_every_plot_is_there_for_both_methods_and_above_the_tables(both_html):
+    assert set(images(both_html)) == plot_ids("paired") | plot_ids("seed")
+    assert "<h2 id='plots-paired'>" in both_html and "<h2 id='plots-seed'>" in both_html
+    first_table_after_verdicts = both_html.index("Methods side by side")
+    assert both_html.index("<h2>Verdicts</h2>") < both_html.index("<img") < first_table_after_verdicts
+    assert both_html.rindex("<img") < first_table_after_verdicts < both_html.index("<h2>H5 components</h2>")
+
+
+def test_single_method_document_has_its_plots_only():
+    html = render_html(document("seed"))
+    assert set(images(html)) == plot_ids("seed")
+
+
+def test_plots_use_the_task_colours(both_html):
+    pngs = images(both_html)
+    for name in ("paired-h1-norm", "seed-h1-norm", "paired-h3-fraction", "paired-h5-layers"):
+        rgb = decode(pngs[name])
+        assert colour_pixels(rgb, RECALL) > 50 and colour_pixels(rgb, REASONING) > 50, name
+
+
+@pytest.mark.parametrize("keep", [["H2"], ["H5"], ["H3", "H4"], []])
+def test_partial_documents_render_what_is_there(keep):
+    doc = document("paired")
+    doc["hypotheses"] = {h: e for h, e in doc["hypotheses"].items() if h in keep}
+    names = {i.removeprefix("paired-").split("-")[0] for i in images(render_html(doc))}
+    assert names == {h.lower() for h in keep}
+
+
+def test_h4_without_binned_and_h3_without_config():
+    doc = document("paired")
+    doc["hypotheses"] = {h: doc["hypotheses"][h] for h in ("H3", "H4")}
+    del doc["config"]
+    summary = doc["hypotheses"]["H4"]["summary"]
+    doc["hypotheses"]["H4"] = {**doc["hypotheses"]["H4"], "verdict": "inconclusive",
+                               "summary": {"reason": "no second model", "models": summary["models"][:1]}}
+    assert set(images(render_html(doc))) == {"paired-h3-fraction"}
+
+
+def test_minimal_components_without_features_render():
+    """DESIGN.md's minimal components (class, effect, p_adj only) and unknown ids give tables, no crash."""
+    doc = document("paired")
+    doc["hypotheses"] = {h: doc["hypotheses"][h] for h in ("H1", "H5")}
+    doc["hypotheses"]["H1"]["components"] = {"L04": {"class": "recall", "effect": -1.3, "p_adj": 0.001}}
+    doc["hypotheses"]["H5"]["components"] = {"weird target": {"class": "none", "effect": 0.0, "p_adj": None}}
+    html = render_html(doc)
+    assert images(html) == {} and "<td>weird target</td>" in html
+
+
+def _null_everything(value):
+    """Every number replaced by null, as verdicts.json writes non-finite numbers."""
+    if isinstance(value, dict):
+        return {k: _null_everything(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_null_everything(v) for v in value]
+    return None if isinstance(value, float) else value
+
+
+def test_null_numbers_do_not_crash():
+    doc = document("both")
+    # some nulls here and there, and one method whose every number is null
+    for e in doc["by_method"]["paired"].values():
+        for c in list(e["components"].values())[::3]:
+            c.update({k: None for k in ("effect", "effect_ci", "interaction", "interaction_ci", "recall_drop",
+                                        "n_neurons") if k in c})
+            for f in (c.get("features") or {}).values():
+                f.update(ci=None, recall=None)
+    doc["by_method"]["seed"] = _null_everything(doc["by_method"]["seed"])
+    assert set(images(render_html(json.loads(json.dumps(doc))))) == plot_ids("paired") | plot_ids("seed")
+
+
+def test_report_command_rebuilds_the_same_page(both_html, tmp_path, capsys):
+    """From verdicts.json alone, as the suite wrote it (indented; non-finite numbers already null)."""
+    src = tmp_path / "verdicts.json"
+    src.write_text(json.dumps(document("both"), indent=2))
+    assert main(["report", str(src), "-o", str(tmp_path / "again.html")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "again.html")
+    assert (tmp_path / "again.html").read_text() == both_html
+
+
+def test_a_7b_sized_document_renders_in_seconds_and_stays_small(big_render):
+    html, seconds = big_render
+    assert set(images(html)) == plot_ids("paired")
+    # ~4 s of CPU on the 2-core CI machine; the bound leaves room for a machine shared with other jobs
+    assert len(html.encode()) < 5e6 and seconds < 20, (len(html), seconds)
+
+
+# -- a real browser ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium: the one on PATH, else installed with apt-get (after an update when the install
+    fails, e.g. on a fresh machine without package lists). The test fails when it cannot be had."""
+    found = shutil.which("chromium")
+    if found:
+        return found
+    # Another test session may be installing too: wait for dpkg's lock rather than fail on it.
+    apt = [*([] if os.geteuid() == 0 else ["sudo", "-n"]), "apt-get", "-qq", "-o", "DPkg::Lock::Timeout=600"]
+    install = [*apt, "install", "-y", "--no-install-recommends", "chromium"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    error = ""
+    for attempt in ([], [*apt, "update"]):
+        try:
+            if attempt:
+                subprocess.run(attempt, env=env, capture_output=True, timeout=600)
+            proc = subprocess.run(install, env=env, capture_output=True, text=True, timeout=1200)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            error = str(e)
+            continue
+        error = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        if proc.returncode == 0 and shutil.which("chromium"):
+            return shutil.which("chromium")
+    pytest.fail(f"chromium is needed for the browser test and could not be installed "
+                f"(`{' '.join(install)}`: {error})", pytrace=False)
+
+
+# Injected into a copy of the page: on load, how many images decoded, and where the last one ends (the
+# screenshot's height: the verdicts and the plots, not a 7B model's tables of 1,700 components).
+PROBE = ("<script>addEventListener('load', () => {const imgs = [...document.images];"
+         "document.body.dataset.decoded = imgs.filter(i => i.complete && i.naturalWidth > 0).length;"
+         "document.body.dataset.height = Math.ceil(Math.max(...imgs.map(i => i.getBoundingClientRect().bottom)) + 40);"
+         "});</script></body>")
+
+
+def _browse(chromium: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+           f"--user-data-dir={profile}", "--virtual-time-budget=10000", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("page", ["organism-both", "7b-paired"])
+def test_chromium_renders_every_plot(chromium, tmp_path, page, request):
+    html = request.getfixturevalue("both_html") if page == "organism-both" else request.getfixturevalue("big_render")[0]
+    n_plots = len(IMG.findall(html))
+    page = tmp_path / "report.html"
+    page.write_text(html)
+    probe = tmp_path / "probe.html"
+    probe.write_text(html.replace("</body>", PROBE))
+    proc = _browse(chromium, tmp_path / "profile", "--window-size=1400,1000", "--dump-dom", probe.as_uri())
+    decoded = re.search(r'data-decoded="(\d+)"', proc.stdout)
+    height = re.search(r'data-height="(\d+)"', proc.stdout)
+    assert decoded and height, f"chromium gave no DOM (exit {proc.returncode}): {proc.stderr[-500:]}"
+    assert int(decoded[1]) == n_plots
+
+    shot = tmp_path / "report.png"
+    proc = _browse(chromium, tmp_path / "profile", f"--window-size=1400,{height[1]}", f"--screenshot={shot}",
+                   page.as_uri())
+    assert shot.is_file(), f"no screenshot (exit {proc.returncode}): {proc.stderr[-500:]}"
+    rgb = decode(shot.read_bytes())
+    seen = {colour: colour_pixels(rgb, colour) for colour in (RECALL, REASONING)}
+    assert rgb.shape[:2] == (int(height[1]), 1400) and min(seen.values()) > 1000, f"look at {shot}: {seen}"
