@@ -411,6 +411,20 @@ class Run:
     # -- documents -----------------------------------------------------------------------------
     def verdicts_document(self) -> dict[str, Any]:
         """verdicts.json: deterministic for a given model, prompts, method and config (no times)."""
+        doc = self._document()
+        if self.baseline is not None:
+            doc["baseline"]["regressions"] = self.regressions(doc)
+        return doc
+
+    def regressions(self, doc: Mapping[str, Any]) -> list[str]:
+        """What regressed against the baseline among the tested hypotheses, by `circuitgate compare`'s
+        rule and names: a failing test and a named regression are one thing seen twice."""
+        from circuitgate.compare import compare
+
+        c = compare(self.baseline, doc, "baseline", "this run")
+        return [c.label(x) for x in c.regressions if x.hypothesis in self.tested]
+
+    def _document(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
             "model": model_info(self.loaded),

@@ -178,12 +178,7 @@ MAX_NAMED = 12  # regressions named in the summary; `circuitgate compare` lists 
 
 
 def _baseline_lines(tr, run: Run) -> None:
-    """The run against its baseline, by the rule `circuitgate compare` applies (one rule, two views)."""
-    from circuitgate.compare import compare
-
-    c = compare(run.baseline, run.verdicts_document(), "baseline", "this run")
-    tested = [x for x in c.regressions if x.hypothesis in run.tested]
-    names = [c.label(x) for x in tested]
+    names = run.regressions(run.verdicts_document())
     more = f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else ""
     line = f"baseline {run.settings.baseline}: " + (
         f"{len(names)} regressed: {', '.join(names[:MAX_NAMED])}{more}" if names else "nothing regressed")

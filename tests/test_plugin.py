@@ -261,6 +261,7 @@ def test_a_run_against_its_own_baseline_passes_every_test(suite, baseline, tmp_p
     doc = _verdicts(out)
     assert doc["expectations"] == f"baseline {baseline} ({base['model']['name']})"
     assert doc["baseline"]["path"] == str(baseline) and doc["baseline"]["model"]["sha256"] == base["model"]["sha256"]
+    assert doc["baseline"]["regressions"] == [] and "nothing regressed" in (out / "report.html").read_text()
     assert all(e["passed"] and e["expected"] == base["hypotheses"][h]["verdict"] for h, e in doc["hypotheses"].items())
     result.stdout.fnmatch_lines(["H1 *baseline *PASS*", f"baseline {baseline}: nothing regressed"])
 
@@ -285,6 +286,9 @@ def test_a_changed_verdict_or_class_fails_its_test(suite, baseline, tmp_path):
     result.stdout.fnmatch_lines([
         "*_ test_H2 _*", f"H2 is {was_h2}, was {h2['verdict']} in the baseline: a regression*"])
     result.stdout.fnmatch_lines([f"baseline {edited}: 2 regressed: H2, H1 L00"])
+    doc = _verdicts(tmp_path / "cand")
+    assert doc["baseline"]["regressions"] == ["H2", "H1 L00"] and doc["baseline"]["path"] == str(edited)
+    assert "<b>2 regressed</b>: <code>H2</code>, <code>H1 L00</code>" in (tmp_path / "cand" / "report.html").read_text()
 
 
 @pytest.mark.parametrize("edit, message", [

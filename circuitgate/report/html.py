@@ -188,6 +188,19 @@ def _plots(doc: Mapping[str, Any]) -> list[str]:
     return parts
 
 
+def _baseline(baseline: Mapping[str, Any] | None) -> list[str]:
+    """A gate run (--baseline): what regressed, as `circuitgate compare` names it."""
+    if not baseline:
+        return []
+    model = baseline.get("model") or {}
+    names = baseline.get("regressions") or []
+    what = (f"<b>{len(names)} regressed</b>: " + ", ".join(f"<code>{escape(n)}</code>" for n in names)
+            if names else "nothing regressed")
+    cls = "fail" if names else "pass"
+    return [f"<p class='{cls}'>Against the baseline <code>{escape(str(baseline.get('path')))}</code> "
+            f"({escape(str(model.get('name') or model.get('id')))}): {what}.</p>"]
+
+
 def render_html(doc: Mapping[str, Any]) -> str:
     model, prompts = doc["model"], doc["prompts"]
     name = escape(str(model.get("name") or model["id"]))  # DESIGN.md requires only id and sha256
@@ -207,6 +220,7 @@ def render_html(doc: Mapping[str, Any]) -> str:
         parts.append(_row([escape(h), _fmt(e["verdict"]), _fmt(e["expected"] if e.get("tested", True) else "not tested"),
                            _fmt(e["passed"]), _fmt(_numbers(e["summary"]))], status))
     parts.append("</table>")
+    parts += _baseline(doc.get("baseline"))
     parts += _plots(doc)
     if "by_method" in doc:
         parts += _side_by_side(doc["by_method"])
