@@ -22,6 +22,8 @@ from circuitgate.models.adapters import Shape
 from circuitgate.organism import ensure_built, read_info
 from circuitgate.organism.groundtruth import classes
 
+from browser import assert_renders_every_plot
+
 ORGANISM_SHAPE = Shape(4, 4, 4, 16, 64, 256)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -278,3 +280,13 @@ def test_the_unchanged_model_passes_its_own_gate(organism_run, tmp_path):
     compared = subprocess.run([sys.executable, "-m", "circuitgate.cli", "compare", str(baseline),
                                str(tmp_path / "again" / "verdicts.json")], capture_output=True, text=True)
     assert compared.returncode == 0 and "no regressions" in compared.stdout
+
+
+def test_the_gate_report_shows_every_plot_in_chromium(gate_run, chromium, tmp_path):
+    """The candidate's report.html, as the run wrote it, opened in a real browser: every plot decodes
+    and the screenshot shows them (kept beside the report for a human to look at)."""
+    _, _, out = gate_run
+    html = (out / "report.html").read_text()
+    assert "regressed</b>" in html  # the gate's verdict sits above the plots
+    shot = assert_renders_every_plot(chromium, html, tmp_path)
+    assert shot.stat().st_size > 50_000

@@ -8,22 +8,18 @@ tested at the size it must stay readable at without a 7B model's weights.
 from __future__ import annotations
 
 import base64
-import io
 import json
-import os
 import re
-import shutil
-import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from circuitgate.cli import main
 from circuitgate.report import render_html
 from circuitgate.report.plots import REASONING, RECALL
+
+from browser import IMG, assert_renders_every_plot, colour_pixels, decode
 
 CLASSES = np.array(["recall", "reasoning", "mixed", "none"])
 H1_FEATURES = {"paired": ["norm", "mean", "entropy", "magnitude", "sparsity"],
@@ -116,9 +112,6 @@ def plot_ids(method: str) -> set[str]:
     return {f"{method}-{n}" for n in names}
 
 
-IMG = re.compile(r"<img\b[^>]*>")
-
-
 def images(html: str) -> dict[str, bytes]:
     """id -> PNG bytes of every <img>; each must be a base64 PNG data URI."""
     found = {}
@@ -128,19 +121,6 @@ def images(html: str) -> dict[str, bytes]:
         assert attrs["src"].startswith("data:image/png;base64,"), tag[:200]
         found[attrs["id"]] = base64.b64decode(attrs["src"].split(",", 1)[1], validate=True)
     return found
-
-
-def decode(png: bytes) -> np.ndarray:
-    """The PNG's pixels, height x width x RGB, uint8."""
-    assert png.startswith(b"\x89PNG\r\n\x1a\n")
-    with Image.open(io.BytesIO(png)) as image:
-        return np.asarray(image.convert("RGB"))
-
-
-def colour_pixels(rgb: np.ndarray, colour: str, tolerance: int = 12) -> int:
-    """How many pixels lie within ``tolerance`` (0-255 per channel) of a #rrggbb colour."""
-    target = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], dtype=np.int16)
-    return int((np.abs(rgb.astype(np.int16) - target) <= tolerance).all(axis=-1).sum())
 
 
 # -- the page ------------------------------------------------------------------------------------
@@ -260,65 +240,7 @@ def test_a_7b_sized_document_renders_in_seconds_and_stays_small(big_render):
 # -- a real browser ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Debian's chromium: the one on PATH, else installed with apt-get (after an update when the install
-    fails, e.g. on a fresh machine without package lists). The test fails when it cannot be had."""
-    found = shutil.which("chromium")
-    if found:
-        return found
-    # Another test session may be installing too: wait for dpkg's lock rather than fail on it.
-    apt = [*([] if os.geteuid() == 0 else ["sudo", "-n"]), "apt-get", "-qq", "-o", "DPkg::Lock::Timeout=600"]
-    install = [*apt, "install", "-y", "--no-install-recommends", "chromium"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    error = ""
-    for attempt in ([], [*apt, "update"]):
-        try:
-            if attempt:
-                subprocess.run(attempt, env=env, capture_output=True, timeout=600)
-            proc = subprocess.run(install, env=env, capture_output=True, text=True, timeout=1200)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            error = str(e)
-            continue
-        error = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
-        if proc.returncode == 0 and shutil.which("chromium"):
-            return shutil.which("chromium")
-    pytest.fail(f"chromium is needed for the browser test and could not be installed "
-                f"(`{' '.join(install)}`: {error})", pytrace=False)
-
-
-# Injected into a copy of the page: on load, how many images decoded, and where the last one ends (the
-# screenshot's height: the verdicts and the plots, not a 7B model's tables of 1,700 components).
-PROBE = ("<script>addEventListener('load', () => {const imgs = [...document.images];"
-         "document.body.dataset.decoded = imgs.filter(i => i.complete && i.naturalWidth > 0).length;"
-         "document.body.dataset.height = Math.ceil(Math.max(...imgs.map(i => i.getBoundingClientRect().bottom)) + 40);"
-         "});</script></body>")
-
-
-def _browse(chromium: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-           f"--user-data-dir={profile}", "--virtual-time-budget=10000", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-
-
 @pytest.mark.parametrize("page", ["organism-both", "7b-paired"])
 def test_chromium_renders_every_plot(chromium, tmp_path, page, request):
     html = request.getfixturevalue("both_html") if page == "organism-both" else request.getfixturevalue("big_render")[0]
-    n_plots = len(IMG.findall(html))
-    page = tmp_path / "report.html"
-    page.write_text(html)
-    probe = tmp_path / "probe.html"
-    probe.write_text(html.replace("</body>", PROBE))
-    proc = _browse(chromium, tmp_path / "profile", "--window-size=1400,1000", "--dump-dom", probe.as_uri())
-    decoded = re.search(r'data-decoded="(\d+)"', proc.stdout)
-    height = re.search(r'data-height="(\d+)"', proc.stdout)
-    assert decoded and height, f"chromium gave no DOM (exit {proc.returncode}): {proc.stderr[-500:]}"
-    assert int(decoded[1]) == n_plots
-
-    shot = tmp_path / "report.png"
-    proc = _browse(chromium, tmp_path / "profile", f"--window-size=1400,{height[1]}", f"--screenshot={shot}",
-                   page.as_uri())
-    assert shot.is_file(), f"no screenshot (exit {proc.returncode}): {proc.stderr[-500:]}"
-    rgb = decode(shot.read_bytes())
-    seen = {colour: colour_pixels(rgb, colour) for colour in (RECALL, REASONING)}
-    assert rgb.shape[:2] == (int(height[1]), 1400) and min(seen.values()) > 1000, f"look at {shot}: {seen}"
+    assert_renders_every_plot(chromium, html, tmp_path)
