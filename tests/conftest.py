@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
 pytest_plugins = ["pytester"]
+
+REPO = Path(__file__).resolve().parents[1]
 
 torch.set_num_threads(1)  # 2 threads under CPU contention slow torch 20-100x (NNSIGHT_NOTES.md)
 
@@ -62,3 +65,38 @@ def chromium() -> str:
     if path is None:
         pytest.fail(f"chromium is needed for the browser test and could not be installed ({why})", pytrace=False)
     return path
+
+
+# -- the real hypotheses suite under pytester (plugin and JUnit tests) ---------------------------
+@pytest.fixture(scope="session")
+def prompt_file(tmp_path_factory) -> Path:
+    """30 pairs over the tiny model's vocabulary; reasoning prompts are longer, as in the paper."""
+    import random
+
+    rng = random.Random(0)
+    lines = ["schema: 1", "name: tiny", "pairs:"]
+    for i in range(30):
+        recall = " ".join(f"w{rng.randrange(3, 61)}" for _ in range(3))
+        reasoning = " ".join(f"w{rng.randrange(3, 61)}" for _ in range(8))
+        lines += [f"  - id: p{i}", f"    recall: {{prompt: '{recall}', answer: w1}}",
+                  f"    reasoning: {{prompt: '{reasoning}', answer: w2}}"]
+    path = tmp_path_factory.mktemp("prompts") / "tiny.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester, tiny_qwen_dir, prompt_file, tmp_path, monkeypatch):
+    """A pytester dir holding the real hypotheses suite and conftest; returns a runner."""
+    shutil.copytree(REPO / "hypotheses", pytester.path / "hypotheses")
+    shutil.copy(REPO / "conftest.py", pytester.path / "conftest.py")
+    # An ini file pins the rootdir to the suite's copy, as pyproject.toml does in the repository, with
+    # its junit_family (xunit1: per-test properties; pytest would write xunit2 otherwise).
+    pytester.makeini("[pytest]\njunit_family = xunit1\n")
+    monkeypatch.setenv("CIRCUITGATE_CACHE", str(tmp_path / "cache"))
+
+    def run(*args: str) -> pytest.RunResult:
+        return pytester.runpytest("hypotheses", "--model", str(tiny_qwen_dir), "--prompts", str(prompt_file),
+                                  "-p", "no:cacheprovider", *args)
+
+    return run

@@ -6,50 +6,14 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
 import xmlschema
 
-REPO = Path(__file__).resolve().parents[1]
 SCHEMA = Path(__file__).parent / "data" / "junit.xsd"
 HYPOTHESIS_TEST = re.compile(r"test_H[1-5](\[\w+\])?$")
 COMPONENT_TEST = re.compile(r"test_H([1-5])_(?!figure)\w+\[(.+)\]$")
-
-
-@pytest.fixture(scope="module")
-def prompt_file(tmp_path_factory) -> Path:
-    """30 pairs over the tiny model's vocabulary (as in test_plugin.py)."""
-    import random
-
-    rng = random.Random(0)
-    lines = ["schema: 1", "name: tiny", "pairs:"]
-    for i in range(30):
-        recall = " ".join(f"w{rng.randrange(3, 61)}" for _ in range(3))
-        reasoning = " ".join(f"w{rng.randrange(3, 61)}" for _ in range(8))
-        lines += [f"  - id: p{i}", f"    recall: {{prompt: '{recall}', answer: w1}}",
-                  f"    reasoning: {{prompt: '{reasoning}', answer: w2}}"]
-    path = tmp_path_factory.mktemp("prompts") / "tiny.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-@pytest.fixture
-def suite(pytester: pytest.Pytester, tiny_qwen_dir, prompt_file, tmp_path, monkeypatch):
-    """A pytester dir holding the real hypotheses suite and conftest; returns a runner."""
-    shutil.copytree(REPO / "hypotheses", pytester.path / "hypotheses")
-    shutil.copy(REPO / "conftest.py", pytester.path / "conftest.py")
-    # The repository's pyproject.toml sets xunit1; the copy needs the same, or pytest writes xunit2.
-    pytester.makeini("[pytest]\njunit_family = xunit1\n")
-    monkeypatch.setenv("CIRCUITGATE_CACHE", str(tmp_path / "cache"))
-
-    def run(*args: str) -> pytest.RunResult:
-        return pytester.runpytest("hypotheses", "--model", str(tiny_qwen_dir), "--prompts", str(prompt_file),
-                                  "-p", "no:cacheprovider", *args)
-
-    return run
 
 
 def _properties(case: ET.Element) -> dict[str, str]:
