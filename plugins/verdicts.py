@@ -24,6 +24,7 @@ ACTIVE_KEY = pytest.StashKey[bool]()  # True when this session collects the hypo
 # Component/figure tests whose source names nothing (no figures for this model): deselected, not
 # reported as skipped "empty parameter set" in every run.
 EMPTY_KEY = pytest.StashKey[set]()
+DOC_KEY = pytest.StashKey[dict]()  # the verdicts.json written at session end; the summary reads it
 # A component test is named test_H<n>_<kind> and takes one of these arguments: the component id.
 COMPONENT_ARGS = ("layer", "head", "target", "depth")
 FIGURE_ARG = "figure"  # test_H<n>_figure: a reported headline number of the expectations source
@@ -155,7 +156,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if run is None or not run.results:
         return
     out = run.report_dir
-    document = run.verdicts_document()
+    document = config.stash[DOC_KEY] = run.verdicts_document()
     write_json_atomic(out / "verdicts.json", document)
     write_json_atomic(out / "manifest.json", run.manifest(_dt.datetime.now(_dt.timezone.utc)))
     (out / "report.html").write_text(render_html(document))
@@ -170,15 +171,14 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         tr.write_sep("=", f"circuitgate verdicts ({run.spec.name}, method {method})")
         _summary_lines(tr, run, method)
     if run.baseline is not None:
-        _baseline_lines(tr, run)
+        _baseline_lines(tr, run, config.stash[DOC_KEY]["baseline"]["regressions"])
     tr.write_line(f"report: {Path(run.report_dir) / 'report.html'}")
 
 
 MAX_NAMED = 12  # regressions named in the summary; `circuitgate compare` lists them all
 
 
-def _baseline_lines(tr, run: Run) -> None:
-    names = run.regressions(run.verdicts_document())
+def _baseline_lines(tr, run: Run, names: list[str]) -> None:
     more = f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else ""
     line = f"baseline {run.settings.baseline}: " + (
         f"{len(names)} regressed: {', '.join(names[:MAX_NAMED])}{more}" if names else "nothing regressed")
