@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from circuitgate import CircuitgateError
-from circuitgate.verdicts import jsonable
+from circuitgate.verdicts import format_interval, jsonable
 
 REQUIRED_KEYS = ("schema", "method", "prompts", "hypotheses")
 MAX_ROWS = 15  # effect changes shown in a table or a comment; JSON has them all
@@ -215,7 +215,7 @@ def _num(x: Any) -> str:
 
 
 def _effect(x: Any, ci: list[float] | None) -> str:
-    return _num(x) + (f" [{ci[0]:+.3g}, {ci[1]:+.3g}]" if ci else "")
+    return _num(x) + (f" {format_interval(ci)}" if ci else "")
 
 
 def _rows(c: Comparison) -> tuple[list[list[str]], list[list[str]], list[list[str]]]:

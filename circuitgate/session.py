@@ -398,8 +398,7 @@ class Run:
 
     def component_ids(self, hypothesis: str) -> list[str]:
         """The components a hypothesis's component tests assert: the baseline's (under every method it
-        ran), else the expectations source's. H4's depth bins for two organisms are known from their
-        layer counts alone, so collecting the tests neither builds nor loads the second model."""
+        ran), else the expectations source's (H4's: see ``h4_component_ids``)."""
         if self.baseline is not None:
             ids = {cid: None for m in self.settings.methods for cid in self.expected_components(hypothesis, m)}
             if ids or any(self._baseline_entry(hypothesis, m) for m in self.settings.methods):

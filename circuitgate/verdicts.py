@@ -76,7 +76,7 @@ def judge_component(result: HypothesisResult, component: str, expected: Expected
         if expected.value == "none":
             return Judgement(True, f"{result.hypothesis} {component} is not in this run; it was none")
         return Judgement(False, f"{result.hypothesis} {component} is not in this run, expected {expected.value}")
-    ci = f" {_interval(c.effect_ci)}" if c.effect_ci is not None else ""
+    ci = f" {format_interval(c.effect_ci)}" if c.effect_ci is not None else ""
     # H5 decides by intervals and has no p-value (NaN): leave it out rather than print "nan".
     p = f", p_adj {c.p_adj:.3g}" if math.isfinite(c.p_adj) else ""
     measured = f"effect {c.effect:+.3g}{ci}{p}"
@@ -86,7 +86,8 @@ def judge_component(result: HypothesisResult, component: str, expected: Expected
     return Judgement(False, f"{result.hypothesis} {component} is {c.cls}, {how} ({measured})")
 
 
-def _interval(ci: Any) -> str:
+def format_interval(ci: Any) -> str:
+    """An effect's interval as the judge and `circuitgate compare` print it: [-1.8, -1.2]."""
     return f"[{ci[0]:+.3g}, {ci[1]:+.3g}]"
 
 
