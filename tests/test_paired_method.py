@@ -98,6 +98,45 @@ def test_template_confounded_null_seed_specialises_paired_does_not():
         assert r.summary["count"] >= r.summary["threshold"]
 
 
+def test_controls_that_do_not_differ_like_the_pairs_are_caught():
+    """Pairs 10 tokens apart (short recall, long reasoning) with controls that hold the length fixed
+    (each control's two templates equally short): a clean control says nothing about a length
+    confound, so the verdict is inconclusive and names the mismatch, even with a real effect planted."""
+    rng = np.random.default_rng(12)
+    recall, reasoning = pairs(rng, recall_template=SHORT, reasoning_template=Template(length=15),
+                              plant=PLANTS["H3"])
+    fixed = controls(rng, a=SHORT, b=SHORT)
+    r = analyse("H3", recall, reasoning, fixed)
+    assert r.verdict == "inconclusive"
+    assert r.summary["reason"] == ("the controls cannot check the template confound: the pairs differ by 10.0 tokens "
+                                   "on average, the recall controls by 0.0, the reasoning controls by 0.0 (a control "
+                                   "must differ the way the pairs do, apart from the task)")
+    assert r.summary["length_gaps"] == {"pairs": 10.0, "recall": 0.0, "reasoning": 0.0}
+    # the controls themselves are clean: without the length check this would have passed as supported
+    assert not any(c["specialised"] for c in r.summary["controls"].values())
+    assert r.summary["count"] >= r.summary["threshold"]
+
+
+def test_controls_that_differ_like_the_pairs_let_a_real_effect_through():
+    """The same pairs with controls that mirror their length difference (short vs long templates of one
+    task, no task effect): the controls come out clean and the planted effect is supported."""
+    rng = np.random.default_rng(12)
+    long = Template(length=15)
+    recall, reasoning = pairs(rng, recall_template=SHORT, reasoning_template=long, plant=PLANTS["H3"])
+    r = analyse("H3", recall, reasoning, controls(rng, a=SHORT, b=long))
+    assert r.summary["length_gaps"] == {"pairs": 10.0, "recall": 10.0, "reasoning": 10.0}
+    assert r.verdict == "supported", r.summary.get("reason")
+    # a length-matched set needs no length difference in its controls
+    recall, reasoning = pairs(rng, plant=PLANTS["H3"])
+    assert paired.control_mismatch(recall, reasoning, controls(rng)) is None
+    # half the pairs' difference is enough; less is not
+    half = controls(rng, a=SHORT, b=Template(length=10))
+    assert paired.control_mismatch(*pairs(rng, recall_template=SHORT, reasoning_template=long), half) is None
+    less = controls(rng, a=SHORT, b=Template(length=9))
+    assert "the recall controls by 4.0" in paired.control_mismatch(
+        *pairs(rng, recall_template=SHORT, reasoning_template=long), less)
+
+
 # -- rules -------------------------------------------------------------------------------------------
 def test_no_controls_is_inconclusive_unless_switched_off():
     rng = np.random.default_rng(3)

@@ -192,14 +192,46 @@ def _infeasible(fam: Family, cfg: PairedConfig, what: str = "") -> str:
             f"so no unit can be selected; more pairs are needed")
 
 
-def _judge(main: Family, count: Count, controls: Mapping[str, tuple[Family, Count]],
-           cfg: PairedConfig) -> tuple[str, str | None]:
+# A pair set whose sides differ by less than one token on average is length-matched: nothing to mirror.
+MIN_LENGTH_GAP = 1.0
+# A control family mirrors the pairs' length difference when its own is at least this share of it.
+MIN_GAP_SHARE = 0.5
+
+
+def _mean_gap(a: Activations, b: Activations) -> float:
+    return float(np.mean(np.abs(np.asarray(b.lengths, dtype=float) - np.asarray(a.lengths, dtype=float))))
+
+
+def control_mismatch(recall: Activations, reasoning: Activations,
+                     controls: Mapping[str, tuple[Activations, Activations]]) -> str | None:
+    """Why the controls cannot check the template confound, or None when they can.
+
+    A control rules the confound out only if its two templates differ the way a pair's two prompts
+    do apart from the task (docs/method.md, "Template controls"). Length is the difference every
+    prompt set shows in its token counts: when the pairs' sides differ by ``MIN_LENGTH_GAP`` tokens or
+    more on average and a control family's sides differ by less than ``MIN_GAP_SHARE`` of that, a
+    clean control says nothing about the pairs (a length effect that separates the pairs cannot show
+    up in it). Template names are checked where the set is loaded: a control's two sides never share one.
+    """
+    pair_gap = _mean_gap(recall, reasoning)
+    gaps = {task: _mean_gap(a, b) for task, (a, b) in controls.items()}
+    if pair_gap < MIN_LENGTH_GAP or all(g >= MIN_GAP_SHARE * pair_gap for g in gaps.values()):
+        return None
+    return ("the controls cannot check the template confound: the pairs differ by "
+            f"{pair_gap:.1f} tokens on average, " + ", ".join(f"the {t} controls by {g:.1f}" for t, g in gaps.items())
+            + " (a control must differ the way the pairs do, apart from the task)")
+
+
+def _judge(main: Family, count: Count, controls: Mapping[str, tuple[Family, Count]], cfg: PairedConfig,
+           mismatch: str | None) -> tuple[str, str | None]:
     """The verdict and, when it is inconclusive, why."""
     if not main.feasible:
         return "inconclusive", _infeasible(main, cfg)
     if not controls and cfg.require_controls:
         return "inconclusive", ("the prompt set has no controls (the same task under two templates), "
                                 "so a template confound cannot be ruled out (paired.require_controls)")
+    if mismatch:
+        return "inconclusive", mismatch
     for task, (fam, _) in controls.items():
         if not fam.feasible:
             return "inconclusive", _infeasible(fam, cfg, f"the {task} controls: ")
@@ -237,7 +269,7 @@ def analyse(hypothesis: str, recall: Activations, reasoning: Activations, config
         validate_sides(a, b, spec.arrays)
         fam = family(spec.diff(a, b), cfg, device)
         checked[task] = (fam, _count(hypothesis, fam, n_layers, config))
-    verdict, reason = _judge(main, count, checked, cfg)
+    verdict, reason = _judge(main, count, checked, cfg, control_mismatch(recall, reasoning, controls or {}))
 
     summary: dict[str, Any] = {
         **class_counts(main.cls),
@@ -254,6 +286,9 @@ def analyse(hypothesis: str, recall: Activations, reasoning: Activations, config
         "stability_threshold": cfg.stability,
         "mean_selected_per_split": main.selected,
         "controls": {task: _control_summary(fam, c) for task, (fam, c) in checked.items()},
+        # Mean |token length difference| of the pairs' sides and of each control family's (control_mismatch).
+        "length_gaps": {"pairs": _mean_gap(recall, reasoning),
+                        **{task: _mean_gap(a, b) for task, (a, b) in (controls or {}).items()}},
     }
     headline = (f"{count.n} specialised {count.unit} (threshold {count.threshold}; recall {summary['n_recall']}, "
                 f"reasoning {summary['n_reasoning']}, mixed {summary['n_mixed']}), stable in >= "
