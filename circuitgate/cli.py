@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from circuitgate import CircuitgateError
+from circuitgate.organism.recipe import VARIANTS
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -18,7 +19,11 @@ def _models(args: argparse.Namespace) -> int:
 
     default = default_alias()
     for name, spec in aliases().items():
-        target = f"built-in ({spec.builtin})" if spec.builtin else spec.hub
+        if spec.builtin:
+            recipe = VARIANTS[spec.builtin]
+            target = f"built-in ({recipe.arch}, {recipe.plan})"
+        else:
+            target = spec.hub
         mark = " (default)" if name == default else ""
         print(f"{name:<16} {target:<36} {spec.description}{mark}")
     return 0
@@ -27,10 +32,11 @@ def _models(args: argparse.Namespace) -> int:
 def _organism_build(args: argparse.Namespace) -> int:
     from circuitgate.organism import build, read_info
 
-    for arch in args.arch:
-        path = build(arch, cache_root=args.cache, force=args.force, progress=not args.quiet)
+    for name in args.name:
+        path = build(name, cache_root=args.cache, force=args.force, progress=not args.quiet)
         acc = read_info(path)["accuracy"]
-        print(f"{arch}: {path} (recall {acc['recall']:.2f}, reasoning {acc['reasoning']:.2f})")
+        print(f"{name}: {path} (recall {acc['recall']:.2f}, reasoning {acc['reasoning']:.2f}; "
+              f"built in {acc['build_seconds']:.0f} s)")
     return 0
 
 
@@ -53,10 +59,32 @@ def _organism_perturb(args: argparse.Namespace) -> int:
     from circuitgate.organism.perturb import parse_targets, perturb
 
     parse_targets(args.zero)
-    out = perturb(ensure_built(args.arch, cache_root=args.cache, progress=not args.quiet), args.out, args.zero,
+    out = perturb(ensure_built(args.organism, cache_root=args.cache, progress=not args.quiet), args.out, args.zero,
                   force=args.force)
-    print(f"{out}: {args.arch} organism with {', '.join(args.zero)} zeroed")
+    print(f"{out}: {args.organism} with {', '.join(args.zero)} zeroed")
     return 0
+
+
+def _organism_accuracy(args: argparse.Namespace) -> int:
+    """Exit 0: every target met under paired (docs/organism.md); 1: a target missed."""
+    import json
+
+    from circuitgate.organism import accuracy
+
+    report = accuracy.measure(accuracy.check_methods(args.method), cache=args.cache)
+    if args.format == "json":
+        text = json.dumps({m: {"summary": report.summary(m), "models": [vars(s) for s in report.by_method(m)]}
+                           for m in args.method}, indent=2) + "\n"
+    else:
+        text = accuracy.markdown(report) + f"\n{len(report.scores)} runs in {report.seconds:.0f} s\n"
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    short = report.meets_targets("paired") if "paired" in args.method else []
+    for line in short:
+        print(f"circuitgate: target missed under paired: {line}", file=sys.stderr)
+    return 1 if short else 0
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -86,22 +114,31 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list registry aliases").set_defaults(func=_models)
     org = sub.add_parser("organism", help="the built-in model organism")
     org_sub = org.add_subparsers(dest="action", required=True)
-    b = org_sub.add_parser("build", help="(re)build the organism into its cache")
-    b.add_argument("--arch", nargs="+", default=["qwen2", "llama"], choices=["qwen2", "llama"])
+    b = org_sub.add_parser("build", help="(re)build organisms of the family into the cache")
+    b.add_argument("--name", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                   help="which organisms (default: the whole family)")
     b.add_argument("--cache", type=Path, default=None, help="cache root (default: $CIRCUITGATE_CACHE or ~/.cache/circuitgate)")
     b.add_argument("--force", action="store_true", help="rebuild even if a build exists")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=_organism_build)
     pt = org_sub.add_parser("perturb", help="save a copy of the organism with components zeroed: a deliberately "
                                             "broken checkpoint to try a release gate on")
-    pt.add_argument("--arch", default="qwen2", choices=["qwen2", "llama"])
+    pt.add_argument("--organism", default="organism", choices=list(VARIANTS), help="the organism to copy")
     pt.add_argument("--zero", nargs="+", required=True, metavar="TARGET",
-                    help="components to zero: mlp-L<i> (down_proj), attn-L<i> (o_proj), head-L<i>H<h> (its o_proj columns)")
+                    help="components to zero: mlp-L<i> (down_proj), attn-L<i> (o_proj), head-L<i>H<h> (its o_proj "
+                         "columns), neurons-L<i>-B<k> (a neuron block's down_proj columns)")
     pt.add_argument("--out", type=Path, required=True, help="the new model directory (a plain local model)")
     pt.add_argument("--cache", type=Path, default=None, help="cache root of the organism build")
     pt.add_argument("--force", action="store_true", help="replace --out if it exists")
     pt.add_argument("--quiet", action="store_true", help="no progress bar if the organism must be built")
     pt.set_defaults(func=_organism_perturb)
+    acc = org_sub.add_parser("accuracy", help="score the suite's verdicts against the organisms' known truth: the "
+                                              "family and damaged copies; exit 1 if a target is missed")
+    acc.add_argument("--method", nargs="+", default=["paired", "seed"], help="analysis methods to score")
+    acc.add_argument("--format", default="markdown", choices=["markdown", "json"])
+    acc.add_argument("--cache", type=Path, default=None, help="cache root of the organism builds")
+    acc.add_argument("-o", "--output", default=None, help="write here instead of stdout")
+    acc.set_defaults(func=_organism_accuracy)
     c = sub.add_parser("compare", help="verdict and component flips and effect changes between two verdicts.json; "
                                        "exit 1 when something regressed")
     c.add_argument("a", help="the reference run's verdicts.json (e.g. the released checkpoint)")

@@ -13,13 +13,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import yaml
 
 from circuitgate import CircuitgateError
 from circuitgate.config import HYPOTHESES, VERDICTS, Config, H5Config
 from circuitgate.models.adapters import Shape
-from circuitgate.h5 import target_ids, verdict_from_classes
-from circuitgate.results import CLASSES, combine_classes, head_id, layer_id
+from circuitgate.h5 import verdict_from_classes
+from circuitgate.results import CLASSES, combine_classes
 
 SPECIFIC = ("recall", "reasoning")
 FIGURE_METHODS = ("seed", "paired")
@@ -75,6 +76,10 @@ class Expectations:
     components: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # H1 -> {L04: recall}
     figures: Mapping[str, Mapping[str, Figure]] = field(default_factory=dict)  # H3 -> {n_task_specific: ...}
     figures_method: str | None = None  # the analysis method that produced the figures
+    # hypothesis -> what the source does and does not assert (shown in the summary and the report)
+    notes: Mapping[str, str] = field(default_factory=dict)
+    # H5 targets the source adds: id -> (layer, neuron indices) (an organism's neuron blocks)
+    neuron_sets: Mapping[str, tuple[int, tuple[int, ...]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for h, v in self.verdicts.items():
@@ -96,52 +101,79 @@ class Expectations:
         return config.expected.get(hypothesis) or self.verdicts.get(hypothesis, "supported")
 
 
-def _truth_classes(info: Mapping[str, Any], config: Config) -> dict[str, str]:
-    """Ground-truth classes by H5's rule. With the ground truth's own ablation and metric (zero,
-    accuracy) the run's thresholds apply; with another ablation or metric they are in other units
-    (a logit-difference min_drop is no accuracy drop), so the rule the truth was stored with applies,
-    and the component tests show where the other setting disagrees with it."""
+def truth_classes(info: Mapping[str, Any], config: Config) -> dict[str, str]:
+    """Ground-truth classes by H5's rule, under the run's ablation (the truth measures zero, mean and
+    resample). With the ground truth's own metric (accuracy) the run's thresholds apply; with another
+    metric they are in other units (a logit-difference min_drop is no accuracy drop), so the rule the
+    truth was stored with applies, and the component tests show where the other setting disagrees."""
     from circuitgate.organism.groundtruth import classes
 
     truth = info["ground_truth"]
-    if (config.h5.ablation, config.h5.metric) == (truth["ablation"], truth["metric"]):
-        return classes(truth, config.h5)
+    if config.h5.metric == truth["metric"]:
+        return classes(truth, config.h5, ablation=config.h5.ablation)
     stored = truth["rule"]
     rule = H5Config(min_drop=stored["tau"], level=stored["level"], n_boot=stored["n_boot"], seed=stored["seed"])
-    return classes(truth, rule)
+    return classes(truth, rule, ablation=config.h5.ablation)
+
+
+def neuron_sets(info: Mapping[str, Any]) -> dict[str, tuple[int, tuple[int, ...]]]:
+    """The organism's neuron blocks as H5 targets: id -> (layer, neurons). Every block of a layer that
+    holds a planted one, so the truth of each (planted or pruned) is tested."""
+    plan = info["plan"]
+    size = plan["block_size"]
+    out = {}
+    for target in info["ground_truth"]["targets"]:
+        if target.startswith("neurons-"):
+            layer, block = (int(x[1:]) for x in target.removeprefix("neurons-").split("-"))
+            out[target] = (layer, tuple(range(block * size, (block + 1) * size)))
+    return out
 
 
 def from_ground_truth(info: Mapping[str, Any], shape: Shape, config: Config) -> Expectations:
-    """The organism's ablation ground truth, read as H1/H2/H3/H5 expectations.
+    """An organism's ground truth, read as H1/H2/H3/H5 expectations.
 
-    Target classes come from the stored per-item measurements by H5's rule with this run's settings
-    (``config.h5``), so expectation and verdict are judged alike. A layer's class (H1) combines its
-    attention and MLP targets; a head's (H2) is its own target; H3's layers are the MLP targets. H1-H3
-    are expected ``supported`` when at least the config's (size-scaled) count of units is specific to
-    one skill: units needed by both skills ("mixed") are not evidence of separable circuits. H5 is
-    expected supported when both skills have selective targets. H4 needs a second model: see
+    H5: every target the truth measured (attention, MLPs, heads, neuron blocks), classed by H5's rule
+    from the stored per-item measurements under this run's ablation and settings (``config.h5``), so
+    expectation and verdict are judged alike; the verdict is supported when both skills have selective
+    targets. H1-H3: the units the plan built to differ in activation, with the class measured when the
+    organism was built (the build refuses one whose measured class is not the plan's); units outside
+    the plan carry no activation claim and are not asserted. With planted units at or above the
+    hypothesis's (size-scaled) count threshold it is expected supported. H4 needs a second model: see
     ``h4_from_ground_truths``.
     """
-    targets = _truth_classes(info, config)
+    targets = truth_classes(info, config)
+    activation = info.get("activation_truth") or {}
+    components: dict[str, dict[str, str]] = {h: {uid: entry["class"] for uid, entry in units.items()}
+                                             for h, units in activation.items()}
     n = shape.n_layers
-    layers = {layer_id(i): combine_classes([targets[f"attn-L{i}"], targets[f"mlp-L{i}"]]) for i in range(n)}
-    heads = {head_id(i, h): targets[f"head-L{i}H{h}"] for i in range(n) for h in range(shape.n_heads)}
-    mlps = {layer_id(i): targets[f"mlp-L{i}"] for i in range(n)}
-    h5 = {t: targets[t] for t in target_ids(shape)}
-
-    def verdict(classes: Mapping[str, str], needed: int) -> str:
-        return "supported" if sum(c in SPECIFIC for c in classes.values()) >= needed else "not_supported"
-
+    needed = {"H1": config.h1.min_layers.for_size(n), "H2": config.h2.min_heads.for_size(n * shape.n_heads),
+              "H3": config.h3.min_layers.for_size(n)}
+    verdicts = {h: "supported" for h, units in components.items()
+                if sum(c in SPECIFIC for c in units.values()) >= needed[h]}
+    verdicts["H5"] = verdict_from_classes(targets, config.h5)
+    notes = {h: (f"only the {len(units)} units planted to differ in activation are asserted "
+                 f"({', '.join(units)}); the other units carry no activation claim")
+             for h, units in components.items()}
     return Expectations(
-        source="organism ground truth (exhaustive zero-ablation)",
-        verdicts={
-            "H1": verdict(layers, config.h1.min_layers.for_size(n)),
-            "H2": verdict(heads, config.h2.min_heads.for_size(n * shape.n_heads)),
-            "H3": verdict(mlps, config.h3.min_layers.for_size(n)),
-            "H5": verdict_from_classes(h5, config.h5),
-        },
-        components={"H1": layers, "H2": heads, "H3": mlps, "H5": h5},
+        source=f"{info.get('name', 'organism')} ground truth (exhaustive ablation; planted activation units)",
+        verdicts=verdicts,
+        components={**components, "H5": targets},
+        notes=notes,
+        neuron_sets=neuron_sets(info),
     )
+
+
+def _causal_profile(info: Mapping[str, Any], shape: Shape, config: Config) -> tuple[np.ndarray, list[str], str]:
+    """(per-layer H5 interaction, per-layer causal class, H5 verdict) of one organism's ground truth."""
+    from circuitgate.h4 import layer_interactions
+    from circuitgate.organism.groundtruth import pair_drops
+
+    classes = truth_classes(info, config)
+    ids = [t for t in classes if t.startswith(("attn-", "mlp-"))]
+    _, recall, reasoning = pair_drops(info["ground_truth"], ids, config.h5.ablation)
+    interaction = dict(zip(ids, (recall - reasoning).mean(axis=0)))
+    layers = [combine_classes([classes[f"attn-L{i}"], classes[f"mlp-L{i}"]]) for i in range(shape.n_layers)]
+    return layer_interactions(interaction, shape.n_layers), layers, verdict_from_classes(classes, config.h5)
 
 
 def h4_from_ground_truths(a: tuple[Mapping[str, Any], Shape], b: tuple[Mapping[str, Any], Shape],
@@ -149,21 +181,18 @@ def h4_from_ground_truths(a: tuple[Mapping[str, Any], Shape], b: tuple[Mapping[s
     """H4's expected verdict and depth-bin classes from two organisms' ground truths.
 
     The ground truth is causal, so it speaks to H4's H5 profile (per-layer task x target interaction)
-    and to the depth bins' causal classes; the verdict is H4's agreement test on those profiles alone.
+    and to the depth bins' causal classes. Supported when both organisms specialise (H5 supported by
+    their truth: there is a specialisation to be consistent) and the agreement test on their causal
+    profiles passes; a model without selective components agrees with nothing.
     """
-    from circuitgate.h4 import agreement_verdict, bin_classes, layer_interactions
-    from circuitgate.organism.groundtruth import pair_drops
+    from circuitgate.h4 import agreement_verdict, bin_classes
 
-    profiles, classes = [], []
-    for info, shape in (a, b):
-        ids = target_ids(shape)
-        _, recall, reasoning = pair_drops(info["ground_truth"], ids)
-        interaction = dict(zip(ids, (recall - reasoning).mean(axis=0)))
-        profiles.append({"H5": layer_interactions(interaction, shape.n_layers)})
-        # A layer's causal class (attention and MLP combined) is what H1's expectations already hold.
-        classes.append(list(from_ground_truth(info, shape, config).components["H1"].values()))
-    verdict, _ = agreement_verdict(profiles[0], profiles[1], config.h4)
-    return verdict, bin_classes(classes[0], classes[1])
+    (prof_a, layers_a, h5_a), (prof_b, layers_b, h5_b) = (_causal_profile(info, shape, config) for info, shape in (a, b))
+    if h5_a != "supported" or h5_b != "supported":
+        verdict = "not_supported"
+    else:
+        verdict, _ = agreement_verdict({"H5": prof_a}, {"H5": prof_b}, config.h4)
+    return verdict, bin_classes(layers_a, layers_b)
 
 
 def _figure(source: str, h: str, name: str, raw: Any) -> Figure:

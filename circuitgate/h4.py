@@ -87,11 +87,26 @@ def bin_classes(classes_a: Sequence[str], classes_b: Sequence[str]) -> dict[str,
     return _agreed(_binned_classes(classes_a, n_bins), _binned_classes(classes_b, n_bins))
 
 
+def specialisation_gate(models: tuple[str, str], h5: tuple[HypothesisResult, HypothesisResult]) -> tuple[str, str] | None:
+    """(verdict, reason) when a model has no causal specialisation for the other to agree with: H4 asks
+    whether *the specialisation* is consistent across architectures, and depth profiles of a model
+    whose components all serve both skills (H5 not supported) agree or disagree by chance alone
+    (measured: the null organism's noise-level profile ranked like its planted twin's)."""
+    for model, r in zip(models, h5):
+        if r.verdict == "inconclusive":
+            return "inconclusive", f"{model}: H5 is inconclusive, so whether it specialises is unknown"
+        if r.verdict != "supported":
+            return "not_supported", (f"{model} has no causal specialisation (H5 {r.verdict}: no selective "
+                                     f"target for both skills), so there is none to be consistent")
+    return None
+
+
 def analyse_h4(models: tuple[str, str], results: tuple[Mapping[str, HypothesisResult], Mapping[str, HypothesisResult]],
                shapes: tuple[Any, Any], cfg: H4Config) -> HypothesisResult:
     """H4 from two models' H1, H2 and H5 results (``models`` names them, ``shapes`` are their Shapes)."""
     profiles = [layer_profiles(r, s.n_layers, s.n_heads) for r, s in zip(results, shapes)]
     verdict, numbers = agreement_verdict(profiles[0], profiles[1], cfg)
+    gate = specialisation_gate(models, (results[0]["H5"], results[1]["H5"]))
     n_bins = numbers["n_bins"]
     binned = {models[0]: numbers["binned_a"], models[1]: numbers["binned_b"]}
     per_model_bins = {m: _binned_classes(layer_classes(r["H5"], s.n_layers), n_bins)
@@ -123,6 +138,10 @@ def analyse_h4(models: tuple[str, str], results: tuple[Mapping[str, HypothesisRe
     else:
         summary["reason"] = numbers["reason"]
         summary["headline"] += f": {numbers['reason']}"
+    if gate is not None:
+        verdict = gate[0]
+        summary["reason"] = "; ".join(r for r in (gate[1], numbers.get("reason")) if r)
+        summary["headline"] += f"; {gate[1]}"
     summary["n_consistent_bins"] = sum(c != "none" for c in bins.values())
     return HypothesisResult("H4", verdict, "cross-architecture", summary, components)
 

@@ -17,18 +17,9 @@ import numpy as np
 from circuitgate.causal import classify_targets
 from circuitgate.config import METRICS, H5Config
 from circuitgate.interventions import PatchResult, SweepResult, Target
-from circuitgate.models.adapters import Shape
 from circuitgate.results import ComponentResult, HypothesisResult
 
 SKILLS = ("recall", "reasoning")
-
-
-def target_ids(shape: Shape) -> list[str]:
-    """The ids of ``interventions.standard_targets(shape)``, without building the targets."""
-    out = []
-    for i in range(shape.n_layers):
-        out += [f"attn-L{i}", f"mlp-L{i}"] + [f"head-L{i}H{h}" for h in range(shape.n_heads)]
-    return out
 
 
 def verdict_from_classes(classes: Mapping[str, str], cfg: H5Config) -> str:

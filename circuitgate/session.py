@@ -227,9 +227,9 @@ class Run:
         if not self._organism_pair():
             return list(self.expectations.components.get("H4", {}))
         if self.twin_spec.builtin:
-            from circuitgate.organism.recipe import Recipe
+            from circuitgate.organism.recipe import recipe_of
 
-            twin_layers = Recipe(arch=self.twin_spec.builtin).n_layers
+            twin_layers = recipe_of(self.twin_spec.builtin).n_layers
         else:
             twin_layers = self.twin.shape.n_layers
         return [depth_id(k) for k in range(min(self.shape.n_layers, twin_layers))]
@@ -312,12 +312,20 @@ class Run:
         return {"batch_size": self.batch_size, "max_rows": MAX_ROWS.get(self.loaded.device, 512),
                 "progress": self.settings.progress}
 
+    @property
+    def _fixed_targets(self) -> list:
+        """Every attention, MLP and head target, and the neuron sets the expectations source names (an
+        organism's neuron blocks): the same under every method."""
+        from circuitgate.interventions import Target, standard_targets
+
+        sets = [Target(tid, "neurons", layer, neurons=neurons)
+                for tid, (layer, neurons) in self.expectations.neuron_sets.items()]
+        return standard_targets(self.shape) + sets
+
     @cached_property
     def _standard_sweeps(self) -> dict[str, "SweepResult"]:
-        """Sweeps over every attention, MLP and head target: the same under every method, so run once."""
-        from circuitgate.interventions import standard_targets
-
-        return self._sweep(standard_targets(self.shape), "H5 ablations")
+        """Sweeps over the fixed targets: the same under every method, so run once."""
+        return self._sweep(self._fixed_targets, "H5 ablations")
 
     @cached_property
     def _patching(self) -> dict[str, "PatchResult"]:
@@ -339,7 +347,7 @@ class Run:
         """Ablate every target on both tasks, then patch residuals across tasks (issue 3). The
         method's H3 neurons are targets too, each set with its random control."""
         from circuitgate.h5 import analyse_h5, neuron_targets
-        from circuitgate.interventions import SweepResult, standard_targets
+        from circuitgate.interventions import SweepResult
 
         h3 = self.result("H3", method)
         sets, controls = neuron_targets(h3.arrays["specific"], h3.arrays["d"], self.config.h5.seed)
@@ -348,7 +356,7 @@ class Run:
             extra = self._sweep(sets, f"H5 {method} neuron ablations")
             sweeps = {side: SweepResult(sweeps[side].clean, {**sweeps[side].ablated, **extra[side].ablated},
                                         sweeps[side].ablation) for side in SIDES}
-        return analyse_h5(sweeps["recall"], sweeps["reasoning"], standard_targets(self.shape) + sets, controls,
+        return analyse_h5(sweeps["recall"], sweeps["reasoning"], self._fixed_targets + sets, controls,
                           self.config.h5, self._patching)
 
     def _h4(self, method: str) -> HypothesisResult:

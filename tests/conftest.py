@@ -14,6 +14,32 @@ REPO = Path(__file__).resolve().parents[1]
 
 torch.set_num_threads(1)  # 2 threads under CPU contention slow torch 20-100x (NNSIGHT_NOTES.md)
 
+
+@pytest.fixture(scope="session", autouse=True)
+def organism_cache(tmp_path_factory):
+    """Every test session builds into a cache of its own: no test reads or writes the user's
+    ``~/.cache/circuitgate`` (subprocesses inherit the variable)."""
+    root = tmp_path_factory.mktemp("circuitgate-cache")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("CIRCUITGATE_CACHE", str(root))
+    yield root
+    patch.undo()
+
+
+class _Family(dict):
+    """The organism family in the session's cache, each built on first use (about 100 s each)."""
+
+    def __missing__(self, name: str) -> Path:
+        from circuitgate.organism import ensure_built
+
+        self[name] = ensure_built(name, progress=False)
+        return self[name]
+
+
+@pytest.fixture(scope="session")
+def organism_family(organism_cache) -> dict[str, Path]:
+    return _Family()
+
 TINY_WORDS = ["<pad>", "<unk>", "<eos>"] + [f"w{i}" for i in range(61)]
 
 

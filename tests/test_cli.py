@@ -82,7 +82,7 @@ def test_models_lists_every_alias(capsys):
     lines = out.splitlines()
     assert [line.split()[0] for line in lines] == list(aliases())
     org = next(line for line in lines if line.startswith("organism "))
-    assert "built-in (qwen2)" in org and org.endswith("(default)")
+    assert "built-in (qwen2, planted)" in org and org.endswith("(default)")
     q = next(line for line in lines if line.startswith("qwen7b "))
     assert "Qwen/Qwen2.5-7B-Instruct" in q and "(default)" not in q
     assert sum("(default)" in line for line in lines) == 1
@@ -224,15 +224,18 @@ def test_render_html_formats_numbers():
 
 
 @pytest.mark.slow
-def test_organism_build_command_builds_into_the_given_cache(tmp_path, capsys):
-    from circuitgate.organism import is_organism_dir
-
-    assert main(["organism", "build", "--arch", "qwen2", "--cache", str(tmp_path), "--quiet"]) == 0
+def test_organism_build_command_reports_the_build_in_the_given_cache(organism_family, organism_cache, capsys):
+    """The family's organism is already in the session's cache: the command finds it there and says so."""
+    path = organism_family["organism"]
+    assert main(["organism", "build", "--name", "organism", "--cache", str(organism_cache), "--quiet"]) == 0
     line = capsys.readouterr().out.strip()
-    # The build's accuracy floor is recall >= 0.9 and reasoning >= 0.85.
-    assert re.fullmatch(r"qwen2: \S+ \(recall (0\.9\d|1\.00), reasoning (0\.(8[5-9]|9\d)|1\.00)\)", line), line
-    built = [p for p in (tmp_path / "organism").iterdir() if not p.name.startswith(".")]
-    assert len(built) == 1 and is_organism_dir(built[0])
+    assert re.fullmatch(rf"organism: {re.escape(str(path))} \(recall 1\.00, reasoning 1\.00; built in \d+ s\)", line), line
+
+
+def test_organism_build_rejects_unknown_names(capsys):
+    with pytest.raises(SystemExit):
+        main(["organism", "build", "--name", "organism-x"])
+    assert "invalid choice: 'organism-x'" in capsys.readouterr().err
 
 
 def test_report_shows_h4_profiles_side_by_side_and_h5_intervals():

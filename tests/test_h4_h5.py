@@ -7,17 +7,13 @@ import pytest
 
 from circuitgate.config import H4Config, H5Config
 from circuitgate.h4 import analyse_h4, bin_classes, layer_profiles, no_second_model
-from circuitgate.h5 import analyse_h5, neuron_targets, target_ids
-from circuitgate.interventions import Metrics, SweepResult, Target, standard_targets
+from circuitgate.h5 import analyse_h5, neuron_targets
+from circuitgate.interventions import Metrics, SweepResult, Target
 from circuitgate.models.adapters import Shape
 from circuitgate.results import ComponentResult, HypothesisResult, head_id, layer_id
 
 P = 40
 SHAPE = Shape(n_layers=4, n_heads=2, n_kv_heads=2, head_dim=4, hidden=8, ffn=16)
-
-
-def test_target_ids_are_the_standard_targets():
-    assert target_ids(SHAPE) == [t.id for t in standard_targets(SHAPE)]
 
 
 def test_neuron_targets_take_h3_sets_with_same_size_random_controls():
@@ -156,6 +152,22 @@ def test_h4_too_few_depth_bins_is_inconclusive():
     a = _results([1, 2, 3], [1, 2, 3], [1, 2, 3], ["none"] * 3)
     r = analyse_h4(("a", "b"), (a, a), (shape3, shape3), H4Config())
     assert r.verdict == "inconclusive" and "1/3!" in r.summary["reason"]
+
+
+def test_h4_needs_specialisation_in_both_models():
+    """Identical profiles, but one model has no selective component (H5 not supported): there is no
+    specialisation to be consistent, so H4 is not supported, whatever the profiles do."""
+    import dataclasses
+
+    a = _results([1, 2, 3, 4], [4, 3, 2, 1], [0.4, 0.1, 0.2, 0.3], ["recall", "none", "none", "reasoning"])
+    null = {**a, "H5": dataclasses.replace(a["H5"], verdict="not_supported")}
+    r = analyse_h4(("planted", "null"), (a, null), (SHAPE, SHAPE), H4Config())
+    assert r.verdict == "not_supported" and r.summary["p"] == pytest.approx(1 / 24)
+    assert r.summary["reason"] == ("null has no causal specialisation (H5 not_supported: no selective target for "
+                                   "both skills), so there is none to be consistent")
+    unknown = {**a, "H5": dataclasses.replace(a["H5"], verdict="inconclusive")}
+    r = analyse_h4(("planted", "weak"), (a, unknown), (SHAPE, SHAPE), H4Config())
+    assert r.verdict == "inconclusive" and r.summary["reason"].startswith("weak: H5 is inconclusive")
 
 
 def test_bin_classes_and_no_second_model():

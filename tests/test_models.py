@@ -19,11 +19,12 @@ from circuitgate.models.registry import ModelSpec, default_alias
 
 def test_aliases_in_file_order_with_their_targets():
     known = aliases()
-    assert list(known)[:3] == ["organism", "organism-llama", "qwen7b"]
+    assert list(known)[:4] == ["organism", "organism-llama", "organism-null", "qwen7b"]
     assert {"qwen0.5b", "qwen1.5b", "llama8b"} <= set(known)
-    assert known["organism"].builtin == "qwen2" and known["organism"].hub is None
-    assert known["organism-llama"].builtin == "llama"
-    assert known["organism"].expectations == "organism"
+    assert known["organism"].builtin == "organism" and known["organism"].hub is None
+    assert known["organism-llama"].builtin == "organism-llama" and known["organism-null"].builtin == "organism-null"
+    assert {known[n].expectations for n in ("organism", "organism-llama", "organism-null")} == {"organism"}
+    assert known["organism-null"].twin == "organism-llama"
     q = known["qwen7b"]
     assert q.hub == "Qwen/Qwen2.5-7B-Instruct" and q.builtin is None and q.path is None
     assert q.expectations == "qwen7b-paper.yaml" and q.prompts is None  # the method picks the set

@@ -1,4 +1,5 @@
-"""The model organism: world, tokenizer, prompt set, ground-truth hooks, and (slow) real builds."""
+"""The organism family: world, tasks, prompt set, plan, training data, ablation hooks, and (slow) real
+builds whose measured ground truth is their plan."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import hashlib
 import json
 import re
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ import yaml
 
 from circuitgate import CircuitgateError
 from circuitgate.organism import (
+    VARIANTS,
     Recipe,
     build,
     ensure_built,
@@ -21,21 +24,23 @@ from circuitgate.organism import (
     make_world,
     organism_prompt_set,
     read_info,
+    recipe_of,
 )
 from circuitgate.organism import groundtruth, train
-from circuitgate.organism.build import organism_dir
+from circuitgate.organism.ablate import Component, RowEdit, ablating, components
+from circuitgate.organism.builder import organism_dir
+from circuitgate.organism.plan import NULL, PLANTED, PLANS
 from circuitgate.organism.tokenizer import build_tokenizer
 from circuitgate.organism.world import (
     CONTROL_PARTNER,
-    FILLER_FIELDS,
-    LONG_OF_SHORT,
+    FACT_TEXT,
     MAIN_TEMPLATES,
+    N_FILLER,
     PROMPT_SET_PATH,
     REASONING_TEMPLATES,
     RECALL_TEMPLATES,
-    SHORT_OF_LONG,
-    SHORT_RECALL_TEMPLATES,
     prompt_set_yaml,
+    probe_items,
     recall_item,
     template_tokens,
     world_for,
@@ -45,6 +50,7 @@ torch.set_num_threads(1)
 
 RECIPE = Recipe()
 WORLD = world_for(RECIPE)
+SHAPE = dict(n_layers=4, n_heads=4, block_size=128, ffn=256)
 
 
 @pytest.fixture(scope="module")
@@ -52,21 +58,22 @@ def tokenizer():
     return build_tokenizer(WORLD)
 
 
+def _doc() -> dict:
+    return organism_prompt_set(WORLD)
+
+
 def _items(kind: str) -> list[tuple[str, str]]:
-    return [(p[kind]["prompt"], p[kind]["answer"]) for p in organism_prompt_set(WORLD)["pairs"]]
+    return [(p[kind]["prompt"], p[kind]["answer"]) for p in _doc()["pairs"]]
 
 
 def _controls(task: str) -> list[dict]:
-    return [c for c in organism_prompt_set(WORLD)["controls"] if c["task"] == task]
-
-
-def _control_items(task: str, side: str) -> list[tuple[str, str]]:
-    return [(c[side]["prompt"], c[side]["answer"]) for c in _controls(task)]
+    return [c for c in _doc()["controls"] if c["task"] == task]
 
 
 def _all_items() -> list[tuple[str, str]]:
     return _items("recall") + _items("reasoning") + [
-        item for task in ("recall", "reasoning") for side in "ab" for item in _control_items(task, side)
+        (c[side]["prompt"], c[side]["answer"]) for task in ("recall", "reasoning") for c in _controls(task)
+        for side in "ab"
     ]
 
 
@@ -74,7 +81,7 @@ def _is_symbol(word: str) -> bool:
     return word in WORLD.symbols
 
 
-# --- world ------------------------------------------------------------------------------------------
+# --- world, tokenizer --------------------------------------------------------------------------------
 
 
 def test_world_is_deterministic_in_its_seed():
@@ -86,264 +93,340 @@ def test_world_words_are_unique_and_names_are_two_words():
     words = WORLD.words()
     assert len(words) == len(set(words))
     assert len(WORLD.countries) == RECIPE.n_countries
-    assert len({c.name for c in WORLD.countries}) == len(WORLD.countries)
-    assert len({c.capital for c in WORLD.countries}) == len(WORLD.countries)
+    assert len({c.name for c in WORLD.countries}) == len({c.capital for c in WORLD.countries}) == len(WORLD.countries)
     assert all(len(c.name.split()) == 2 for c in WORLD.countries)
+    assert WORLD.recall_answers() == [*(c.capital for c in WORLD.countries), *WORLD.continents]
 
 
-def test_country_names_are_two_tokens(tokenizer):
-    for c in WORLD.countries:
-        ids = tokenizer(c.name, add_special_tokens=False)["input_ids"]
-        assert len(ids) == 2 and tokenizer.unk_token_id not in ids
-
-
-# --- tokenizer --------------------------------------------------------------------------------------
-
-
-def test_tokenizer_round_trip(tokenizer):
+def test_tokenizer_round_trip_and_single_token_answers(tokenizer):
     for prompt, answer in _all_items():
         ids = tokenizer(f"{prompt} {answer}")["input_ids"]
         assert ids[0] == tokenizer.bos_token_id and tokenizer.unk_token_id not in ids
         assert tokenizer.decode(ids, skip_special_tokens=True) == f"{prompt} {answer}"
+        assert len(tokenizer(answer, add_special_tokens=False)["input_ids"]) == 1
 
 
-def test_tokenizer_pads_left(tokenizer):
+def test_tokenizer_pads_left_and_reloads_with_the_same_ids(tokenizer, tmp_path):
     enc = tokenizer(["the capital of " + WORLD.countries[0].name + " is", "x"], padding=True)
     assert enc["attention_mask"][1][0] == 0 and enc["attention_mask"][1][-1] == 1
-    assert tokenizer.padding_side == "left"
-    assert {tokenizer.pad_token, tokenizer.unk_token, tokenizer.bos_token, tokenizer.eos_token} == {
-        "<pad>", "<unk>", "<bos>", "<eos>"
-    }
-
-
-def test_load_tokenizer_gives_the_saved_ids(tokenizer, tmp_path):
     tokenizer.save_pretrained(tmp_path)
     # A qwen2 config beside it is what makes AutoTokenizer swap in Qwen2Tokenizer; ours must not care.
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
     loaded = load_tokenizer(tmp_path)
     prompts = [p for p, _ in _items("reasoning")[:5]]
     assert loaded(prompts, padding=True)["input_ids"] == tokenizer(prompts, padding=True)["input_ids"]
-    assert loaded.get_vocab() == tokenizer.get_vocab()
-    assert loaded.padding_side == "left" and loaded.pad_token_id == tokenizer.pad_token_id
+    assert loaded.get_vocab() == tokenizer.get_vocab() and loaded.padding_side == "left"
 
 
-# --- prompt set -------------------------------------------------------------------------------------
+# --- the two tasks and the prompt set ------------------------------------------------------------------
 
 
-def test_committed_prompt_set_matches_generation():
+def test_committed_prompt_set_matches_generation_and_loads():
+    from circuitgate.prompts import load_prompt_set
+
     assert PROMPT_SET_PATH.read_text() == prompt_set_yaml(WORLD), "regenerate: python -m circuitgate.organism"
-    assert yaml.safe_load(PROMPT_SET_PATH.read_text()) == organism_prompt_set(WORLD)
+    assert yaml.safe_load(PROMPT_SET_PATH.read_text()) == _doc()
+    ps = load_prompt_set(PROMPT_SET_PATH)
+    assert ps.name == "organism" and len(ps.pairs) == RECIPE.n_countries
+    assert ps.control_tasks() == ["recall", "reasoning"]
+    assert ps.prompts("recall") == [p for p, _ in _items("recall")]
 
 
-def test_prompt_set_shape():
-    doc = organism_prompt_set(WORLD)
-    assert doc["schema"] == 2 and doc["name"] == "organism"
-    pairs = doc["pairs"]
-    assert len(pairs) == RECIPE.n_countries
-    ids = [p["id"] for p in pairs]
-    assert len(set(ids)) == len(ids) and all(re.fullmatch(r"[a-z0-9-]+", i) for i in ids)
-    # The main pairs ask recall only in long, length-matched templates; at least 3 per task, each
-    # (recall, reasoning) template combination equally often.
-    recall_templates = {p["recall"]["template"] for p in pairs}
-    reasoning_templates = {p["reasoning"]["template"] for p in pairs}
-    assert recall_templates == {"r6", "r7", "r8", "r9"} and recall_templates <= set(SHORT_OF_LONG)
-    assert reasoning_templates == set(REASONING_TEMPLATES) and len(reasoning_templates) >= 3
-    combos = Counter((p["recall"]["template"], p["reasoning"]["template"]) for p in pairs)
-    assert len(combos) == 8 and len(set(combos.values())) == 1
-    for p in pairs:
-        # Matched: both sides are about the same country.
-        name = p["id"].replace("-", " ")
-        assert name in p["recall"]["prompt"] and name in p["reasoning"]["prompt"]
-
-
-def test_template_lengths():
-    assert {t: template_tokens(t) for t in RECALL_TEMPLATES} == {
-        "r0": 6, "r1": 5, "r2": 6, "r3": 6, "r4": 5, "r5": 16, "r6": 15, "r7": 16, "r8": 16, "r9": 15,
-    }
-    assert {t: template_tokens(t) for t in REASONING_TEMPLATES} == {"s0": 15, "s1": 15, "s2": 16, "s3": 16}
-    # Each long recall template is its short question after the filler: the same fact, 10 tokens more.
-    assert set(LONG_OF_SHORT) == set(SHORT_RECALL_TEMPLATES) and len(SHORT_OF_LONG) == len(SHORT_RECALL_TEMPLATES)
-    for long, short in SHORT_OF_LONG.items():
-        assert RECALL_TEMPLATES[long][0].endswith(" " + RECALL_TEMPLATES[short][0])
-        assert RECALL_TEMPLATES[long][1] == RECALL_TEMPLATES[short][1]
-        assert template_tokens(long) == template_tokens(short) + 10
-        assert LONG_OF_SHORT[short] == long
-    # Main templates: grouped by their token length; a control partner is the same task, length and fact.
+def test_template_lengths_and_partners():
+    assert {t: template_tokens(t) for t in RECALL_TEMPLATES} == {"r0": 26, "r1": 25, "r2": 26, "r3": 26, "r4": 25}
+    assert {t: template_tokens(t) for t in REASONING_TEMPLATES} == {"s0": 25, "s1": 25, "s2": 26, "s3": 26}
     for length, (recall, reasoning) in MAIN_TEMPLATES.items():
         assert all(template_tokens(t) == length for t in recall + reasoning)
         assert RECALL_TEMPLATES[recall[0]][1] == RECALL_TEMPLATES[recall[1]][1]
     for t, other in CONTROL_PARTNER.items():
         assert other != t and CONTROL_PARTNER[other] == t and template_tokens(t) == template_tokens(other)
         assert (t in RECALL_TEMPLATES) == (other in RECALL_TEMPLATES)
-        if t in RECALL_TEMPLATES:
-            assert RECALL_TEMPLATES[t][1] == RECALL_TEMPLATES[other][1]
+    # every reasoning template orders all four facts; half end with "so a is in"
+    assert all(sorted(order) == sorted(FACT_TEXT) for order, _ in REASONING_TEMPLATES.values())
 
 
-def test_main_pairs_are_length_matched_in_tokens(tokenizer):
+def test_pairs_are_matched_length_matched_and_balanced(tokenizer):
+    pairs = _doc()["pairs"]
+    assert len({p["id"] for p in pairs}) == len(pairs) and all(re.fullmatch(r"[a-z0-9-]+", p["id"]) for p in pairs)
+    combos = Counter((p["recall"]["template"], p["reasoning"]["template"]) for p in pairs)
+    assert len(combos) == 8 and len(set(combos.values())) == 1
     lengths = Counter()
-    for p in organism_prompt_set(WORLD)["pairs"]:
-        n_recall = len(tokenizer(p["recall"]["prompt"])["input_ids"])
-        n_reasoning = len(tokenizer(p["reasoning"]["prompt"])["input_ids"])
-        assert n_recall == n_reasoning, p["id"]
-        assert n_recall == template_tokens(p["recall"]["template"]) + 1  # + <bos>
-        lengths[n_recall] += 1
-    assert lengths == {16: RECIPE.n_countries // 2, 17: RECIPE.n_countries // 2}
+    for p in pairs:
+        name = p["id"].replace("-", " ")
+        assert name in p["recall"]["prompt"] and name in p["reasoning"]["prompt"]  # the same country
+        n = len(tokenizer(p["recall"]["prompt"])["input_ids"])
+        assert n == len(tokenizer(p["reasoning"]["prompt"])["input_ids"]) == template_tokens(p["recall"]["template"]) + 1
+        lengths[n] += 1
+    assert lengths == {26: RECIPE.n_countries // 2, 27: RECIPE.n_countries // 2}
 
 
-def _filler(words: list[str]) -> list[str]:
-    return [w for w in words if _is_symbol(w)]
+def test_recall_prompts_are_filler_then_a_question_with_the_answer_stored_only():
+    held = WORLD.heldout_symbol_pairs()
+    for country, p in zip(WORLD.countries, _doc()["pairs"]):
+        words = p["recall"]["prompt"].split()
+        filler = words[:5 * N_FILLER]
+        symbols = [w for w in filler if _is_symbol(w)]
+        assert len(symbols) == len(set(symbols)) == 2 * N_FILLER
+        assert filler == [w for i in range(0, 8, 2) for w in (symbols[i], "is", "in", symbols[i + 1], ".")]
+        assert all(frozenset(symbols[i:i + 2]) not in held for i in range(0, 8, 2))
+        assert p["recall"]["answer"] not in words and not set(country.name.split()) & set(filler)
+        assert recall_item(country, p["recall"]["template"], tuple(symbols)).prompt == p["recall"]["prompt"]
 
 
-def _check_recall_prompt(side: dict, country) -> None:
-    prompt, answer, template = side["prompt"], side["answer"], side["template"]
-    words = prompt.split()
-    assert answer not in words
-    filler = _filler(words)
-    assert (prompt, answer) == recall_item(country, template, tuple(filler) or None)
-    if template in SHORT_OF_LONG:
-        # Four distinct random symbols, never a country word, a capital or a continent.
-        assert len(filler) == len(set(filler)) == len(FILLER_FIELDS)
-        assert words[:10] == [filler[0], "is", "in", filler[1], ".", filler[2], "is", "in", filler[3], "."]
-        assert not set(country.name.split()) & set(words[:10])
-        assert frozenset(filler[:2]) not in WORLD.heldout_symbol_pairs()
-        assert frozenset(filler[2:]) not in WORLD.heldout_symbol_pairs()
-    else:
-        assert not filler
+def test_reasoning_prompts_have_no_surface_shortcut():
+    """Every symbol but the query's is seen once, and b is one of three objects of "is in": what picks b
+    is the country before it, a relation between positions."""
+    for probe, p in zip(WORLD.probes, _doc()["pairs"]):
+        words, answer = p["reasoning"]["prompt"].split(), p["reasoning"]["answer"]
+        assert answer == probe.b
+        symbols = Counter(w for w in words if _is_symbol(w))
+        assert symbols[probe.a] == 2 and all(n == 1 for s, n in symbols.items() if s != probe.a)
+        objects = [words[i + 1] for i in range(len(words) - 1) if words[i] == "in" and _is_symbol(words[i + 1])]
+        assert answer in objects and len(objects) == 3
+        assert f"{probe.country} is in {probe.b} ." in p["reasoning"]["prompt"]
+        assert f"{probe.a} is in {probe.country} ." in p["reasoning"]["prompt"]
 
 
-def test_recall_prompts_never_contain_their_answer_and_filler_is_symbols():
-    doc = organism_prompt_set(WORLD)
-    for country, p in zip(WORLD.countries, doc["pairs"]):
-        _check_recall_prompt(p["recall"], country)
-    fillers = {tuple(_filler(p["recall"]["prompt"].split())) for p in doc["pairs"]}
-    assert len(fillers) > len(doc["pairs"]) // 2  # drawn at random, not one fixed filler
-    for country, c in zip(WORLD.countries, _controls("recall")):
-        _check_recall_prompt(c["a"], country)
-        _check_recall_prompt(c["b"], country)
-
-
-def test_controls_mirror_the_pairs_for_both_tasks(tokenizer):
-    """Side a is the pair's prompt; side b the same item under the other template of equal length."""
-    doc = organism_prompt_set(WORLD)
-    controls = doc["controls"]
-    ids = [c["id"] for c in controls]
-    assert len(set(ids)) == len(ids) and all(re.fullmatch(r"[a-z0-9-]+", i) for i in ids)
-    assert all(set(c) == {"id", "task", "a", "b"} for c in controls)
+def test_controls_mirror_the_pairs(tokenizer):
+    """Side a is the pair's prompt; side b the same item (filler, probe, distractors) under the partner
+    template of equal length."""
+    doc = _doc()
     recall, reasoning = _controls("recall"), _controls("reasoning")
-    assert len(recall) == len(reasoning) == len(WORLD.countries) and len(controls) == 2 * len(WORLD.countries)
-    for probe, pair, rc, sc in zip(WORLD.probes, doc["pairs"], recall, reasoning):
+    assert len(recall) == len(reasoning) == len(doc["pairs"]) and len(doc["controls"]) == 2 * len(doc["pairs"])
+    for pair, rc, sc in zip(doc["pairs"], recall, reasoning):
         assert (rc["id"], sc["id"]) == (f"{pair['id']}-recall", f"{pair['id']}-reasoning")
         assert rc["a"] == pair["recall"] and sc["a"] == pair["reasoning"]
         for c in (rc, sc):
             a, b = c["a"], c["b"]
-            assert b["template"] == CONTROL_PARTNER[a["template"]] != a["template"] and a["prompt"] != b["prompt"]
-            assert a["answer"] == b["answer"]
+            assert b["template"] == CONTROL_PARTNER[a["template"]] and a["answer"] == b["answer"]
             assert len(tokenizer(a["prompt"])["input_ids"]) == len(tokenizer(b["prompt"])["input_ids"])
-        # Recall: the same filler, only the question's wording changes.
-        assert _filler(rc["a"]["prompt"].split()) == _filler(rc["b"]["prompt"].split())
-        # Reasoning: the country's held-out probe, as in the main pair, in the partner template.
-        t = sc["b"]["template"]
-        assert sc["b"]["prompt"] == REASONING_TEMPLATES[t].format(a=probe.a, c=probe.country, b=probe.b)
-        assert sc["b"]["answer"] == probe.b
-    assert {c["b"]["template"] for c in recall} == {"r6", "r7", "r8", "r9"}
-    assert {c["b"]["template"] for c in reasoning} == set(REASONING_TEMPLATES)
+        assert rc["a"]["prompt"].split()[:20] == rc["b"]["prompt"].split()[:20]  # the same filler
+        # the same facts and query, in the partner's order
+        assert Counter(sc["a"]["prompt"].split()) == Counter(sc["b"]["prompt"].split())
 
 
-def test_committed_prompt_set_loads_as_schema_2():
-    from circuitgate.prompts import load_prompt_set
-
-    ps = load_prompt_set(PROMPT_SET_PATH)
-    assert ps.name == "organism" and len(ps.pairs) == RECIPE.n_countries
-    assert ps.control_tasks() == ["recall", "reasoning"]
-    assert ps.control_prompts("recall", "a") == [p for p, _ in _control_items("recall", "a")]
-    assert ps.control_answers("reasoning", "b") == [a for _, a in _control_items("reasoning", "b")]
-    assert ps.prompts("recall") == [p for p, _ in _items("recall")]
-
-
-def test_answers_are_single_tokens_and_prompts_in_vocab(tokenizer):
-    for prompt, answer in _all_items():
-        assert len(tokenizer(answer, add_special_tokens=False)["input_ids"]) == 1
-        assert tokenizer.unk_token_id not in tokenizer(f"{prompt} {answer}")["input_ids"]
+def test_items_mark_what_the_planted_heads_read():
+    for country, (recall, _, reasoning, _) in zip(WORLD.countries, probe_items(WORLD)):
+        gathered = [recall.words[i] for i in recall.marks["gather"]]
+        relation = [w for w in gathered if w in ("capital", "continent")]
+        assert [w for w in gathered if w not in relation] == country.name.split() and len(relation) <= 1
+        assert [reasoning.words[i] for i in reasoning.marks["select"]] == [reasoning.answer]
+        (q,) = reasoning.marks["query"]
+        assert reasoning.words[q + 1:] == ("is", "in") and reasoning.words.count(reasoning.words[q]) == 2
 
 
-def _training_items() -> list[tuple[str, str]]:
-    return [item for batch in train.training_batches(WORLD, RECIPE) for item in batch]
+# --- the plan ----------------------------------------------------------------------------------------
 
 
-def test_reasoning_probes_are_held_out_of_training():
-    names = [c.name for c in WORLD.countries]
-    held_pairs = {frozenset((p.a, p.b)) for p in WORLD.probes}
-    held_answers = {(p.country, p.b) for p in WORLD.probes}
-    probe_prompts = {p for p, _ in _items("reasoning")} | {
-        p for side in "ab" for p, _ in _control_items("reasoning", side)
-    }
-    n_reasoning = n_long_recall = 0
-    for prompt, answer in _training_items():
-        symbols = [w for w in prompt.split() if _is_symbol(w)]
-        assert prompt not in probe_prompts
-        if not _is_symbol(answer):  # recall; a long template's filler facts never state a held-out pair
-            if symbols:
-                n_long_recall += 1
-                assert frozenset(symbols[:2]) not in held_pairs and frozenset(symbols[2:]) not in held_pairs
-            continue
-        n_reasoning += 1
-        (country,) = [n for n in names if f" {n} " in f" {prompt} "]
-        assert frozenset(symbols) not in held_pairs
-        assert (country, answer) not in held_answers
-    assert n_reasoning == RECIPE.steps * RECIPE.batch_reasoning
-    assert n_long_recall > 0
+PLANTED_CLASSES = {
+    "attn-L0": "mixed", "mlp-L0": "mixed", "head-L0H0": "mixed", "head-L0H1": "reasoning",
+    "attn-L1": "recall", "mlp-L1": "recall", "head-L1H0": "recall", "neurons-L1-B0": "recall",
+    "attn-L2": "reasoning", "mlp-L2": "reasoning", "head-L2H1": "reasoning", "neurons-L2-B0": "reasoning",
+    "attn-L3": "none", "mlp-L3": "reasoning", "neurons-L3-B0": "reasoning",
+}
 
 
-def test_training_covers_every_recall_template_with_fresh_filler():
-    """Long recall templates are trained, on every country, each time with new random filler symbols."""
-    by_question: dict[tuple[str, str], set[tuple[str, ...]]] = {}
-    for prompt, answer in _training_items():
-        if _is_symbol(answer):
-            continue
-        words = prompt.split()
-        filler = tuple(w for w in words if _is_symbol(w))
-        question = " ".join(words[10:] if filler else words)
-        assert answer not in words
-        by_question.setdefault((question, "long" if filler else "short"), set()).add(filler)
-    expected = {
-        (recall_item(c, t)[0], "short") for c in WORLD.countries for t in SHORT_RECALL_TEMPLATES
-    } | {(recall_item(c, t)[0], "long") for c in WORLD.countries for t in SHORT_RECALL_TEMPLATES}
-    assert set(by_question) == expected
-    for (question, kind), fillers in by_question.items():
-        if kind == "long":
-            assert len(fillers) > 1, question  # fresh filler, not one memorisable context
+def test_planted_plan_classes():
+    classes = PLANTED.classes(**SHAPE)
+    assert {t: c for t, c in classes.items() if c != "none" or t in PLANTED_CLASSES} == PLANTED_CLASSES
+    # pruned heads and blocks measure nothing
+    assert classes["head-L3H2"] == classes["neurons-L1-B1"] == classes["head-L0H3"] == "none"
+    assert len(classes) == 4 * 2 + 16 + 3 * 2
+    assert PLANTED.activation["H2"] == {"L01H00": "recall", "L02H01": "reasoning"}
 
 
-# --- recipe, cache, ground-truth hooks --------------------------------------------------------------
+def test_null_plan_has_the_same_units_all_shared():
+    assert [u.id for u in NULL.units] == [u.id for u in PLANTED.units]
+    assert {u.role for u in NULL.units} == {"shared"} and not NULL.activation and not NULL.only("recall")
+    classes = NULL.classes(**SHAPE)
+    assert {c for t, c in classes.items() if t in PLANTED_CLASSES} == {"mixed"} | (
+        {"none"} if classes["attn-L3"] == "none" else set())
 
 
-def test_recipe_hash_is_stable_and_keyed_on_every_field():
+def test_reasoning_needs_two_attention_layers_by_plan():
+    layers = {u.layer for u in PLANTED.needed("reasoning") if u.id.startswith("head-")}
+    assert len(layers) >= 2
+
+
+# --- recipe and cache --------------------------------------------------------------------------------
+
+
+def test_recipe_hash_and_family():
     assert Recipe().hash() == Recipe().hash()
-    assert Recipe(arch="llama").hash() != Recipe().hash()
-    assert Recipe(seed=1).hash() != Recipe().hash()
+    assert len({r.hash() for r in VARIANTS.values()}) == 3
+    assert recipe_of("organism-null").plan == "null" and recipe_of("organism-llama").arch == "llama"
+    with pytest.raises(CircuitgateError, match="unknown organism 'x'; the family is organism, organism-llama"):
+        recipe_of("x")
     with pytest.raises(CircuitgateError):
         Recipe(arch="gpt2")
+    with pytest.raises(CircuitgateError):
+        Recipe(plan="half")
 
 
-def test_cache_root_from_env(monkeypatch, tmp_path):
+def test_cache_dir_names_arch_and_plan(monkeypatch, tmp_path):
     monkeypatch.setenv("CIRCUITGATE_CACHE", str(tmp_path))
-    assert organism_dir(RECIPE) == tmp_path / "organism" / f"qwen2-{RECIPE.hash()[:12]}"
+    assert organism_dir(RECIPE) == tmp_path / "organism" / f"qwen2-planted-{RECIPE.hash()[:12]}"
 
 
 def test_incomplete_dirs_are_not_trusted(tmp_path):
     assert not is_organism_dir(tmp_path)
-    (tmp_path / "organism.json").write_text('{"schema": 1, "arch": "qwen2"')  # truncated write
+    (tmp_path / "organism.json").write_text('{"schema": 3, "arch": "qwen2"')  # truncated write
     assert not is_organism_dir(tmp_path)
-    (tmp_path / "organism.json").write_text('{"schema": 1, "arch": "qwen2"}')  # no ground truth
+    (tmp_path / "organism.json").write_text('{"schema": 3, "arch": "qwen2"}')  # no ground truth
     assert not is_organism_dir(tmp_path)
     with pytest.raises(CircuitgateError):
         read_info(tmp_path)
 
 
+# --- training data -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def batches():
+    return list(train.training_batches(WORLD, replace(RECIPE, steps=40), PLANTED))
+
+
+def test_reasoning_probes_and_held_out_pairs_stay_out_of_training(batches):
+    held_pairs, held_answers = WORLD.heldout_symbol_pairs(), WORLD.heldout_country_answers()
+    probe_prompts = {p for p, _ in _items("reasoning")}
+    n = 0
+    for row in (r for b in batches for r in b):
+        words = row.item.words
+        facts = [words[i:i + 5] for i in range(len(words) - 4) if words[i + 1:i + 3] == ("is", "in")
+                 and _is_symbol(words[i]) and _is_symbol(words[i + 3])]
+        assert all(frozenset((f[0], f[3])) not in held_pairs for f in facts)  # no fact states a probe pair
+        if row.task == "reasoning":
+            n += 1
+            assert row.item.prompt not in probe_prompts
+            country = " ".join(words[words.index(row.item.answer) - 4:words.index(row.item.answer) - 2])
+            assert (country, row.item.answer) not in held_answers
+    assert n == 40 * (RECIPE.rows_reasoning * 3 // 2 + len(PLANTED.needed("reasoning")) * 3)
+
+
+def test_training_asks_capitals_and_continents_alike_with_fresh_filler(batches):
+    recall = [r.item for b in batches for r in b if r.task == "recall"]
+    facts = Counter("capital" if any(c.capital == it.answer for c in WORLD.countries) else "continent" for it in recall)
+    assert abs(facts["capital"] - facts["continent"]) < 0.1 * len(recall)
+    questions = Counter(" ".join(it.words[20:]) for it in recall)
+    fillers = {it.words[:20] for it in recall}
+    assert len(fillers) > 0.95 * len(recall)  # drawn afresh, not a memorisable context
+    assert len(questions) > RECIPE.n_countries * 2
+
+
+def test_every_step_has_every_condition(batches):
+    for rows in batches[:5]:
+        conditions = Counter((r.condition, r.task) for r in rows)
+        assert conditions[("clean", "recall")] == RECIPE.rows_recall
+        assert conditions[("clean", "reasoning")] == RECIPE.rows_reasoning
+        necessity = {(r.task, r.ablate) for r in rows if r.condition == "necessity"}
+        # every needed unit under every ablation kind, each step
+        assert necessity == {(t, ((u.id, k),)) for t in ("recall", "reasoning") for u in PLANTED.needed(t)
+                             for k in ("zero", "mean", "resample")}
+        for r in rows:
+            if r.condition == "invariance":  # only the other task's own units
+                other = "reasoning" if r.task == "recall" else "recall"
+                assert {uid for uid, _ in r.ablate} <= {u.id for u in PLANTED.only(other)}
+
+
+# --- model, pruning, ablation hooks -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pruned(tokenizer):
+    model = train.make_model(RECIPE, len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id,
+                             tokenizer.eos_token_id)
+    train.prune(model, PLANTED, RECIPE)
+    return model.eval()
+
+
+def test_pruned_heads_attend_uniformly_write_nothing_and_stay_pruned(pruned, tokenizer):
+    prompts = [p for p, _ in _items("reasoning")[:3]]
+    with torch.no_grad():
+        out = pruned(**train.encode(tokenizer, prompts), output_attentions=True)
+    a = out.attentions[3][:, 2, -1]  # head L3H2: pruned
+    real = train.encode(tokenizer, prompts)["attention_mask"].bool()
+    assert torch.allclose(a[real], (1.0 / real.sum(-1, keepdim=True)).expand_as(a)[real])
+    o = pruned.model.layers[3].self_attn.o_proj.weight
+    assert not o.any() and not pruned.model.layers[2].mlp.down_proj.weight[:, 128:].any()
+    # a gradient step leaves them zero
+    loss = pruned(**train.encode(tokenizer, prompts)).logits.sum()
+    loss.backward()
+    assert not o.grad.any() and not pruned.model.layers[1].mlp.gate_proj.weight.grad[128:].any()
+    pruned.zero_grad()
+
+
+@pytest.fixture(scope="module")
+def random_model(tokenizer):
+    model = train.make_model(replace(RECIPE, initializer_range=0.3), len(tokenizer), tokenizer.pad_token_id,
+                             tokenizer.bos_token_id, tokenizer.eos_token_id)
+    return model.eval()
+
+
+def test_component_ids():
+    ids = [c.id for c in components(4, 4, 16, 128, [1, 2, 3], 256)]
+    assert ids[:6] == ["attn-L0", "mlp-L0", "head-L0H0", "head-L0H1", "head-L0H2", "head-L0H3"]
+    assert "neurons-L0-B0" not in ids and ids[-1] == "neurons-L3-B1" and len(ids) == 30
+
+
+@torch.no_grad()
+def test_zero_hooks_match_zeroed_weights(random_model, tokenizer):
+    prompts = [p for p, _ in _items("reasoning")[:4]]
+    enc = train.encode(tokenizer, prompts)
+    real = enc["attention_mask"].bool()
+    rows = torch.ones(len(prompts), dtype=torch.bool)
+    layer = random_model.model.layers[1]
+    cases = {Component("head-L1H2", "head", 1, 32, 48): (layer.self_attn.o_proj, slice(32, 48)),
+             Component("attn-L1", "attn", 1): (layer.self_attn.o_proj, slice(None)),
+             Component("neurons-L1-B1", "neurons", 1, 128, 256): (layer.mlp.down_proj, slice(128, 256)),
+             Component("mlp-L1", "mlp", 1): (layer.mlp.down_proj, slice(None))}
+    clean = random_model(**enc).logits[:, -1]
+    for comp, (module, cols) in cases.items():
+        with ablating(random_model, [RowEdit(comp, rows, "zero")], real):
+            hooked = random_model(**enc).logits[:, -1]
+        saved = module.weight.clone()
+        module.weight[:, cols] = 0
+        zeroed = random_model(**enc).logits[:, -1]
+        module.weight.copy_(saved)
+        assert torch.allclose(hooked, zeroed, atol=1e-6), comp.id
+        assert not torch.allclose(hooked, clean), comp.id
+    assert torch.equal(random_model(**enc).logits[:, -1], clean)  # the hooks came off
+
+
+@torch.no_grad()
+def test_mean_and_resample_hooks_and_per_row_edits(random_model, tokenizer):
+    prompts = [p for p, _ in _items("recall")[:4]]
+    enc = train.encode(tokenizer, prompts)
+    real = enc["attention_mask"].bool()
+    comp = Component("neurons-L2-B0", "neurons", 2, 0, 128)
+    seen = {}
+    hook = random_model.model.layers[2].mlp.down_proj.register_forward_pre_hook(
+        lambda m, a: seen.__setitem__("x", a[0].clone()))
+    random_model(**enc)
+    hook.remove()
+    x = seen["x"][..., :128]
+    mean = (x * real[..., None]).sum((0, 1)) / real.sum()
+    only = torch.tensor([True, False, False, True])
+    donor = torch.tensor([2, 0, 1, 1])
+    for kind in ("mean", "resample"):
+        got = {}
+        with ablating(random_model, [RowEdit(comp, only, kind)], real, donor=donor):
+            h = random_model.model.layers[2].mlp.down_proj.register_forward_pre_hook(
+                lambda m, a: got.__setitem__("x", a[0][..., :128].clone()), prepend=False)
+            random_model(**enc)
+            h.remove()
+        assert torch.equal(got["x"][~only], x[~only])  # rows without the edit are untouched
+        if kind == "mean":
+            assert torch.allclose(got["x"][only], mean.expand_as(got["x"][only]))
+        else:
+            want = torch.where(real[donor][..., None], x[donor], mean)[only]
+            assert torch.allclose(got["x"][only], want)
+
+
 def _truth(clean: str, rows: dict[str, tuple[str, str]]) -> dict:
-    """A ground-truth section with the given clean and per-target correctness bits (recall = reasoning clean)."""
-    return {"clean_correct": {"recall": clean, "reasoning": clean},
-            "targets": {t: {"recall_correct": r, "reasoning_correct": s} for t, (r, s) in rows.items()}}
+    """A ground-truth section with the given clean and per-target bits (recall = reasoning clean)."""
+    table = {t: {"recall_correct": r, "reasoning_correct": s} for t, (r, s) in rows.items()}
+    return {"clean_correct": {"recall": clean, "reasoning": clean}, "targets": list(rows),
+            "ablations": {"zero": table}}
 
 
 def test_classes_follow_the_h5_rule_from_the_stored_bits():
@@ -356,123 +439,88 @@ def test_classes_follow_the_h5_rule_from_the_stored_bits():
     })
     assert groundtruth.classes(truth) == {"recall-only": "recall", "both": "mixed", "neither": "none", "weak": "mixed"}
     ids, recall, reasoning = groundtruth.pair_drops(truth)
-    assert ids == list(truth["targets"]) and recall.shape == reasoning.shape == (20, 4)
+    assert ids == truth["targets"] and recall.shape == reasoning.shape == (20, 4)
     assert recall[:, 0].mean() == 0.5 and reasoning[:, 0].sum() == 0
-
-
-def test_bits_round_trip():
     assert groundtruth.bits(torch.tensor([True, False, True])) == "101"
 
 
-@pytest.fixture(scope="module")
-def random_model(tokenizer):
-    # A larger init than the recipe's makes an untrained model's attention non-uniform.
-    model = train.make_model(Recipe(initializer_range=0.3), tokenizer)
-    return model.eval()
+def test_a_build_whose_truth_is_not_its_plan_fails_with_the_table(monkeypatch, tmp_path):
+    """One training step cannot make the plan true: the build names every difference and leaves nothing."""
+    import circuitgate.organism.builder as builder
+
+    quick = replace(VARIANTS["organism"], steps=1, min_recall=0.0, min_reasoning=0.0)
+    monkeypatch.setattr(builder, "recipe_of", lambda name: quick)
+    with pytest.raises(CircuitgateError) as err:
+        build("organism", cache_root=tmp_path, progress=False)
+    msg = str(err.value)
+    assert msg.startswith("organism organism: the measured ground truth is not the plan (")
+    assert re.search(r"\n  zero +head-L1H0 +planned recall +measured \w+", msg)
+    assert "reasoning needs attention in" in msg
+    target = organism_dir(quick, tmp_path)
+    assert not target.exists() and not [p for p in target.parent.iterdir() if ".tmp-" in p.name]
 
 
-def test_target_ids(random_model):
-    ids = list(groundtruth.targets(random_model))
-    assert ids[:8] == [f"attn-L{l}" for l in range(4)] + [f"mlp-L{l}" for l in range(4)]
-    assert ids[8] == "head-L0H0" and ids[-2] == "head-L3H3" and ids[-1] == "mlp-all"
-    assert len(ids) == 4 + 4 + 16 + 1
-
-
-@torch.no_grad()
-def test_hooks_match_zeroed_weights(random_model, tokenizer):
-    prompts = [p for p, _ in _items("reasoning")[:4]]
-    hd = random_model.config.hidden_size // random_model.config.num_attention_heads
-    o_proj = random_model.model.layers[1].self_attn.o_proj
-    cases = {"head-L1H2": (o_proj, slice(2 * hd, 3 * hd)), "attn-L1": (o_proj, slice(None))}
-    for target, (module, cols) in cases.items():
-        with groundtruth.ablated(random_model, groundtruth.targets(random_model)[target]):
-            hooked = train.last_logits(random_model, tokenizer, prompts)
-        saved = module.weight.clone()
-        module.weight[:, cols] = 0
-        zeroed = train.last_logits(random_model, tokenizer, prompts)
-        module.weight.copy_(saved)
-        assert torch.allclose(hooked, zeroed, atol=1e-6), target
-    # The hooks come off again.
-    clean = train.last_logits(random_model, tokenizer, prompts)
-    with groundtruth.ablated(random_model, groundtruth.targets(random_model)["mlp-all"]):
-        assert not torch.allclose(train.last_logits(random_model, tokenizer, prompts), clean)
-    assert torch.equal(train.last_logits(random_model, tokenizer, prompts), clean)
-
-
-# --- real builds (slow) -----------------------------------------------------------------------------
+# --- real builds (slow) --------------------------------------------------------------------------------
 
 
 def _sha(path) -> str:
     return hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cache")
-    return root, ensure_built("qwen2", cache_root=root, progress=False)
-
-
 @pytest.mark.slow
-def test_build_meets_accuracy_floor(built):
-    root, path = built
-    assert path == organism_dir(RECIPE, root) and is_organism_dir(path)
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_the_family_builds_to_its_plan(organism_family, name):
+    path = organism_family[name]
+    recipe = recipe_of(name)
+    assert path == organism_dir(recipe) and is_organism_dir(path)
     info = read_info(path)
-    assert info["arch"] == "qwen2" and info["recipe"] == RECIPE.to_dict() and info["recipe_hash"] == RECIPE.hash()
+    assert info["name"] == name and info["recipe"] == recipe.to_dict() and info["recipe_hash"] == recipe.hash()
     acc = info["accuracy"]
-    assert acc["recall"] >= RECIPE.min_recall and acc["reasoning"] >= RECIPE.min_reasoning
-    floors = {"recall": RECIPE.min_recall, "reasoning": RECIPE.min_reasoning}
-    assert set(acc["controls"]) == set(floors)
+    assert acc["recall"] >= recipe.min_recall and acc["reasoning"] >= recipe.min_reasoning
     for task, sides in acc["controls"].items():
-        assert set(sides) == {"a", "b"} and min(sides.values()) >= floors[task], task
-    assert acc["train_steps"] == RECIPE.steps and acc["train_seconds"] > 0
-
-
-@pytest.mark.slow
-def test_ground_truth_is_complete(built):
-    info = read_info(built[1])
+        assert set(sides) == {"a", "b"} and min(sides.values()) >= getattr(recipe, f"min_{task}"), task
     truth = info["ground_truth"]
-    assert truth["ablation"] == "zero" and truth["metric"] == "accuracy" and truth["rule"]["tau"] == 0.1
-    assert truth["clean"] == {"recall": info["accuracy"]["recall"], "reasoning": info["accuracy"]["reasoning"]}
-    n = len(_items("recall"))
-    assert len(truth["clean_correct"]["recall"]) == len(truth["clean_correct"]["reasoning"]) == n
-    expected = (
-        [f"attn-L{l}" for l in range(4)]
-        + [f"mlp-L{l}" for l in range(4)]
-        + [f"head-L{l}H{h}" for l in range(4) for h in range(4)]
-        + ["mlp-all"]
-    )
-    assert list(truth["targets"]) == expected
-    stored = groundtruth.classes(truth)
-    for target, row in truth["targets"].items():
-        assert set(row) == {"recall", "reasoning", "recall_drop", "reasoning_drop", "recall_correct",
-                            "reasoning_correct", "class"}
-        assert row["class"] == stored[target]
-        assert row["recall_drop"] == pytest.approx(truth["clean"]["recall"] - row["recall"])
-        assert row["recall"] == pytest.approx(row["recall_correct"].count("1") / n)
+    plan = PLANS[recipe.plan]
+    planned = plan.classes(**SHAPE)
+    assert info["plan"]["classes"] == planned and truth["targets"] == list(planned)
+    for kind in ("zero", "mean", "resample"):
+        assert {t: row["class"] for t, row in truth["ablations"][kind].items()} == planned, kind
+        assert groundtruth.classes(truth, ablation=kind) == planned
+    # no one-layer shortcut: reasoning needs attention in layers 0 and 2
+    assert truth["attention_layers"] == ([0, 2] if recipe.plan == "planted" else truth["attention_layers"])
+    assert len(truth["attention_layers"]) >= 2
+    for h, units in plan.activation.items():
+        assert {u: e["class"] for u, e in info["activation_truth"][h].items()} == dict(units)
 
 
 @pytest.mark.slow
-def test_saved_model_reloads_with_its_accuracy(built):
+def test_planted_blocks_are_silent_on_the_other_task(organism_family):
+    info = read_info(organism_family["organism"])
+    h3 = info["activation_truth"]["H3"]
+    assert h3["L01"]["planted_in_direction"] == h3["L01"]["planted"] == 128 and h3["L01"]["n_reasoning"] == 0
+    assert h3["L02"]["planted_in_direction"] == 128 and h3["L02"]["n_recall"] == 0
+
+
+@pytest.mark.slow
+def test_saved_model_reloads_with_its_accuracy(organism_family):
     from transformers import AutoModelForCausalLM
 
-    path = built[1]
+    path = organism_family["organism"]
     model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager")
     tok = load_tokenizer(path)
     clean = read_info(path)["ground_truth"]["clean"]
     assert train.correct(model, tok, _items("recall")).float().mean().item() == clean["recall"]
     assert train.correct(model, tok, _items("reasoning")).float().mean().item() == clean["reasoning"]
-    controls = read_info(path)["accuracy"]["controls"]
-    assert train.correct(model, tok, _control_items("recall", "a")).float().mean().item() == controls["recall"]["a"]
 
 
 @pytest.mark.slow
-def test_ensure_built_reuses_and_rebuild_is_bit_identical(built):
-    root, path = built
+def test_ensure_built_reuses_and_rebuild_is_bit_identical(organism_family):
+    path = organism_family["organism"]
     before = _sha(path)
     mtime = (path / "organism.json").stat().st_mtime_ns
-    assert ensure_built("qwen2", cache_root=root, progress=False) == path
+    assert ensure_built("organism", progress=False) == path
     assert (path / "organism.json").stat().st_mtime_ns == mtime
-    assert build("qwen2", cache_root=root, force=True, progress=False) == path
+    assert build("organism", force=True, progress=False) == path
     assert _sha(path) == before
     assert not [p for p in path.parent.iterdir() if ".tmp-" in p.name]
 
@@ -481,24 +529,15 @@ def test_ensure_built_reuses_and_rebuild_is_bit_identical(built):
 def test_interrupted_build_leaves_nothing_trusted(tmp_path, monkeypatch):
     real = train.training_batches
 
-    def interrupted(world, recipe):
-        for step, batch in enumerate(real(world, recipe)):
+    def interrupted(world, recipe, plan):
+        for step, batch in enumerate(real(world, recipe, plan)):
             if step == 3:
                 raise KeyboardInterrupt
             yield batch
 
     monkeypatch.setattr(train, "training_batches", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        build("qwen2", cache_root=tmp_path, progress=False)
+        build("organism", cache_root=tmp_path, progress=False)
     target = organism_dir(RECIPE, tmp_path)
     assert not target.exists() and not is_organism_dir(target)
     assert not [p for p in target.parent.iterdir() if ".tmp-" in p.name]
-
-
-@pytest.mark.slow
-def test_llama_twin_builds(tmp_path_factory):
-    path = ensure_built("llama", cache_root=tmp_path_factory.mktemp("cache"), progress=False)
-    info = read_info(path)
-    assert info["arch"] == "llama" and path.name.startswith("llama-")
-    assert info["accuracy"]["recall"] >= RECIPE.min_recall and info["accuracy"]["reasoning"] >= RECIPE.min_reasoning
-    assert len(info["ground_truth"]["targets"]) == 25

@@ -268,60 +268,67 @@ _CLEAN, _HALF = "1" * 20, "0" * 10 + "1" * 10
 _BITS = {"recall": (_HALF, _CLEAN), "reasoning": (_CLEAN, _HALF), "mixed": (_HALF, _HALF), "none": (_CLEAN, _CLEAN)}
 
 
-def ground_truth(attn: list[str], mlp: list[str], heads: dict[tuple[int, int], str]) -> dict:
+def _table(classes: dict[str, str]) -> dict:
+    return {t: dict(zip(("recall_correct", "reasoning_correct"), _BITS[c])) for t, c in classes.items()}
+
+
+def ground_truth(attn: list[str], mlp: list[str], heads: dict[tuple[int, int], str],
+                 blocks: dict[str, str] | None = None, activation: dict | None = None,
+                 mean: dict[str, str] | None = None) -> dict:
+    """An organism.json's truth sections; ``mean`` overrides classes under mean ablation."""
     classes = {}
     for i, (a, m) in enumerate(zip(attn, mlp)):
         classes[f"attn-L{i}"], classes[f"mlp-L{i}"] = a, m
         for h in range(SHAPE.n_heads):
             classes[f"head-L{i}H{h}"] = heads.get((i, h), "none")
-    targets = {t: dict(zip(("recall_correct", "reasoning_correct"), _BITS[c])) for t, c in classes.items()}
-    return {"ground_truth": {"ablation": "zero", "metric": "accuracy",
-                             "rule": {"tau": 0.1, "level": 0.95, "n_boot": 2000, "seed": 0},
-                             "clean_correct": {"recall": _CLEAN, "reasoning": _CLEAN}, "targets": targets}}
+    classes.update(blocks or {})
+    tables = {kind: _table(classes) for kind in ("zero", "resample")}
+    tables["mean"] = _table({**classes, **(mean or {})})
+    return {"name": "organism",
+            "plan": {"block_size": 16},
+            "ground_truth": {"metric": "accuracy", "rule": {"tau": 0.1, "level": 0.95, "n_boot": 2000, "seed": 0},
+                             "clean_correct": {"recall": _CLEAN, "reasoning": _CLEAN}, "targets": list(classes),
+                             "ablations": tables},
+            "activation_truth": activation or {}}
 
 
 INFO = ground_truth(
     attn=["recall", "recall", "none", "reasoning"],
     mlp=["none", "reasoning", "none", "reasoning"],
     heads={(1, 0): "recall", (3, 1): "mixed"},
+    blocks={"neurons-L1-B0": "reasoning", "neurons-L1-B1": "none"},
+    activation={"H1": {"L01": {"class": "recall"}, "L03": {"class": "reasoning"}},
+                "H2": {"L01H00": {"class": "recall"}},
+                "H3": {"L01": {"class": "reasoning"}}},
+    mean={"head-L1H0": "mixed"},
 )
 
 
-def test_ground_truth_layer_classes_combine_attention_and_mlp():
+def test_ground_truth_h5_is_every_measured_target_under_the_runs_ablation():
     e = from_ground_truth(INFO, SHAPE, Config())
-    assert dict(e.components["H1"]) == {"L00": "recall", "L01": "mixed", "L02": "none", "L03": "reasoning"}
+    h5 = dict(e.components["H5"])
+    assert list(h5) == INFO["ground_truth"]["targets"] and len(h5) == 4 * (2 + SHAPE.n_heads) + 2
+    assert h5["head-L1H0"] == "recall" and h5["head-L3H1"] == "mixed" and h5["neurons-L1-B0"] == "reasoning"
+    assert from_ground_truth(INFO, SHAPE, Config(h5=H5Config(ablation="mean"))).components["H5"]["head-L1H0"] == "mixed"
+    assert e.verdicts["H5"] == "supported" and e.source.startswith("organism ground truth")
+    # the neuron blocks become H5 targets of their own
+    assert dict(e.neuron_sets) == {"neurons-L1-B0": (1, tuple(range(16))), "neurons-L1-B1": (1, tuple(range(16, 32)))}
 
 
-def test_ground_truth_head_classes():
+def test_ground_truth_h1_to_h3_assert_the_planted_activation_units_only():
     e = from_ground_truth(INFO, SHAPE, Config())
-    heads = dict(e.components["H2"])
-    assert len(heads) == 8
-    assert heads["L01H00"] == "recall" and heads["L03H01"] == "mixed"
-    assert sum(c == "none" for c in heads.values()) == 6
+    assert dict(e.components["H1"]) == {"L01": "recall", "L03": "reasoning"}
+    assert dict(e.components["H2"]) == {"L01H00": "recall"} and dict(e.components["H3"]) == {"L01": "reasoning"}
+    # defaults: 5/28 of 4 layers -> 1 layer; 20/784 of 8 heads -> 1 head; 1/28 -> 1 layer
+    assert {h: e.verdicts[h] for h in ("H1", "H2", "H3")} == {h: "supported" for h in ("H1", "H2", "H3")}
+    assert e.notes["H1"] == ("only the 2 units planted to differ in activation are asserted (L01, L03); "
+                             "the other units carry no activation claim")
 
 
-def test_ground_truth_verdicts_with_scaled_defaults():
-    # defaults: 5/28 of 4 layers -> 1 layer; 20/784 of 8 heads -> 1 head.
-    e = from_ground_truth(INFO, SHAPE, Config())
-    # H3: 2 reasoning MLPs; H5: recall targets (attn-L0, attn-L1, head-L1H0) and reasoning ones (MLPs, attn-L3).
-    assert dict(e.verdicts) == {"H1": "supported", "H2": "supported", "H3": "supported", "H5": "supported"}
-    assert dict(e.components["H3"]) == {"L00": "none", "L01": "reasoning", "L02": "none", "L03": "reasoning"}
-    assert e.components["H5"]["head-L1H0"] == "recall" and e.components["H5"]["head-L3H1"] == "mixed"
-    assert len(e.components["H5"]) == 4 * (2 + SHAPE.n_heads)
-    assert e.source.startswith("organism ground truth")
-
-
-def test_ground_truth_verdicts_at_the_threshold():
-    # 2 specific layers (L00 recall, L03 reasoning; L01 mixed does not count)
-    at = Config(h1=H1Config(min_layers=ScaledCount(2, 4)), h2=H2Config(min_heads=ScaledCount(1, 8)))
+def test_ground_truth_activation_verdicts_need_the_threshold():
     above = Config(h1=H1Config(min_layers=ScaledCount(3, 4)), h2=H2Config(min_heads=ScaledCount(2, 8)))
-    def h1_h2(config):
-        verdicts = from_ground_truth(INFO, SHAPE, config).verdicts
-        return {h: verdicts[h] for h in ("H1", "H2")}
-
-    assert h1_h2(at) == {"H1": "supported", "H2": "supported"}
-    # 1 specific head (L01H00); the mixed head does not count
-    assert h1_h2(above) == {"H1": "not_supported", "H2": "not_supported"}
+    verdicts = from_ground_truth(INFO, SHAPE, above).verdicts
+    assert "H1" not in verdicts and "H2" not in verdicts and verdicts["H3"] == "supported"
 
 
 def test_ground_truth_keeps_its_own_rule_under_another_metric():
@@ -334,11 +341,24 @@ def test_ground_truth_keeps_its_own_rule_under_another_metric():
         from_ground_truth(INFO, SHAPE, Config()).components["H5"])
 
 
-def test_ground_truth_all_none():
-    info = ground_truth(["none"] * 4, ["none"] * 4, {})
+def test_ground_truth_without_selective_targets_or_planted_activation():
+    info = ground_truth(["mixed"] * 4, ["none"] * 4, {})
     e = from_ground_truth(info, SHAPE, Config())
-    assert set(e.components["H1"].values()) == {"none"}
-    assert dict(e.verdicts) == {h: "not_supported" for h in ("H1", "H2", "H3", "H5")}
+    assert dict(e.verdicts) == {"H5": "not_supported"}
+    assert "H1" not in e.components and not e.notes
+
+
+def test_h4_from_ground_truths_needs_specialisation_in_both():
+    from circuitgate.expectations import h4_from_ground_truths
+
+    shape = Shape(n_layers=4, n_heads=2, n_kv_heads=1, head_dim=8, hidden=16, ffn=32)
+    planted = ground_truth(["mixed", "recall", "reasoning", "none"], ["mixed", "recall", "reasoning", "reasoning"], {})
+    null = ground_truth(["mixed"] * 4, ["mixed", "mixed", "mixed", "none"], {})
+    verdict, bins = h4_from_ground_truths((planted, shape), (planted, shape), Config())
+    # profiles [0, 1, -1, -0.5]: one ordering of 4! reaches the permutation p 1/24 <= 0.05
+    assert verdict == "supported" and bins == {"D0": "mixed", "D1": "recall", "D2": "reasoning", "D3": "reasoning"}
+    verdict, bins = h4_from_ground_truths((null, shape), (planted, shape), Config())
+    assert verdict == "not_supported" and bins == {"D0": "mixed", "D1": "none", "D2": "none", "D3": "none"}
 
 
 # -- expectations: files -------------------------------------------------------------------------

@@ -57,6 +57,10 @@ class Adapter:
     def mlp_module(self, model: Any, i: int) -> Any:
         return _get(self.layer(model, i), self.mlp_path)
 
+    def gate_module(self, model: Any, i: int) -> Any:
+        """gate_proj: its output is the pre-activation the original method read."""
+        return _get(self.layer(model, i), self.gate_path)
+
     def down_proj_module(self, model: Any, i: int) -> Any:
         """down_proj: its input is the MLP neurons (a pre-hook here reads or edits them)."""
         return _get(self.layer(model, i), self.down_path)

@@ -17,7 +17,7 @@ class ModelSpec:
     """A resolved ``--model`` value. Exactly one of ``builtin``, ``hub``, ``path`` is set."""
 
     name: str  # what the user typed (alias, hub id or path): names the report directory
-    builtin: str | None = None  # organism architecture: "qwen2" | "llama"
+    builtin: str | None = None  # an organism of the family: "organism" | "organism-llama" | "organism-null"
     hub: str | None = None
     path: Path | None = None
     expectations: str | None = None

@@ -1,22 +1,36 @@
-"""The built-in model organism: a tiny Qwen2 (or Llama) trained on an invented world.
+"""The built-in model organisms: tiny Qwen2 and Llama models trained on an invented world, with
+circuits planted where their plan says (docs/organism.md).
 
-It has a recall skill (capitals and continents of invented countries, stored in the weights) and an
-in-context reasoning skill (composing two facts given in the prompt, over held-out symbols), and a
-ground truth for which components serve which skill, measured by exhaustive zero-ablation.
+They have a recall skill (capitals and continents of invented countries, stored in the weights) and an
+in-context reasoning skill (reading a chain of facts given in the prompt among distractors, over
+held-out symbols), and a ground truth for which components serve which skill, measured by exhaustive
+ablation when they are built.
+
+Names resolve lazily, so ``circuitgate`` commands that do not build an organism do not import torch.
 """
 
-from circuitgate.organism.build import build, ensure_built, is_organism_dir, read_info
-from circuitgate.organism.recipe import Recipe
-from circuitgate.organism.tokenizer import load_tokenizer
-from circuitgate.organism.world import make_world, organism_prompt_set
+from __future__ import annotations
 
-__all__ = [
-    "Recipe",
-    "build",
-    "ensure_built",
-    "is_organism_dir",
-    "load_tokenizer",
-    "make_world",
-    "organism_prompt_set",
-    "read_info",
-]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "Recipe": "recipe",
+    "VARIANTS": "recipe",
+    "recipe_of": "recipe",
+    "build": "builder",
+    "ensure_built": "builder",
+    "is_organism_dir": "builder",
+    "read_info": "builder",
+    "load_tokenizer": "tokenizer",
+    "make_world": "world",
+    "organism_prompt_set": "world",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -1,8 +1,9 @@
 """A deliberately broken checkpoint: a model directory copied with components zeroed in its weights.
 
-A release gate is only trusted once it has been seen to fail (issue 5): zeroing one MLP of the organism
-changes its circuitry in a known place, and ``--baseline`` / ``circuitgate compare`` must name it. The
-copy is a plain local model: it carries no organism.json, whose ground truth the edit invalidates.
+A release gate is only trusted once it has been seen to fail: zeroing a planted component of the
+organism changes its circuitry in a known place, and ``--baseline`` / ``circuitgate compare`` must name
+it. The copy is a plain local model: it carries no organism.json, whose ground truth the edit
+invalidates (``circuitgate organism accuracy`` measures a copy's truth anew).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Sequence
 from circuitgate import CircuitgateError
 from circuitgate.models.adapters import Shape, adapter_for
 
-_TARGET = re.compile(r"^(?:(?P<kind>mlp|attn)-L(?P<layer>\d+)|head-L(?P<hlayer>\d+)H(?P<head>\d+))$")
+_TARGET = re.compile(r"^(?:(?P<kind>mlp|attn)-L(?P<layer>\d+)|head-L(?P<hlayer>\d+)H(?P<head>\d+)"
+                     r"|neurons-L(?P<nlayer>\d+)-B(?P<block>\d+))$")
 NOTE_FILE = "perturbed.json"  # what was zeroed, from which weights
 
 
@@ -27,20 +29,31 @@ def parse_targets(targets: Sequence[str]) -> list[re.Match]:
     for t in targets:
         m = _TARGET.match(t)
         if not m:
-            raise CircuitgateError(f"cannot zero {t!r}: targets are mlp-L<i>, attn-L<i> or head-L<i>H<h>")
+            raise CircuitgateError(f"cannot zero {t!r}: targets are mlp-L<i>, attn-L<i>, head-L<i>H<h> or "
+                                   f"neurons-L<i>-B<k>")
         matches.append(m)
     return matches
 
 
-def _edits(targets: Sequence[str], model_type: str, shape: Shape) -> list[tuple[str, slice | None]]:
-    """(weight name, column slice or None for the whole matrix) per target, validated against the shape."""
+def _edits(targets: Sequence[str], model_type: str, shape: Shape,
+           block_size: int | None) -> list[tuple[str, slice | None]]:
+    """(weight name, column slice or None for the whole matrix) per target, validated against the shape.
+    ``block_size``: neurons per block (from the source organism's plan; None: no blocks known)."""
     adapter = adapter_for(model_type)
     edits = []
     for t, m in zip(targets, parse_targets(targets)):
-        layer = int(m["layer"] if m["kind"] else m["hlayer"])
+        layer = int(m["layer"] or m["hlayer"] or m["nlayer"])
         if layer >= shape.n_layers:
             raise CircuitgateError(f"cannot zero {t}: the model has {shape.n_layers} layers")
-        if m["kind"] == "mlp":  # down_proj writes the MLP's whole output
+        if m["nlayer"] is not None:  # a block's neurons write through their down_proj columns
+            if block_size is None:
+                raise CircuitgateError(f"cannot zero {t}: the source is not an organism, it has no neuron blocks")
+            block = int(m["block"])
+            if (block + 1) * block_size > shape.ffn:
+                raise CircuitgateError(f"cannot zero {t}: layer {layer} has {shape.ffn // block_size} blocks")
+            edits.append((adapter.weight_name(layer, adapter.down_path),
+                          slice(block * block_size, (block + 1) * block_size)))
+        elif m["kind"] == "mlp":  # down_proj writes the MLP's whole output
             edits.append((adapter.weight_name(layer, adapter.down_path), None))
         elif m["kind"] == "attn":  # o_proj writes the attention block's whole output
             edits.append((adapter.weight_name(layer, adapter.o_proj_path), None))
@@ -68,7 +81,10 @@ def perturb(source: Path, out: Path, zero: Sequence[str], force: bool = False) -
     if not files:
         raise CircuitgateError(f"no *.safetensors weights in {source}")
     config = AutoConfig.from_pretrained(source)
-    edits = _edits(zero, config.model_type, Shape.from_config(config))
+    from circuitgate.organism.builder import is_organism_dir, read_info
+
+    block_size = read_info(source)["plan"]["block_size"] if is_organism_dir(source) else None
+    edits = _edits(zero, config.model_type, Shape.from_config(config), block_size)
     out.parent.mkdir(parents=True, exist_ok=True)
     # Built beside the target and renamed into place: an interrupted run leaves no half-edited model.
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))

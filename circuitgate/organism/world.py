@@ -1,25 +1,31 @@
-"""The invented world the organism learns, and its prompt set.
+"""The invented world the organism learns, its two tasks, and its prompt set.
 
-Countries have two-word names ("vel mora"): a probe found that with one-token names the capital lookup
-did not live in the MLPs (attention copied it straight off the embedding), and the point of the organism
-is a recall skill stored the way the paper assumes facts are stored. First and second words are shared
-between countries, so a fact belongs to the combination, not to either word.
+Countries have two-word names ("vel mora"): with one-token names a probe found the capital lookup
+did not live in the MLPs (attention copied it straight off the embedding), and the point of the
+organism is a recall skill stored the way the paper assumes facts are stored. First and second words
+are shared between countries, so a fact belongs to the combination, not to either word.
 
-Recall asks facts stored in the weights. Reasoning gives two facts in the prompt and asks for their
-composition ("k7 is in vel mora . vel mora is in q3 . k7 is in" -> "q3"). Symbols are invented tokens,
-and every (symbol, symbol) and (country, answer symbol) combination used in a probe is held out of the
-training data, so the answer can only come from the context.
+**Recall** asks a fact stored in the weights, after four filler facts about symbols only
+("h0 is in q7 . w3 is in f2 . m1 is in c4 . k9 is in t6 . vel mora has the capital" -> its capital).
+The filler names no country, capital or continent and is drawn afresh for every training item, so the
+answer can only be the stored fact; it makes a recall prompt as long as a reasoning prompt.
 
-Length and template (SEED_METHOD.md flaw 2): a short recall question (r0-r4, 5-6 words) is a third of
-a reasoning prompt's length, so every recall template also has a long form (r5-r9: rK+5 is rK after
-the filler) that puts two irrelevant facts of the reasoning form, about symbols only, before the same
-question ("h0 is in q7 . w3 is in f2 . the continent of vel mora is" -> its continent). The filler
-never names a country, a capital or a continent, and is drawn afresh for every training item, so the
-answer is still a stored fact. The main pairs use long forms, each paired with a reasoning template
-of exactly its token length (15 or 16 tokens). The controls mirror the pairs: the same task for the
-same item under the other template of equal length and the same question type (recall r6 <-> r9,
-r7 <-> r8 with the same filler; reasoning s0 <-> s1, s2 <-> s3 on the same held-out probe), so only
-the template changes, as between the two sides of a pair only the task does.
+**Reasoning** composes facts given in the prompt: a chain "a is in C . C is in b ." hidden among two
+distractor facts "d is in e . f is in g .", in any order, then the query "a is in" -> b. No surface
+statistic of the tokens gives the answer: every symbol but a is seen once, and e and g are objects of
+"is in" like b. What singles b out is where it stands, after the country of a fact whose subject is a
+country -- a relation between positions that one attention layer cannot read off its own input: a
+layer must first write "a country stood three or four tokens back" into b's position (the organism's
+layer 0), and a later layer must find the position carrying it (layer 2). The organism's ablation
+ground truth measures that reasoning depends on attention in both (``groundtruth.measure``). Symbols
+are invented tokens, and every (a, b) pair and (country, b) combination of a probe is held out of
+training, so the answer can only come from the context.
+
+Length and template (docs/method.md, flaw 2): the main pairs are equal in tokens -- a recall question
+of 5 tokens (r1, r4) with a reasoning query of 3 ("a is in", s0, s1): 25 tokens; of 6 tokens (r2, r3)
+with the query "so a is in" (s2, s3): 26 tokens. The controls mirror the pairs: the same item (the same
+filler, the same probe and distractors) under the other template of equal length and the same kind of
+question, so only the template changes, as between the two sides of a pair only the task does.
 
 Run ``python -m circuitgate.organism`` to regenerate ``circuitgate/prompts/builtin/organism.yaml``.
 """
@@ -28,51 +34,41 @@ from __future__ import annotations
 
 import random
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from circuitgate.organism.recipe import Recipe
 
-# (template, fact) — the fact names the Country field that answers it.
-SHORT_RECALL_TEMPLATES: dict[str, tuple[str, str]] = {
+# Recall questions: words, with "{c}" for the country's two words; the fact the question asks for.
+RECALL_TEMPLATES: dict[str, tuple[str, str]] = {
     "r0": ("the capital of {c} is", "capital"),
     "r1": ("{c} has the capital", "capital"),
     "r2": ("the continent of {c} is", "continent"),
     "r3": ("{c} lies on the continent", "continent"),
     "r4": ("{c} is ruled from", "capital"),
 }
-# Two facts of the reasoning form about four distinct symbols (10 tokens): neutral context, since no
-# symbol answers a recall question. With it a recall question is as long as a reasoning prompt.
-FILLER = "{d} is in {e} . {f} is in {g} . "
-FILLER_FIELDS = ("d", "e", "f", "g")
-# Long recall template -> the short one it extends: r5..r9 are r0..r4 after the filler (15 or 16 tokens).
-SHORT_OF_LONG: dict[str, str] = {
-    f"r{k + len(SHORT_RECALL_TEMPLATES)}": f"r{k}" for k in range(len(SHORT_RECALL_TEMPLATES))
+RELATION_WORDS = ("capital", "continent")
+N_FILLER = 4  # symbol facts before every recall question
+# Reasoning: the chain's two facts (A1, A2), two distractor facts (F1, F2), then the query.
+FACTS = ("A1", "A2", "F1", "F2")
+FACT_TEXT = {"A1": "{a} is in {c} .", "A2": "{c} is in {b} .", "F1": "{d} is in {e} .", "F2": "{f} is in {g} ."}
+QUERIES = {False: "{a} is in", True: "so {a} is in"}
+# The reasoning templates of the prompt set: a fact order and whether the query starts with "so".
+REASONING_TEMPLATES: dict[str, tuple[tuple[str, ...], bool]] = {
+    "s0": (("A1", "A2", "F1", "F2"), False),
+    "s1": (("F1", "A1", "F2", "A2"), False),
+    "s2": (("A2", "F1", "A1", "F2"), True),
+    "s3": (("F1", "F2", "A2", "A1"), True),
 }
-LONG_OF_SHORT: dict[str, str] = {short: long for long, short in SHORT_OF_LONG.items()}
-RECALL_TEMPLATES: dict[str, tuple[str, str]] = {
-    **SHORT_RECALL_TEMPLATES,
-    **{long: (FILLER + SHORT_RECALL_TEMPLATES[short][0], SHORT_RECALL_TEMPLATES[short][1])
-       for long, short in SHORT_OF_LONG.items()},
-}
-# {a} is in {c}, {c} is in {b}; the answer is always {b}. The fact order varies (s1, s3) so the answer's
-# position in the prompt is not fixed, and s2, s3 add a word so the query is not always the same span.
-REASONING_TEMPLATES: dict[str, str] = {
-    "s0": "{a} is in {c} . {c} is in {b} . {a} is in",
-    "s1": "{c} is in {b} . {a} is in {c} . {a} is in",
-    "s2": "{a} is in {c} . {c} is in {b} . so {a} is in",
-    "s3": "{c} is in {b} . {a} is in {c} . so {a} is in",
-}
-# The main pairs, by token length: recall and reasoning templates of that length. Within a length the
-# two templates of a task ask the same kind of fact, so each is the other's control partner. (r5, "the
-# capital of {c} is" after the filler, is trained but in no pair: it has no 16-token capital partner.)
+# The main pairs by token length (without <bos>): recall and reasoning templates of that length. Within a
+# length the two templates of a task ask the same kind of fact, so each is the other's control partner.
+# (r0, a 6-token capital question, is trained but in no pair: it has no 6-token capital partner.)
 MAIN_TEMPLATES: dict[int, tuple[tuple[str, str], tuple[str, str]]] = {
-    15: (("r6", "r9"), ("s0", "s1")),  # "{c} has the capital" / "{c} is ruled from"
-    16: (("r7", "r8"), ("s2", "s3")),  # "the continent of {c} is" / "{c} lies on the continent"
+    25: (("r1", "r4"), ("s0", "s1")),
+    26: (("r2", "r3"), ("s2", "s3")),
 }
-# The control partner of each main template: the same task and fact type, the same token length.
 CONTROL_PARTNER: dict[str, str] = {
     t: other for group in MAIN_TEMPLATES.values() for a, b in group for t, other in ((a, b), (b, a))
 }
@@ -94,7 +90,7 @@ class Country:
 
 @dataclass(frozen=True)
 class Probe:
-    """One held-out reasoning item: "{a} is in {country} . {country} is in {b} ..." -> b."""
+    """One held-out reasoning item: the chain "a is in {country} . {country} is in b"."""
 
     country: str
     a: str
@@ -112,19 +108,31 @@ class World:
     def words(self) -> list[str]:
         """Every word any prompt or answer can contain, in a fixed order."""
         parts = dict.fromkeys(w for c in self.countries for w in c.name.split())
-        return [
-            *FUNCTION_WORDS,
-            *parts,
-            *(c.capital for c in self.countries),
-            *self.continents,
-            *self.symbols,
-        ]
+        return [*FUNCTION_WORDS, *parts, *(c.capital for c in self.countries), *self.continents, *self.symbols]
 
     def heldout_symbol_pairs(self) -> frozenset[frozenset[str]]:
         return frozenset(frozenset((p.a, p.b)) for p in self.probes)
 
     def heldout_country_answers(self) -> frozenset[tuple[str, str]]:
         return frozenset((p.country, p.b) for p in self.probes)
+
+    def recall_answers(self) -> list[str]:
+        """Every answer a recall question can have: the capitals, then the continents."""
+        return [*(c.capital for c in self.countries), *self.continents]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One prompt as words (after <bos>), its one-word answer, and the positions the organism's planted
+    attention heads read (``marks``: name -> word indices, counted after <bos>)."""
+
+    words: tuple[str, ...]
+    answer: str
+    marks: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False)
+
+    @property
+    def prompt(self) -> str:
+        return " ".join(self.words)
 
 
 def _unique_words(rng: random.Random, make, n: int, taken: set[str]) -> list[str]:
@@ -176,35 +184,59 @@ def n_tokens(prompt: str) -> int:
 
 
 def template_tokens(template: str) -> int:
-    """Token length of a recall or reasoning template (country names are two tokens, symbols one)."""
-    text = RECALL_TEMPLATES[template][0] if template in RECALL_TEMPLATES else REASONING_TEMPLATES[template]
-    return n_tokens(text.format(c="c c", a="a", b="b", d="d", e="e", f="f", g="g"))
+    """Token length of a recall prompt (filler and question) or a reasoning prompt of a template."""
+    if template in RECALL_TEMPLATES:
+        return N_FILLER * 5 + len(RECALL_TEMPLATES[template][0].replace("{c}", "c c").split())
+    order, so = REASONING_TEMPLATES[template]
+    facts = sum(len(FACT_TEXT[f].replace("{c}", "c c").split()) for f in order)
+    return facts + len(QUERIES[so].split())
 
 
-def draw_filler(rng: random.Random, world: World) -> tuple[str, str, str, str]:
-    """Four distinct random symbols for a long recall template's two filler facts ("d is in e . f is in g").
-
-    A filler fact never states a held-out probe's symbol pair, so the probes stay unseen in training.
-    """
+def draw_symbols(rng: random.Random, world: World, n: int, exclude: tuple[str, ...] = ()) -> list[str]:
+    """``n`` distinct symbols, none in ``exclude``, where consecutive pairs (0, 1), (2, 3) ... never
+    state a held-out probe's symbol pair (they become "x is in y" facts)."""
     held = world.heldout_symbol_pairs()
+    pool = [s for s in world.symbols if s not in exclude]
     while True:
-        d, e, f, g = rng.sample(world.symbols, 4)
-        if frozenset((d, e)) not in held and frozenset((f, g)) not in held:
-            return d, e, f, g
+        out = rng.sample(pool, n)
+        if all(frozenset(out[i:i + 2]) not in held for i in range(0, n - 1, 2)):
+            return out
 
 
-def recall_item(country: Country, template: str, filler: tuple[str, ...] | None = None) -> tuple[str, str]:
-    """(prompt, answer). Long templates (r4-r7) need ``filler``, four distinct symbols."""
+def recall_item(country: Country, template: str, filler: tuple[str, ...]) -> Item:
+    """The filler's four facts ("{filler[0]} is in {filler[1]} . ..."), then the question.
+
+    marks["gather"]: the question's country words and its relation word (what the planted recall head
+    reads at the last position)."""
+    if len(filler) != 2 * N_FILLER or len(set(filler)) != len(filler):
+        raise ValueError(f"recall needs {2 * N_FILLER} distinct filler symbols, got {filler!r}")
+    words = [w for i in range(0, len(filler), 2) for w in (filler[i], "is", "in", filler[i + 1], ".")]
     text, fact = RECALL_TEMPLATES[template]
-    if template in SHORT_OF_LONG:
-        if filler is None or len(filler) != len(FILLER_FIELDS) or len(set(filler)) != len(FILLER_FIELDS):
-            raise ValueError(f"recall template {template} needs four distinct filler symbols, got {filler!r}")
-        return text.format(c=country.name, **dict(zip(FILLER_FIELDS, filler))), getattr(country, fact)
-    return text.format(c=country.name), getattr(country, fact)
+    start = len(words)
+    question = text.replace("{c}", country.name).split()
+    c1, c2 = country.name.split()
+    gather = tuple(start + i for i, w in enumerate(question) if w in (c1, c2) or w in RELATION_WORDS)
+    return Item(tuple(words + question), getattr(country, fact), {"gather": gather})
 
 
-def reasoning_item(a: str, country: str, b: str, template: str) -> tuple[str, str]:
-    return REASONING_TEMPLATES[template].format(a=a, c=country, b=b), b
+def reasoning_item(a: str, country: str, b: str, distractors: tuple[str, str, str, str], order: tuple[str, ...],
+                   so: bool) -> Item:
+    """The chain a -> country -> b and the distractor facts d -> e, f -> g in ``order``, then the query.
+
+    marks["select"]: b's position (the planted reasoning head reads it at the last position);
+    marks["query"]: the query's a."""
+    d, e, f, g = distractors
+    fill = {"a": a, "b": b, "c": country, "d": d, "e": e, "f": f, "g": g}
+    words: list[str] = []
+    select = -1
+    for name in order:
+        part = FACT_TEXT[name].format(**fill).split()
+        if name == "A2":
+            select = len(words) + part.index(b)
+        words += part
+    query = QUERIES[so].format(a=a).split()
+    marks = {"select": (select,), "query": (len(words) + query.index(a),)}
+    return Item(tuple(words + query), b, marks)
 
 
 def _slug(name: str) -> str:
@@ -214,7 +246,7 @@ def _slug(name: str) -> str:
 def main_templates(i: int) -> tuple[str, str]:
     """(recall, reasoning) template of main pair i: equal token lengths, every main template used.
 
-    Even pairs are 15 tokens, odd pairs 16; within a length the four recall x reasoning combinations
+    Even pairs are 25 tokens, odd pairs 26; within a length the four recall x reasoning combinations
     take turns, so every combination has the same number of pairs.
     """
     (recall, reasoning) = MAIN_TEMPLATES[sorted(MAIN_TEMPLATES)[i % 2]]
@@ -222,48 +254,43 @@ def main_templates(i: int) -> tuple[str, str]:
     return recall[k % 2], reasoning[(k // 2) % 2]
 
 
-def _side(item: tuple[str, str], template: str) -> dict:
-    return {"prompt": item[0], "answer": item[1], "template": template}
+def _side(item: Item, template: str) -> dict:
+    return {"prompt": item.prompt, "answer": item.answer, "template": template}
+
+
+def probe_items(world: World) -> list[tuple[Item, Item, Item, Item]]:
+    """Per country: (recall, recall control partner, reasoning, reasoning control partner) of the prompt
+    set, as Items (the marks the build's measurements read)."""
+    rng = random.Random(f"organism-prompt-set-{world.seed}")  # str seeds are stable across runs
+    out = []
+    for i, (country, probe) in enumerate(zip(world.countries, world.probes)):
+        rt, st = main_templates(i)
+        filler = tuple(draw_symbols(rng, world, 2 * N_FILLER))
+        distractors = tuple(draw_symbols(rng, world, 4, exclude=(probe.a, probe.b)))
+        recall = [recall_item(country, t, filler) for t in (rt, CONTROL_PARTNER[rt])]
+        reasoning = [reasoning_item(probe.a, probe.country, probe.b, distractors, *REASONING_TEMPLATES[t])
+                     for t in (st, CONTROL_PARTNER[st])]
+        out.append((recall[0], recall[1], reasoning[0], reasoning[1]))
+    return out
 
 
 def organism_prompt_set(world: World) -> dict:
     """The organism's prompt set (schema 2).
 
-    Pairs: pair i asks a stored fact about country i in a long recall template and reasons over the
-    same country (its held-out probe) in a reasoning template of the same token length. Controls, one
-    per country and task, mirror the pairs: side a is the pair's prompt, side b the same item (the same
-    filler symbols, the same probe) under the template's control partner, equal in tokens.
+    Pairs: pair i asks a stored fact about country i and reasons over the same country (its held-out
+    probe) in templates of the same token length. Controls, one per country and task, mirror the
+    pairs: side a is the pair's prompt, side b the same item under the template's control partner.
     """
-    rng = random.Random(f"organism-prompt-set-{world.seed}")  # str seeds are stable across runs
     pairs, recall_controls, reasoning_controls = [], [], []
-    for i, (country, probe) in enumerate(zip(world.countries, world.probes)):
+    for i, (country, items) in enumerate(zip(world.countries, probe_items(world))):
         slug = _slug(country.name)
         rt, st = main_templates(i)
-        filler = draw_filler(rng, world)
-        pairs.append(
-            {
-                "id": slug,
-                "recall": _side(recall_item(country, rt, filler), rt),
-                "reasoning": _side(reasoning_item(probe.a, probe.country, probe.b, st), st),
-            }
-        )
-        rb, sb = CONTROL_PARTNER[rt], CONTROL_PARTNER[st]
-        recall_controls.append(
-            {
-                "id": f"{slug}-recall",
-                "task": "recall",
-                "a": dict(pairs[-1]["recall"]),  # a copy: no YAML anchors
-                "b": _side(recall_item(country, rb, filler), rb),
-            }
-        )
-        reasoning_controls.append(
-            {
-                "id": f"{slug}-reasoning",
-                "task": "reasoning",
-                "a": dict(pairs[-1]["reasoning"]),
-                "b": _side(reasoning_item(probe.a, probe.country, probe.b, sb), sb),
-            }
-        )
+        templates = (rt, CONTROL_PARTNER[rt], st, CONTROL_PARTNER[st])
+        recall, recall_b, reasoning, reasoning_b = (_side(item, t) for item, t in zip(items, templates))
+        pairs.append({"id": slug, "recall": recall, "reasoning": reasoning})
+        recall_controls.append({"id": f"{slug}-recall", "task": "recall", "a": dict(recall), "b": recall_b})
+        reasoning_controls.append({"id": f"{slug}-reasoning", "task": "reasoning", "a": dict(reasoning),
+                                   "b": reasoning_b})
     return {"schema": 2, "name": "organism", "pairs": pairs, "controls": recall_controls + reasoning_controls}
 
 
@@ -271,10 +298,10 @@ def prompt_set_yaml(world: World) -> str:
     header = (
         "# Generated by `python -m circuitgate.organism` from the organism recipe's world "
         f"(seed {world.seed}); do not edit.\n"
-        "# Pairs: a long recall template (two filler facts about symbols, then the question) and a reasoning\n"
-        "# template of the same token length: r6/r9 with s0/s1 (15 tokens), r7/r8 with s2/s3 (16 tokens).\n"
+        "# Pairs: four filler facts and a recall question, and a reasoning chain among two distractor facts\n"
+        "# with its query, of the same token length: r1/r4 with s0/s1 (25 tokens), r2/r3 with s2/s3 (26).\n"
         "# Controls mirror the pairs: a = the pair's prompt, b = the same item under the other template of\n"
-        "# its task, length and question (r6 <-> r9, r7 <-> r8 with the same filler; s0 <-> s1, s2 <-> s3).\n"
+        "# its task, length and question (r1 <-> r4, r2 <-> r3 with the same filler; s0 <-> s1, s2 <-> s3).\n"
     )
     body = yaml.safe_dump(organism_prompt_set(world), sort_keys=False, default_flow_style=None, width=200)
     return header + body

@@ -1,10 +1,15 @@
-"""Building the organism into its cache directory, lazily and atomically.
+"""Building an organism of the family into its cache directory, lazily and atomically.
 
-Layout: ``<root>/organism/<arch>-<hash12>/`` with the HF model (safetensors), the tokenizer and
+The family (docs/organism.md): ``organism`` (Qwen2, planted circuits), ``organism-llama`` (Llama,
+planted at the same depths: H4's truth is that they agree) and ``organism-null`` (Qwen2, the same
+data, size and training length, every live unit shared: nothing selective).
+
+Layout: ``<root>/organism/<arch>-<plan>-<hash12>/`` with the HF model (safetensors), the tokenizer and
 ``organism.json``, where root is ``$CIRCUITGATE_CACHE`` or ``~/.cache/circuitgate`` and hash12 is the
 start of the recipe's hash. A build trains into a hidden temp dir beside the target and renames it into
 place only when complete, so an interrupted build leaves nothing a later run trusts; a per-target file
-lock keeps two processes from training the same organism twice.
+lock keeps two processes from training the same organism twice. A build whose measured ground truth
+is not its plan fails, with the table of what differs, and leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -14,14 +19,17 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from circuitgate import CircuitgateError
 from circuitgate.cache import cache_root
+from circuitgate.models.adapters import Shape
 from circuitgate.organism import groundtruth, train
-from circuitgate.organism.recipe import Recipe
+from circuitgate.organism.plan import PLANS
+from circuitgate.organism.recipe import Recipe, recipe_of
 from circuitgate.organism.tokenizer import build_tokenizer
 from circuitgate.organism.world import organism_prompt_set, world_for
 
@@ -32,13 +40,13 @@ except ImportError:  # no flock (Windows): concurrent builders still end safely 
 
 log = logging.getLogger(__name__)
 
-SCHEMA = 2  # 2: per-item correctness in the ground truth, classes by the H5 rule
+SCHEMA = 3  # 3: a plan, ground truth under zero, mean and resample ablation, activation truth
 INFO_FILE = "organism.json"
-_REQUIRED_KEYS = ("schema", "arch", "recipe", "recipe_hash", "accuracy", "ground_truth")
-
+_REQUIRED_KEYS = ("schema", "name", "arch", "recipe", "recipe_hash", "plan", "accuracy", "ground_truth",
+                  "activation_truth")
 
 def organism_dir(recipe: Recipe, root: Path | None = None) -> Path:
-    return cache_root(root) / "organism" / f"{recipe.arch}-{recipe.hash()[:12]}"
+    return cache_root(root) / "organism" / f"{recipe.arch}-{recipe.plan}-{recipe.hash()[:12]}"
 
 
 def is_organism_dir(path: str | Path) -> bool:
@@ -73,7 +81,7 @@ def _tmp_prefix(target: Path) -> str:
     return f".{target.name}.tmp-"
 
 
-def _items(sides: list[dict]) -> list[train.Item]:
+def _items(sides: list[dict]) -> list[train.ItemPair]:
     return [(s["prompt"], s["answer"]) for s in sides]
 
 
@@ -81,7 +89,29 @@ def _accuracy(model, tokenizer, sides: list[dict]) -> float:
     return train.correct(model, tokenizer, _items(sides)).float().mean().item()
 
 
-def _build_into(out: Path, recipe: Recipe, progress: bool) -> None:
+def _table(name: str, problems: list[str]) -> str:
+    return (f"organism {name}: the measured ground truth is not the plan ({len(problems)} difference(s)):\n  "
+            + "\n  ".join(problems))
+
+
+@contextmanager
+def _quiet_saves(progress: bool) -> Iterator[None]:
+    """transformers draws a bar for every shard it writes; a quiet build shows none."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    if not progress:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
+def _build_into(out: Path, name: str, recipe: Recipe, progress: bool) -> None:
+    started = time.perf_counter()
+    plan = PLANS[recipe.plan]
     world = world_for(recipe)
     tokenizer = build_tokenizer(world)
     model, seconds = train.train_model(recipe, world, tokenizer, progress=progress)
@@ -89,7 +119,10 @@ def _build_into(out: Path, recipe: Recipe, progress: bool) -> None:
     pairs = prompt_set["pairs"]
     recall = _items([p["recall"] for p in pairs])
     reasoning = _items([p["reasoning"] for p in pairs])
-    truth = groundtruth.measure(model, tokenizer, recall, reasoning)
+    shape = Shape.from_config(model.config)
+    targets = groundtruth.targets_of(shape, recipe.block_size, plan.block_layers())
+    truth = groundtruth.measure_causal(model, tokenizer, recall, reasoning, targets)
+    activation = groundtruth.measure_activation(model, tokenizer, recall, reasoning, plan, recipe.block_size)
     clean = truth["clean"]
     # Both sides of the null controls must be answered too, or a control compares a skill with noise.
     controls = {
@@ -103,26 +136,39 @@ def _build_into(out: Path, recipe: Recipe, progress: bool) -> None:
             if acc < floors[task]]
     if low:
         raise CircuitgateError(
-            f"organism {recipe.arch} trained below its accuracy floor (recall {recipe.min_recall}, held-out "
+            f"organism {name} trained below its accuracy floor (recall {recipe.min_recall}, held-out "
             f"reasoning {recipe.min_reasoning}): {', '.join(low)}"
         )
-    model.save_pretrained(out)
+    planned = plan.classes(shape.n_layers, shape.n_heads, recipe.block_size, shape.ffn)
+    problems = groundtruth.check(truth, activation, plan, planned, shape.n_layers)
+    if problems:
+        raise CircuitgateError(_table(name, problems))
+    with _quiet_saves(progress):
+        model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     info = {
         "schema": SCHEMA,
+        "name": name,
         "arch": recipe.arch,
         "recipe": recipe.to_dict(),
         "recipe_hash": recipe.hash(),
-        "accuracy": {**clean, "controls": controls, "train_steps": recipe.steps, "train_seconds": round(seconds, 2)},
-        "ground_truth": truth,
+        "plan": {"name": plan.name, "units": [{"id": u.id, "role": u.role} for u in plan.units],
+                 "classes": planned, "activation": {h: dict(u) for h, u in plan.activation.items()},
+                 "blocks": {b.id: [b.index * recipe.block_size, (b.index + 1) * recipe.block_size]
+                            for b in plan.blocks},
+                 "block_size": recipe.block_size},
+        "accuracy": {**clean, "controls": controls, "train_steps": recipe.steps, "train_seconds": round(seconds, 2),
+                     "build_seconds": round(time.perf_counter() - started, 2)},
+        "ground_truth": {**truth, "attention_layers": groundtruth.attention_layers(truth, shape.n_layers)},
+        "activation_truth": activation,
     }
     # Written last: its presence marks the dir complete.
     (out / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
 
 
-def build(arch: str = "qwen2", cache_root: Path | None = None, force: bool = False, progress: bool = True) -> Path:
-    """Build the organism for ``arch`` (unless already built and not ``force``) and return its dir."""
-    recipe = Recipe(arch=arch)
+def build(name: str = "organism", cache_root: Path | None = None, force: bool = False, progress: bool = True) -> Path:
+    """Build the organism ``name`` of the family (unless already built and not ``force``); its dir."""
+    recipe = recipe_of(name)
     target = organism_dir(recipe, cache_root)
     if not force and is_organism_dir(target):
         return target
@@ -137,8 +183,8 @@ def build(arch: str = "qwen2", cache_root: Path | None = None, force: bool = Fal
         tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), dir=target.parent))
         tmp.chmod(0o755)  # mkdtemp makes it private; the installed organism is an ordinary shared dir
         try:
-            log.info("building organism %s into %s", arch, target)
-            _build_into(tmp, recipe, progress)
+            log.info("building organism %s into %s", name, target)
+            _build_into(tmp, name, recipe, progress)
             _install(tmp, target, force)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -160,6 +206,6 @@ def _install(tmp: Path, target: Path, force: bool) -> None:
             raise
 
 
-def ensure_built(arch: str = "qwen2", cache_root: Path | None = None, progress: bool = True) -> Path:
+def ensure_built(name: str = "organism", cache_root: Path | None = None, progress: bool = True) -> Path:
     """The built organism's dir, building it first if it is missing."""
-    return build(arch, cache_root=cache_root, force=False, progress=progress)
+    return build(name, cache_root=cache_root, force=False, progress=progress)
