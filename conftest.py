@@ -2,7 +2,7 @@
 
 import torch
 
-# Under CPU contention torch with 2 threads slowed 20-100x; 1 thread stayed stable (NNSIGHT_NOTES.md).
+# Under CPU contention torch with 2 threads slowed 20-100x; 1 thread stayed stable (docs/nnsight.md, Threads).
 torch.set_num_threads(1)
 
 pytest_plugins = ["plugins.verdicts", "fixtures.circuitgate"]

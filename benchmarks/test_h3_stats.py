@@ -20,7 +20,7 @@ from circuitgate.activations import Activations
 from circuitgate.config import H3Config
 from circuitgate.methods.seed import analyse_h3
 
-N_PAIRS, N_LAYERS, N_NEURONS = 30, 28, 18_944  # Qwen2.5-7B (SEED_METHOD.md)
+N_PAIRS, N_LAYERS, N_NEURONS = 30, 28, 18_944  # Qwen2.5-7B (docs/method.md)
 
 
 def _side(rng: np.random.Generator, shift: float) -> Activations:

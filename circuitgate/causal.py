@@ -3,7 +3,7 @@
 H5: an ablation target is called a recall (reasoning) component only when it hurts its own skill more
 than the other one *in the same prompt pair*, beyond pair-to-pair noise and beyond what a random
 component of the same size does: a task x target interaction with pair-level bootstrap CIs and a
-random-component control (SEED_METHOD.md flaw 7). A target that hurts only one side by its point
+random-component control (docs/method.md flaw 7). A target that hurts only one side by its point
 estimate but whose interaction CI straddles zero is "mixed", not specialised.
 
 H4: two architectures with different depths are compared through depth profiles (layers binned by
@@ -88,7 +88,7 @@ def _check_count(value: int, name: str, minimum: int) -> int:
 def paired_bootstrap_means(x: np.ndarray, *, n_boot: int, seed: int, level: float = 0.95) -> Interval:
     """Mean over axis 0 (prompt pairs) with a percentile bootstrap CI that resamples whole pairs.
 
-    Pairs, not prompts, are the independent units (SEED_METHOD.md flaw 1): resampling rows keeps a
+    Pairs, not prompts, are the independent units (docs/method.md flaw 1): resampling rows keeps a
     pair's recall and reasoning values together. One index matrix
     ``default_rng(seed).integers(0, P, size=(n_boot, P))`` serves every column, so intervals computed
     with the same seed for different targets or quantities come from the same resamples. The

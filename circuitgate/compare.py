@@ -1,4 +1,4 @@
-"""Two verdicts.json documents side by side (issue 5): verdict and class flips, effect changes with CIs.
+"""Two verdicts.json documents side by side: verdict and class flips, effect changes with CIs.
 
 ``circuitgate compare A.json B.json`` prints it; ``--baseline`` judges a run by the same rule, so a
 failing test and a regression in the comparison are the same thing:

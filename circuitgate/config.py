@@ -1,6 +1,6 @@
 """Thresholds and analysis settings: YAML loaded into frozen dataclasses that validate themselves.
 
-Defaults are the original method's numbers (SEED_METHOD.md). Count thresholds that the paper states
+Defaults are the original method's numbers (docs/method.md). Count thresholds that the paper states
 for Qwen2.5-7B ("H1 supported if >= 5 of 28 layers", "H2 if >= 20 of 784 heads") are kept as the
 count *and* the size it was stated for, so on the paper's model they are exact and on a model of
 another size they scale with it (5/28 of the layers), instead of being unreachable on a 4-layer model.
@@ -119,13 +119,13 @@ CORRECTIONS = ("bh", "by")
 
 @dataclass(frozen=True)
 class PairedConfig:
-    """``--method paired`` (issue 4): the statistics that replace the original's, shared by H1-H3.
+    """``--method paired``: the statistics that replace the original's, shared by H1-H3.
 
     The count thresholds (how many specialised layers or heads make a hypothesis supported) stay in
     the h1/h2/h3 sections, so the two methods are judged by the same bar.
     """
 
-    alpha: float = 0.05  # FDR level over the whole family (feature x unit; SEED_METHOD.md flaw 5)
+    alpha: float = 0.05  # FDR level over the whole family (feature x unit; docs/method.md flaw 5)
     correction: str = "bh"  # bh, or by (Benjamini-Yekutieli: valid under any dependence)
     d_min: float = 0.5  # |d_z| a test must reach, on the selection half and on the confirmation half
     n_splits: int = 20  # random half splits: select on one half of the pairs, confirm on the other (flaw 3)
@@ -154,7 +154,7 @@ METRICS = ("accuracy", "prob", "logit_diff")
 
 @dataclass(frozen=True)
 class H5Config:
-    # The ablation kind and the metric change the answer (Zhang & Nanda 2023; SEED_METHOD.md flaw 7),
+    # The ablation kind and the metric change the answer (Zhang & Nanda 2023; docs/method.md flaw 7),
     # so both are settings and both are reported. The defaults are the organism ground truth's.
     ablation: str = "zero"
     metric: str = "accuracy"

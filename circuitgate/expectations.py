@@ -1,6 +1,6 @@
 """What a model is expected to show: hypothesis verdicts and component classes, from a named source.
 
-Sources (DESIGN.md, Verdicts): the organism's ground truth (measured by exhaustive ablation when it is
+Sources (docs/design.md, Verdicts): the organism's ground truth (measured by exhaustive ablation when it is
 built), a YAML file of a paper's reported classifications and headline figures, or nothing (then only
 hypothesis-level tests run, against the config's expectations or ``supported``). A baseline run
 (``--baseline``) replaces verdicts and classes; a paper's figures stay the paper's.

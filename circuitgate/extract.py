@@ -2,7 +2,7 @@
 
 Batches are left-padded, so position -1 of every row is the last prompt token and pad positions are
 never read: each head's last query row is right-aligned by construction, and the pad keys it holds
-are exactly 0 (masked). Only last-token rows leave the trace, not full [B, T, ...] tensors (DESIGN.md,
+are exactly 0 (masked). Only last-token rows leave the trace, not full [B, T, ...] tensors (docs/design.md,
 Scale).
 """
 

@@ -1,6 +1,6 @@
 """Per-prompt features the hypotheses test: H1 layer features and H2 head metrics.
 
-These are the original method's definitions (SEED_METHOD.md "H1", "H2"), vectorised over prompts,
+These are the original method's definitions (docs/method.md "H1", "H2"), vectorised over prompts,
 layers and heads. Attention rows arrive right-aligned with zero padding before each prompt's start
 (``Activations.attn``); the original read one unpadded prompt at a time, so every metric here is
 computed over the prompt's real positions only and is invariant to the amount of padding.
@@ -16,7 +16,7 @@ H1_FEATURES: tuple[str, ...] = ("norm", "mean", "entropy", "concentration", "mag
 H2_METRICS: tuple[str, ...] = ("entropy", "max", "focus", "spread", "gini")
 
 _LOG_EPS = 1e-10  # inside log(p + 1e-10), as in the original code
-_SKIP_SUM = 1e-10  # a head whose row sums below this is skipped (SEED_METHOD.md "H2")
+_SKIP_SUM = 1e-10  # a head whose row sums below this is skipped (docs/method.md "H2")
 _SPARSE = 0.01  # |g| below this counts as inactive for "sparsity"
 _ENTROPY_CLIP = 10.0
 
@@ -27,7 +27,7 @@ def real_positions(lengths: np.ndarray, seq: int) -> np.ndarray:
 
 
 def h1_layer_features(acts: Activations) -> dict[str, np.ndarray]:
-    """The six H1 features per prompt and layer, each [P, L] (SEED_METHOD.md "H1").
+    """The six H1 features per prompt and layer, each [P, L] (docs/method.md "H1").
 
     ``a`` is the head-mean of the last-token attention row renormalised with +1e-10 in the
     denominator; zero padding contributes 0 to every sum, so no mask is needed here.
@@ -42,7 +42,7 @@ def h1_layer_features(acts: Activations) -> dict[str, np.ndarray]:
         "mean": x.mean(axis=-1),
         "entropy": entropy,
         # A monotone transform of entropy: identical p-values, opposite-sign d, so the two votes
-        # cancel into "mixed" layers (SEED_METHOD.md flaw 4); kept because the seed method voted with it.
+        # cancel into "mixed" layers (docs/method.md flaw 4); kept because the seed method voted with it.
         "concentration": 1.0 / (1.0 + entropy),
         "magnitude": g.mean(axis=-1),
         "sparsity": (g < _SPARSE).mean(axis=-1),
@@ -51,7 +51,7 @@ def h1_layer_features(acts: Activations) -> dict[str, np.ndarray]:
 
 def h2_head_metrics(acts: Activations) -> dict[str, np.ndarray]:
     """The five H2 metrics per prompt and head, each [P, L, H], NaN where the head is skipped
-    (its row sums below 1e-10 or is non-finite; SEED_METHOD.md "H2").
+    (its row sums below 1e-10 or is non-finite; docs/method.md "H2").
 
     ``p`` is the row restricted to the prompt's n real positions and renormalised to sum 1. Spread is
     the population std over those n positions; Gini sorts them ascending with i = 1..n. Padding

@@ -1,4 +1,4 @@
-"""H4: the specialisation is consistent across architectures (issue 3).
+"""H4: the specialisation is consistent across architectures.
 
 Two models of different families (say a Qwen2 and a Llama) rarely have the same number of layers, so
 they are compared by relative depth: each model's per-layer profiles are averaged into the same

@@ -1,9 +1,9 @@
-"""H5: causal interventions on a circuit selectively impair its own capability (issue 3).
+"""H5: causal interventions on a circuit selectively impair its own capability.
 
-The original repository never ran an intervention (SEED_METHOD.md "H4, H5"). Here every target
+The original repository never ran an intervention (docs/method.md "H4 and H5"). Here every target
 (each layer's attention and MLP output, each head, and H3's task-specific neuron sets with random
 same-size controls) is ablated on both tasks' prompts (``circuitgate.interventions``), and the
-verdict is the task x target interaction (SEED_METHOD.md flaw 7): per prompt pair, the drop on the
+verdict is the task x target interaction (docs/method.md flaw 7): per prompt pair, the drop on the
 recall prompt minus the drop on the reasoning prompt, with paired bootstrap intervals over pairs and,
 for neuron sets, net of the random control's interaction (``causal.classify_targets``).
 """
@@ -30,7 +30,7 @@ def verdict_from_classes(classes: Mapping[str, str], cfg: H5Config) -> str:
 
 def neuron_targets(specific: np.ndarray, d: np.ndarray, seed: int) -> tuple[list[Target], dict[str, str]]:
     """H3's task-specific neurons as ablation targets, one set per layer and type, each with a random
-    control set of the same size from the same layer (issue 3).
+    control set of the same size from the same layer.
 
     specific, d: H3's [L, F] mask and effect sizes (d < 0: recall-specific). A control is drawn from
     the layer's other neurons when there are enough of them, else from all of the layer's neurons.

@@ -4,7 +4,7 @@ An H5 sweep on a 7B model ablates hundreds of targets (every head, attention and
 hundreds of prompts; one trace per target would spend its time in per-trace overhead. Instead a batch
 of B prompts is repeated 1 + k times in one forward: copy 0 runs clean, copy j carries the j-th
 intervention of the chunk. Rows of a batch never interact, so this equals k separate runs
-(NNSIGHT_NOTES.md "Many ablations in one forward"), and the clean copy is the donor that resample
+(docs/nnsight.md, "Many ablations in one forward"), and the clean copy is the donor that resample
 ablation reads from in the same pass.
 
 Batches are left-padded (position -1 is the last prompt token of every row) and built from prompts
@@ -32,7 +32,7 @@ METRICS = ("accuracy", "prob", "logit_diff")
 KINDS = ("attn", "mlp", "head", "neurons")
 
 # The activation each kind of target edits, and the order these run inside a layer: a trace must touch
-# them in execution order (NNSIGHT_NOTES.md). "resid" (the decoder layer output) is what patching edits.
+# them in execution order (docs/nnsight.md). "resid" (the decoder layer output) is what patching edits.
 _SITE_OF_KIND = {"head": "heads", "attn": "attn", "neurons": "neurons", "mlp": "mlp"}
 _SITE_ORDER = ("heads", "attn", "neurons", "mlp", "resid")
 
@@ -252,7 +252,7 @@ def _site_means(loaded: LoadedModel, texts: Sequence[str], keys: set[SiteKey], b
                 progress: bool, desc: str) -> dict[SiteKey, torch.Tensor]:
     """Mean of each site's activation over all real token positions of ``texts``, in float64.
 
-    Mask-weighted sums, so pad positions (garbage, NNSIGHT_NOTES.md) never enter the mean.
+    Mask-weighted sums, so pad positions (garbage, docs/nnsight.md) never enter the mean.
     """
     rows = tokenize(loaded, texts)
     order = sorted(keys, key=_trace_order)

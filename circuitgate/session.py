@@ -27,7 +27,7 @@ from circuitgate.verdicts import SCHEMA, Expected, from_baseline, hypothesis_ent
 if TYPE_CHECKING:
     from circuitgate.interventions import PatchResult, SweepResult
 
-# paired: the sound default (issue 4); seed: the original method, exactly; both: the two side by side.
+# paired: the sound default; seed: the original method, exactly; both: the two side by side.
 METHODS = ("paired", "seed", "both")
 ANALYSIS_METHODS = ("paired", "seed")
 
@@ -62,7 +62,7 @@ def analyse_activations(method: str, hypothesis: str, recall: Activations, reaso
 
 @dataclass(frozen=True)
 class Settings:
-    """The command-line options of a run (DESIGN.md, Command-line contract)."""
+    """The command-line options of a run (docs/design.md, Command-line contract)."""
 
     model: str | None = None
     method: str = "paired"
@@ -73,7 +73,7 @@ class Settings:
     batch_size: str = "auto"
     report_dir: str | None = None
     h4_model: str | None = None  # the second model H4 compares with; default: the model's registry twin
-    baseline: str | None = None  # a previous verdicts.json: the expectations (issue 5)
+    baseline: str | None = None  # a previous verdicts.json: the expectations
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -115,7 +115,7 @@ class Run:
         name = self.settings.prompts or self._baseline_prompts or self.spec.prompts
         if name is None:
             # The paper's own 30 prompts replicate it under --method seed; the sound method needs the
-            # length-matched set with controls (issue 4), and so does the side-by-side comparison.
+            # length-matched set with controls, and so does the side-by-side comparison.
             name = "organism" if self.spec.expectations == "organism" else (
                 "geography-seed" if self.settings.method == "seed" else "geography")
         return load_prompt_set(name)
@@ -312,14 +312,24 @@ class Run:
         return {"batch_size": self.batch_size, "max_rows": MAX_ROWS.get(self.loaded.device, 512),
                 "progress": self.settings.progress}
 
+    @cached_property
+    def _fixed_neuron_sets(self) -> dict[str, tuple[int, tuple[int, ...]]]:
+        """The neuron sets ablated as targets of their own: a baseline's (a gate ablates what the
+        baseline ablated, also on a copy that no longer knows its blocks), else the expectations
+        source's (an organism's neuron blocks)."""
+        entry = self._baseline_entry("H5", None)
+        if entry is not None:
+            return {tid: (s["layer"], tuple(s["neurons"]))
+                    for tid, s in entry.get("summary", {}).get("neuron_sets", {}).items()}
+        return dict(self.expectations.neuron_sets)
+
     @property
     def _fixed_targets(self) -> list:
-        """Every attention, MLP and head target, and the neuron sets the expectations source names (an
-        organism's neuron blocks): the same under every method."""
+        """Every attention, MLP and head target, and the fixed neuron sets: the same under every method."""
         from circuitgate.interventions import Target, standard_targets
 
         sets = [Target(tid, "neurons", layer, neurons=neurons)
-                for tid, (layer, neurons) in self.expectations.neuron_sets.items()]
+                for tid, (layer, neurons) in self._fixed_neuron_sets.items()]
         return standard_targets(self.shape) + sets
 
     @cached_property
@@ -344,7 +354,7 @@ class Run:
         }
 
     def _h5(self, method: str) -> HypothesisResult:
-        """Ablate every target on both tasks, then patch residuals across tasks (issue 3). The
+        """Ablate every target on both tasks, then patch residuals across tasks. The
         method's H3 neurons are targets too, each set with its random control."""
         from circuitgate.h5 import analyse_h5, neuron_targets
         from circuitgate.interventions import SweepResult
@@ -356,8 +366,10 @@ class Run:
             extra = self._sweep(sets, f"H5 {method} neuron ablations")
             sweeps = {side: SweepResult(sweeps[side].clean, {**sweeps[side].ablated, **extra[side].ablated},
                                         sweeps[side].ablation) for side in SIDES}
-        return analyse_h5(sweeps["recall"], sweeps["reasoning"], self._fixed_targets + sets, controls,
-                          self.config.h5, self._patching)
+        result = analyse_h5(sweeps["recall"], sweeps["reasoning"], self._fixed_targets + sets, controls,
+                            self.config.h5, self._patching)
+        fixed = {tid: {"layer": layer, "neurons": list(neurons)} for tid, (layer, neurons) in self._fixed_neuron_sets.items()}
+        return replace(result, summary={**result.summary, "neuron_sets": fixed})
 
     def _h4(self, method: str) -> HypothesisResult:
         """H1, H2 and H5 on this model and its twin, compared by relative depth."""
@@ -450,7 +462,10 @@ class Run:
         }
 
     def _entries(self, method: str) -> dict[str, Any]:
-        return {h: {**hypothesis_entry(r, self.expected_verdict(h, method), self.expected_components(h, method)),
+        # What the source leaves unasserted is the source's: a baseline asserts every unit it has.
+        notes = {} if self.baseline is not None else self.expectations.notes
+        return {h: {**hypothesis_entry(r, self.expected_verdict(h, method), self.expected_components(h, method),
+                                       notes.get(h)),
                     "tested": h in self.tested}
                 for h, r in self.results_by(method).items()}
 

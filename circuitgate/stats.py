@@ -1,7 +1,7 @@
 """Vectorised statistics: effect sizes, rank tests, multiple-testing corrections, bootstrap, folds.
 
 Every function works along axis 0 (samples) over any number of trailing unit axes (layers, heads,
-neurons) in one pass; NaN marks a missing sample (H2 skips prompts per head, SEED_METHOD.md "H2"),
+neurons) in one pass; NaN marks a missing sample (H2 skips prompts per head, docs/method.md "H2"),
 so each unit may have its own sample size. Nothing here loops over units.
 """
 
@@ -79,7 +79,7 @@ def cohens_d(x: np.ndarray, y: np.ndarray, *, ddof: int = 0, eps: float = 0.0) -
 
     Pass reasoning as ``x`` and recall as ``y`` so that d > 0 means "larger on reasoning". The
     original method used ddof=0 and eps=1e-10 for H1, ddof=1 and no eps for H2, ddof=1 for H3
-    (SEED_METHOD.md "H1", "H2", "H3"). The pooled SD is the unweighted mean of the two variances,
+    (docs/method.md "H1", "H2", "H3"). The pooled SD is the unweighted mean of the two variances,
     as in the original code, not the df-weighted pooled variance.
     """
     mx, my = nan_moments(x, ddof), nan_moments(y, ddof)
@@ -136,7 +136,7 @@ def mann_whitney_u(x: np.ndarray, y: np.ndarray) -> MannWhitneyResult:
 
     Like scipy 1.17, a unit uses the exact null distribution when one sample has at most 8 values and
     the unit has no ties, else the normal approximation with tie and continuity correction. The
-    original method used this unpaired test on paired data (SEED_METHOD.md flaw 1). Units where a
+    original method used this unpaired test on paired data (docs/method.md flaw 1). Units where a
     sample is empty get p = NaN.
     """
     x, y = _as_float(x, "x"), _as_float(y, "y")
@@ -188,7 +188,7 @@ def _sort_rows(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def mann_whitney_u_dense(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor,
                          device: str | torch.device | None = None) -> MannWhitneyResult:
     """``mann_whitney_u`` for a large family of complete units (no NaN), e.g. all 530,432 MLP neurons
-    of a 7B model at once (SEED_METHOD.md "H3"), on ``device`` (default: where ``x`` lives; a GPU
+    of a 7B model at once (docs/method.md "H3"), on ``device`` (default: where ``x`` lives; a GPU
     when the model runs on one).
 
     x [n1, ...], y [n2, ...]. Rows of the [units, n1 + n2] matrix are sorted once; a unit without
@@ -271,7 +271,7 @@ def benjamini_hochberg(p: np.ndarray, alpha: float) -> BHResult:
 def bootstrap_d_ci(x: np.ndarray, y: np.ndarray, *, n_boot: int, seed: int, ddof: int = 0,
                    eps: float = 1e-10, level: float = 0.95) -> BootstrapCI:
     """Percentile bootstrap CI of ``cohens_d(x, y)``, the two groups resampled independently
-    (SEED_METHOD.md "H1": the original's unpaired bootstrap, flaw 1). All ``n_boot`` resamples are
+    (docs/method.md "H1": the original's unpaired bootstrap, flaw 1). All ``n_boot`` resamples are
     drawn at once ([n_boot, n, ...]); one set of row indices per resample is shared by all units, so
     the CIs of different units come from the same resamples. ``n_boot = 0`` gives NaN bounds."""
     x, y = _as_float(x, "x"), _as_float(y, "y")
@@ -310,7 +310,7 @@ def kfold_indices(n: int, k: int, *, shuffle: bool = True, seed: int = 42) -> li
     return folds
 
 
-# --- paired statistics (SEED_METHOD.md flaw 1: tests on pair differences; flaw 5: attainable p) -------------
+# --- paired statistics (docs/method.md flaw 1: tests on pair differences; flaw 5: attainable p) -------------
 
 EXACT_MAX_N = 50  # exact null distribution of the signed-rank statistic up to this many non-zero differences (scipy's auto rule)
 _PERMUTATION_MAX_PAIRS = 13  # scipy's auto rule: with ties or zeros and at most 13 pairs, all 2**13 sign flips
@@ -421,7 +421,7 @@ def wilcoxon_signed_rank(diff: np.ndarray | torch.Tensor, device: str | torch.de
 
     diff [n_pairs, *units] (reasoning - recall), float16/bfloat16/float32/float64, numpy or torch, all
     finite; axis 0 is reduced. The paired test keeps what the original unpaired tests threw away
-    (SEED_METHOD.md flaw 1). Runs on ``device`` (default: where ``diff`` lives): a [50, 530432]
+    (docs/method.md flaw 1). Runs on ``device`` (default: where ``diff`` lives): a [50, 530432]
     float32 family takes about a second on two CPU cores.
 
     Agrees per unit with ``scipy.stats.wilcoxon(d, zero_method="wilcox", correction=False,
@@ -529,7 +529,7 @@ def min_attainable_p(n: int) -> float:
     """The smallest two-sided p ``wilcoxon_signed_rank`` can give with n non-zero, untied differences
     (all of one sign): 2 / 2**n on the exact path (n <= EXACT_MAX_N), else the normal approximation's
     p at W+ = n(n+1)/2. A threshold below this can never be passed, however strong the effect
-    (SEED_METHOD.md flaw 5: 30 pairs cannot reach a Bonferroni bar over 530,432 neurons). n < 1: 1.
+    (docs/method.md flaw 5: 30 pairs cannot reach a Bonferroni bar over 530,432 neurons). n < 1: 1.
     """
     n = int(n)
     if n < 1:
@@ -575,7 +575,7 @@ def d_z(diff: np.ndarray | torch.Tensor) -> np.ndarray:
     """Paired effect size d_z = mean(diff) / sd(diff, ddof=1) over axis 0, float64, per unit.
 
     The standardised mean of the pair differences, the effect size that goes with the paired test
-    (SEED_METHOD.md flaw 1). Not capped (flaw 6: a huge |d_z| is a finding to report, e.g. a template
+    (docs/method.md flaw 1). Not capped (flaw 6: a huge |d_z| is a finding to report, e.g. a template
     confound, not to hide). No spread (all differences equal): 0 where they are 0, else +/-inf with
     the sign of the mean. Fewer than 2 pairs: NaN.
     """
@@ -610,7 +610,7 @@ def paired_bootstrap_dz(diff: np.ndarray | torch.Tensor, *, n_boot: int, seed: i
                         chunk: int = 4096) -> PairedCI:
     """Percentile bootstrap CI of ``d_z`` per unit, resampling pairs (rows of diff [n_pairs, *units]).
 
-    Pairs stay whole, unlike the original's independent resampling of two groups (SEED_METHOD.md
+    Pairs stay whole, unlike the original's independent resampling of two groups (docs/method.md
     flaw 1). One index matrix [n_boot, n_pairs] from ``np.random.default_rng(seed)`` is shared by all
     units, so the CIs of different units come from the same resamples. Units go in chunks of
     ``chunk`` (the result does not depend on it), and each chunk's resampled sums are two matrix
@@ -668,7 +668,7 @@ def fdr_correction(p: np.ndarray, alpha: float, method: str = "bh") -> FDRResult
     """False discovery rate control over ONE family: every p-value in ``p`` (all features x all
     units, flattened), via statsmodels ``multipletests`` "fdr_bh" (Benjamini-Hochberg) or "fdr_by"
     (Benjamini-Yekutieli, valid under any dependence between the tests, e.g. features computed from the
-    same activations: SEED_METHOD.md flaw 5). Correcting per feature or per layer instead would let the
+    same activations: docs/method.md flaw 5). Correcting per feature or per layer instead would let the
     family size, and so the error rate, grow with the number of families.
 
     ``reject`` and ``p_adj`` keep p's shape. ``bar`` is the procedure's smallest rejection threshold
@@ -696,7 +696,7 @@ def fdr_correction(p: np.ndarray, alpha: float, method: str = "bh") -> FDRResult
 
 def pair_splits(n_pairs: int, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Repeated random half splits of pair indices into (select, confirm): select units on one half,
-    confirm them on the other, never on the data that chose them (SEED_METHOD.md flaw 3). Whole pairs
+    confirm them on the other, never on the data that chose them (docs/method.md flaw 3). Whole pairs
     are split, so both members of a pair land on the same side.
 
     Each split is a permutation from one ``np.random.default_rng(seed)`` cut into floor(n/2) and the

@@ -1,8 +1,8 @@
-"""Verdicts: results judged against expectations, and the verdicts.json document (DESIGN.md).
+"""Verdicts: results judged against expectations, and the verdicts.json document (docs/design.md).
 
 A hypothesis passes when its verdict equals the expected one; ``inconclusive`` passes only when it is
 what was expected. A component passes when its class equals the expected class. Against a baseline
-(``--baseline``, issue 5) the expectation is the baseline's verdict or class: any change is a
+(``--baseline``) the expectation is the baseline's verdict or class: any change is a
 regression, even one towards what the baseline itself was expected to show. A gate guards the released
 circuitry; an intended change is accepted by re-baselining, not by the gate guessing its direction.
 """
@@ -21,7 +21,7 @@ import numpy as np
 
 from circuitgate.results import HypothesisResult
 
-# 2: components carry effect_ci; per-feature numbers sit under `features` (issue 5).
+# 2: components carry effect_ci; per-feature numbers sit under `features`.
 SCHEMA = 2
 
 
@@ -109,8 +109,10 @@ def jsonable(value: Any) -> Any:
 
 
 def hypothesis_entry(
-    result: HypothesisResult, expected: Expected | str, component_expectations: Mapping[str, Expected | str]
+    result: HypothesisResult, expected: Expected | str, component_expectations: Mapping[str, Expected | str],
+    note: str | None = None,
 ) -> dict[str, Any]:
+    """A hypothesis's verdicts.json entry; ``note``: what the expectations source does not assert."""
     expected = as_expected(expected)
     components = {}
     for cid, c in result.components.items():
@@ -127,7 +129,49 @@ def hypothesis_entry(
         "method": result.method,
         "summary": result.summary,
         "components": components,
+        **({"note": note} if note else {}),
     })
+
+
+SPECIFIC = ("recall", "reasoning")
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """A unit expected to serve one skill, and what the run made of it."""
+
+    hypothesis: str
+    component: str
+    expected: str
+    got: str  # the run's class, or "absent"
+    effect: float | None
+    effect_ci: tuple[float, float] | None
+
+    @property
+    def outcome(self) -> str:
+        if self.got == self.expected:
+            return "found"
+        return "opposite" if self.got in SPECIFIC else "missed"
+
+    def describe(self) -> str:
+        ci = f" {format_interval(self.effect_ci)}" if self.effect_ci else ""
+        effect = f", effect {self.effect:+.3g}{ci}" if self.effect is not None else ""
+        seen = "" if self.outcome == "found" else f" ({self.outcome}: {self.got})"
+        return f"{self.component} {self.expected}{seen}{effect}"
+
+
+def expected_circuit(entries: Mapping[str, Mapping[str, Any]]) -> list[Sighting]:
+    """The units the expectations name as recall or reasoning (an organism's planted circuit, a paper's
+    top heads), each with the class, effect and interval this run gave it: what the summary and the
+    report show under "expected circuit"."""
+    out = []
+    for h, entry in entries.items():
+        for cid, c in (entry.get("components") or {}).items():
+            if c.get("expected") in SPECIFIC:
+                ci = c.get("effect_ci")
+                out.append(Sighting(h, cid, c["expected"], c["class"], c.get("effect"),
+                                    tuple(ci) if ci and None not in ci else None))
+    return out
 
 
 def write_json_atomic(path: Path, document: Mapping[str, Any]) -> None:

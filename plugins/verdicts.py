@@ -17,7 +17,7 @@ import pytest
 from circuitgate import CircuitgateError
 from circuitgate.report import render_html
 from circuitgate.session import METHODS, Run, Settings
-from circuitgate.verdicts import write_json_atomic
+from circuitgate.verdicts import expected_circuit, write_json_atomic
 
 RUN_KEY = pytest.StashKey[Run]()
 ACTIVE_KEY = pytest.StashKey[bool]()  # True when this session collects the hypotheses suite
@@ -30,7 +30,7 @@ COMPONENT_ARGS = ("layer", "head", "target", "depth")
 FIGURE_ARG = "figure"  # test_H<n>_figure: a reported headline number of the expectations source
 _HYPOTHESIS_TEST = re.compile(r"test_(H\d)(?!\d)")  # test_H2 and its component test test_H2_head
 HYPOTHESES_DIR = "hypotheses"
-# `-k H2` must select hypothesis H2 (DESIGN.md), but -k matches case-insensitive substrings of node
+# `-k H2` must select hypothesis H2 (docs/design.md, Verdicts), but -k matches case-insensitive substrings of node
 # names, and component ids contain "h1".."h5" by design (head L07H12, target head-L2H1). So a bare
 # H1..H5 token in -k is rewritten to a keyword that only that hypothesis's tests carry.
 HYPOTHESIS_KEYWORD = "circuitgate_hypothesis_"
@@ -167,9 +167,12 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     if run is None or not run.results:
         return
     tr = terminalreporter
+    document = config.stash[DOC_KEY]
+    by_method = document.get("by_method") or {run.settings.methods[0]: document["hypotheses"]}
     for method in run.settings.methods:
         tr.write_sep("=", f"circuitgate verdicts ({run.spec.name}, method {method})")
         _summary_lines(tr, run, method)
+        _circuit_lines(tr, by_method[method])
     if run.baseline is not None:
         _baseline_lines(tr, run, config.stash[DOC_KEY]["baseline"]["regressions"])
     tr.write_line(f"report: {Path(run.report_dir) / 'report.html'}")
@@ -183,6 +186,23 @@ def _baseline_lines(tr, run: Run, names: list[str]) -> None:
     line = f"baseline {run.settings.baseline}: " + (
         f"{len(names)} regressed: {', '.join(names[:MAX_NAMED])}{more}" if names else "nothing regressed")
     tr.write_line(line, red=bool(names), green=not names)
+
+
+def _circuit_lines(tr, entries: dict) -> None:
+    """The expected circuit (an organism's planted units), as this run found it, and what the
+    expectations leave unasserted."""
+    sightings = expected_circuit({h: e for h, e in entries.items() if e.get("tested", True)})
+    if not sightings:
+        return
+    found = sum(s.outcome == "found" for s in sightings)
+    tr.write_line(f"expected circuit: {found} of {len(sightings)} units found with their class", bold=True)
+    for h in dict.fromkeys(s.hypothesis for s in sightings):
+        units = [s for s in sightings if s.hypothesis == h]
+        tr.write_line(f"  {h}  " + "; ".join(s.describe() for s in units),
+                      green=all(s.outcome == "found" for s in units), red=any(s.outcome != "found" for s in units))
+    for h, e in entries.items():
+        if e.get("note") and e.get("tested", True):
+            tr.write_line(f"  {h}  not asserted: {e['note']}")
 
 
 def _summary_lines(tr, run: Run, method: str) -> None:

@@ -1,5 +1,5 @@
 """A real browser for circuitgate's own tests: Debian's chromium, installed on first use, and the check
-that a report renders every plot (issue 5: "a test opens it in headless Chromium and saves a screenshot")."""
+that a report renders every plot (opened in headless Chromium, a screenshot saved)."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -12,14 +13,17 @@ pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[1]
 
-torch.set_num_threads(1)  # 2 threads under CPU contention slow torch 20-100x (NNSIGHT_NOTES.md)
+torch.set_num_threads(1)  # 2 threads under CPU contention slow torch 20-100x (docs/nnsight.md, Threads)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def organism_cache(tmp_path_factory):
     """Every test session builds into a cache of its own: no test reads or writes the user's
-    ``~/.cache/circuitgate`` (subprocesses inherit the variable)."""
-    root = tmp_path_factory.mktemp("circuitgate-cache")
+    ``~/.cache/circuitgate`` (subprocesses inherit the variable). ``CIRCUITGATE_TEST_CACHE`` names a
+    directory to use instead, so that the inner loop can keep one family across sessions (builds are
+    keyed by their recipe's hash: a changed recipe is built anew there)."""
+    kept = os.environ.get("CIRCUITGATE_TEST_CACHE")
+    root = Path(kept) if kept else tmp_path_factory.mktemp("circuitgate-cache")
     patch = pytest.MonkeyPatch()
     patch.setenv("CIRCUITGATE_CACHE", str(root))
     yield root
@@ -47,7 +51,7 @@ def build_tiny_model(directory: Path, arch: str, seed: int = 0) -> Path:
     """A random 2-layer model of the given family with a word-level tokenizer, saved as a HF dir.
 
     initializer_range 0.3: at the default 0.02 attention is near-uniform and ablations do nothing
-    (NNSIGHT_NOTES.md).
+    (docs/nnsight.md, "Tiny random models").
     """
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM

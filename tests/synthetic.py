@@ -1,4 +1,4 @@
-"""Synthetic activations with a known truth, for the validity tests of the analysis methods (issue 4).
+"""Synthetic activations with a known truth, for the validity tests of the analysis methods.
 
 A pair shares a random base (the fact: the same country in both prompts), and each prompt adds its own
 noise, so pairs are correlated the way real matched prompts are. Under the null both sides come from one

@@ -20,7 +20,7 @@ def acts_from_rows(rows: np.ndarray, lengths, *, resid=None, gate=None) -> Activ
 
 
 def seed_head_metrics(row: np.ndarray) -> dict[str, float]:
-    """The original per-head code, one unpadded row at a time (SEED_METHOD.md "H2")."""
+    """The original per-head code, one unpadded row at a time (docs/method.md "H2")."""
     p = row / row.sum()
     n = len(p)
     s = np.sort(p)

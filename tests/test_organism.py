@@ -9,6 +9,7 @@ import re
 from collections import Counter
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -300,7 +301,7 @@ def test_reasoning_probes_and_held_out_pairs_stay_out_of_training(batches):
             assert row.item.prompt not in probe_prompts
             country = " ".join(words[words.index(row.item.answer) - 4:words.index(row.item.answer) - 2])
             assert (country, row.item.answer) not in held_answers
-    assert n == 40 * (RECIPE.rows_reasoning * 3 // 2 + len(PLANTED.needed("reasoning")) * 3)
+    assert n == 40 * (RECIPE.rows_reasoning * 3 // 2)  # clean and invariance rows: no necessity rows yet
 
 
 def test_training_asks_capitals_and_continents_alike_with_fresh_filler(batches):
@@ -313,19 +314,28 @@ def test_training_asks_capitals_and_continents_alike_with_fresh_filler(batches):
     assert len(questions) > RECIPE.n_countries * 2
 
 
-def test_every_step_has_every_condition(batches):
-    for rows in batches[:5]:
+def test_every_step_has_every_condition():
+    """Clean and invariance rows from the start; necessity rows once their loss counts: then every
+    needed unit under every ablation kind, each step."""
+    steps = list(train.training_batches(WORLD, replace(RECIPE, steps=RECIPE.shape_from + 2), PLANTED))
+    for step, rows in enumerate(steps):
         conditions = Counter((r.condition, r.task) for r in rows)
         assert conditions[("clean", "recall")] == RECIPE.rows_recall
         assert conditions[("clean", "reasoning")] == RECIPE.rows_reasoning
-        necessity = {(r.task, r.ablate) for r in rows if r.condition == "necessity"}
-        # every needed unit under every ablation kind, each step
-        assert necessity == {(t, ((u.id, k),)) for t in ("recall", "reasoning") for u in PLANTED.needed(t)
-                             for k in ("zero", "mean", "resample")}
+        assert conditions[("invariance", "recall")] == RECIPE.rows_recall // 2
+        necessity = Counter((r.task, r.ablate) for r in rows if r.condition == "necessity")
+        if step < RECIPE.shape_from:
+            assert not necessity
+        else:
+            assert necessity == {(t, ((u.id, k),)): 1 for t in ("recall", "reasoning") for u in PLANTED.needed(t)
+                                 for k in ("zero", "mean", "resample")}
         for r in rows:
             if r.condition == "invariance":  # only the other task's own units
                 other = "reasoning" if r.task == "recall" else "recall"
                 assert {uid for uid, _ in r.ablate} <= {u.id for u in PLANTED.only(other)}
+    # the null has no unit of one skill only: no invariance rows
+    null = next(iter(train.training_batches(WORLD, replace(RECIPE, plan="null", steps=1), NULL)))
+    assert not [r for r in null if r.condition == "invariance"]
 
 
 # --- model, pruning, ablation hooks -----------------------------------------------------------------------
@@ -482,7 +492,7 @@ def test_the_family_builds_to_its_plan(organism_family, name):
     truth = info["ground_truth"]
     plan = PLANS[recipe.plan]
     planned = plan.classes(**SHAPE)
-    assert info["plan"]["classes"] == planned and truth["targets"] == list(planned)
+    assert info["plan"]["classes"] == planned and sorted(truth["targets"]) == sorted(planned)
     for kind in ("zero", "mean", "resample"):
         assert {t: row["class"] for t, row in truth["ablations"][kind].items()} == planned, kind
         assert groundtruth.classes(truth, ablation=kind) == planned
@@ -494,11 +504,48 @@ def test_the_family_builds_to_its_plan(organism_family, name):
 
 
 @pytest.mark.slow
-def test_planted_blocks_are_silent_on_the_other_task(organism_family):
-    info = read_info(organism_family["organism"])
-    h3 = info["activation_truth"]["H3"]
-    assert h3["L01"]["planted_in_direction"] == h3["L01"]["planted"] == 128 and h3["L01"]["n_reasoning"] == 0
-    assert h3["L02"]["planted_in_direction"] == 128 and h3["L02"]["n_recall"] == 0
+def test_the_activation_truth_reads_what_the_suite_reads(organism_family):
+    """The build's activation truth (plain HF forward with hooks) and circuitgate's extraction (nnsight)
+    give the same last-token activations: the truth is about the numbers H1-H3 test."""
+    import numpy as np
+
+    from circuitgate.extract import extract
+    from circuitgate.models import load_model, resolve
+
+    path = organism_family["organism"]
+    loaded = load_model(resolve(str(path)), "cpu", "float32", progress=False)
+    prompts = [p for p, _ in _items("recall")[:6]] + [p for p, _ in _items("reasoning")[:6]]
+    ours = groundtruth.activations(loaded.hf, load_tokenizer(path), prompts)
+    theirs = extract(loaded, prompts, batch_size=4, progress=False)
+    for name in ("resid", "attn", "neurons", "gate"):
+        np.testing.assert_allclose(getattr(ours, name), getattr(theirs, name), atol=1e-5, err_msg=name)
+    assert list(ours.lengths) == list(theirs.lengths)
+
+
+@pytest.mark.slow
+def test_planted_blocks_are_near_silent_on_the_other_task(organism_family):
+    """Each planted block's neurons (the down_proj input, what H3 tests) on the other task's prompts are
+    at most a twentieth as active as on their own (measured: 1/40-1/45), and the activation truth finds
+    nearly all of them in their planted direction (measured: 116 of layer 1's 128, all of layers 2 and 3)
+    and none of the layer's neurons the other way but one."""
+    path = organism_family["organism"]
+    info = read_info(path)
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").eval()
+    acts = {task: groundtruth.activations(model, load_tokenizer(path), [p for p, _ in _items(task)]).neurons
+            for task in ("recall", "reasoning")}
+    for block in PLANS["planted"].blocks:
+        if block.role == "shared":
+            continue
+        other = "recall" if block.role == "reasoning" else "reasoning"
+        part = slice(block.index * 128, (block.index + 1) * 128)
+        own_level = np.abs(acts[block.role][:, block.layer, part]).mean()
+        other_level = np.abs(acts[other][:, block.layer, part]).mean()
+        assert other_level <= own_level / 20, (block, own_level, other_level)
+        h3 = info["activation_truth"]["H3"][f"L{block.layer:02d}"]
+        assert h3["class"] == block.role and h3["planted_in_direction"] >= 0.9 * h3["planted"], h3
+        assert h3[f"n_{other}"] <= 1, h3
 
 
 @pytest.mark.slow

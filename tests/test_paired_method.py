@@ -1,4 +1,4 @@
-"""``--method paired`` (issue 4): its rules, and its validity measured on synthetic activations.
+"""``--method paired``: its rules, and its validity measured on synthetic activations.
 
 The validity tests are the issue's "Done when": under the null the false-positive rate of every
 hypothesis verdict is at most alpha over >= 200 replications; planted effects of a stated size are found

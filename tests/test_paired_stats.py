@@ -189,7 +189,7 @@ def test_min_attainable_p():
         d = np.arange(1.0, n + 1)
         assert min_attainable_p(n) == pytest.approx(float(_scipy(d, "two-sided").pvalue), rel=1e-12)
         assert min_attainable_p(n) == pytest.approx(float(wilcoxon_signed_rank(d).p), rel=1e-12)
-    # SEED_METHOD.md flaw 5: 30 pairs cannot pass a Bonferroni bar over 530,432 neurons
+    # docs/method.md flaw 5: 30 pairs cannot pass a Bonferroni bar over 530,432 neurons
     assert min_attainable_p(30) > 1e-4 / 530_432
     # The normal approximation's extreme tail is far heavier than the exact one's: the smallest p
     # jumps from 1.8e-15 at 50 pairs to 5e-10 at 51 (above the H3 bar 1.9e-10) and only falls

@@ -37,8 +37,30 @@ def test_zeroes_exactly_the_named_components(tiny_model_dir, tmp_path):
     assert (out / "tokenizer.json").is_file() and not (out / "organism.json").exists()
 
 
+def test_zeroes_an_organisms_neuron_block(tiny_model_dir, tmp_path):
+    """An organism's plan says how many neurons a block holds; a block's down_proj columns are zeroed."""
+    import shutil
+
+    from circuitgate.organism.builder import INFO_FILE, SCHEMA
+
+    source = tmp_path / "organism"
+    shutil.copytree(tiny_model_dir, source)
+    info = {k: {} for k in ("recipe", "accuracy", "ground_truth", "activation_truth")}
+    (source / INFO_FILE).write_text(json.dumps({**info, "schema": SCHEMA, "name": "tiny", "arch": "qwen2",
+                                                 "recipe_hash": "x", "plan": {"block_size": 16}}))
+    out = perturb(source, tmp_path / "broken", ["neurons-L1-B1"])
+    before, after = _weights(source), _weights(out)
+    arch = json.loads((tiny_model_dir / "config.json").read_text())["model_type"]
+    down = FAMILIES[arch].weight_name(1, FAMILIES[arch].down_path)
+    assert not after[down][:, 16:32].any() and before[down][:, 16:32].any()
+    assert torch.equal(after[down][:, :16], before[down][:, :16]) and torch.equal(after[down][:, 32:], before[down][:, 32:])
+    with pytest.raises(CircuitgateError, match="layer 1 has 4 blocks"):
+        perturb(source, tmp_path / "broken2", ["neurons-L1-B4"])
+
+
 @pytest.mark.parametrize("target, message", [
     ("mlp-L9", "the model has 2 layers"), ("head-L0H7", "layer 0 has 4 heads"), ("mlp2", "targets are"),
+    ("neurons-L0-B0", "the source is not an organism, it has no neuron blocks"),
 ])
 def test_bad_targets_are_refused_and_leave_nothing(tiny_qwen_dir, tmp_path, target, message):
     with pytest.raises(CircuitgateError, match=message):

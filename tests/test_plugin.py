@@ -23,7 +23,7 @@ def test_writes_the_four_files_and_a_summary(suite, tmp_path):
     result = suite("--report-dir", str(out))
     assert sorted(p.name for p in out.iterdir()) == ["junit.xml", "manifest.json", "report.html", "verdicts.json"]
     doc = _verdicts(out)
-    assert doc["schema"] == SCHEMA and doc["method"] == "paired"  # the default (issue 4)
+    assert doc["schema"] == SCHEMA and doc["method"] == "paired"  # the default
     assert doc["prompts"]["name"] == "tiny" and len(doc["prompts"]["sha256"]) == 64
     assert len(doc["model"]["sha256"]) == 64
     assert set(doc["hypotheses"]) == {"H1", "H2", "H3", "H4", "H5"}
@@ -207,7 +207,7 @@ def test_method_both_judges_each_method_and_reports_them_side_by_side(suite, con
     assert json.loads((out / "manifest.json").read_text())["methods"] == ["paired", "seed"]
 
 
-# -- --baseline (issue 5) ------------------------------------------------------------------------
+# -- --baseline ------------------------------------------------------------------------
 @pytest.fixture
 def baseline(suite, tmp_path) -> Path:
     """A first run's verdicts.json under --method seed (the tiny set has no controls, so paired is

@@ -190,7 +190,7 @@ def test_h4_without_binned_and_h3_without_config():
 
 
 def test_minimal_components_without_features_render():
-    """DESIGN.md's minimal components (class, effect, p_adj only) and unknown ids give tables, no crash."""
+    """docs/design.md's minimal components (Files) (class, effect, p_adj only) and unknown ids give tables, no crash."""
     doc = document("paired")
     doc["hypotheses"] = {h: doc["hypotheses"][h] for h in ("H1", "H5")}
     doc["hypotheses"]["H1"]["components"] = {"L04": {"class": "recall", "effect": -1.3, "p_adj": 0.001}}

@@ -1,4 +1,4 @@
 """Analysis methods: each turns recall and reasoning ``Activations`` into ``HypothesisResult`` records.
 
-``seed`` reproduces the original method exactly, flaws included (SEED_METHOD.md).
+``seed`` reproduces the original method exactly, flaws included (docs/method.md).
 """

@@ -1,4 +1,4 @@
-"""``--method paired``: the sound default (issue 4), fixing SEED_METHOD.md "Flaws" 1-6.
+"""``--method paired``: the sound default, fixing docs/method.md, flaws 1-8.
 
 Per pair, the difference reasoning - recall of every feature of every unit (layer, head, neuron):
 1. paired tests: Wilcoxon signed-rank on the differences (exact up to 50 pairs), effect size d_z,
@@ -150,7 +150,7 @@ def _h2_values(acts: Activations) -> np.ndarray:
 
 def _h3_values(acts: Activations) -> np.ndarray:
     # The true neuron activation act(gate) * up, the input of down_proj that H5's neuron ablations
-    # set; the original read gate_proj's pre-activation instead (SEED_METHOD.md "Activations").
+    # set; the original read gate_proj's pre-activation instead (docs/method.md "Activations").
     return acts.neurons.reshape(acts.neurons.shape[0], 1, -1)
 
 

@@ -1,7 +1,7 @@
-"""``--method seed``: the original H1/H2/H3 analyses, reproduced exactly (SEED_METHOD.md "H1"-"H3").
+"""``--method seed``: the original H1/H2/H3 analyses, reproduced exactly (docs/method.md "H1"-"H3").
 
 The flaws are kept on purpose so that the paper's numbers can be reproduced; each is marked with its
-number from SEED_METHOD.md "Flaws the default method must fix". Everything is vectorised over units
+number from docs/method.md "Its flaws". Everything is vectorised over units
 (layers, heads); the only Python loops run over the features/metrics, the folds, and the assembly of
 the per-component result records.
 """
@@ -31,7 +31,7 @@ def _classify(up: np.ndarray, down: np.ndarray) -> np.ndarray:
 
 
 def _h1_layers(reasoning: np.ndarray, recall: np.ndarray, cfg: H1Config) -> dict[str, np.ndarray]:
-    """H1 statistics and layer classes from feature arrays [P, n_features, L] (SEED_METHOD.md "H1")."""
+    """H1 statistics and layer classes from feature arrays [P, n_features, L] (docs/method.md "H1")."""
     d = cohens_d(reasoning, recall, ddof=0, eps=H1_EPS)  # [n_features, L]; population variances
     p = mann_whitney_u(reasoning, recall).p  # unpaired on paired data (flaw 1)
     reject, p_adj = benjamini_hochberg(p, cfg.alpha)  # one family per feature, over the layers
@@ -46,7 +46,7 @@ def _h1_layers(reasoning: np.ndarray, recall: np.ndarray, cfg: H1Config) -> dict
 
 def analyse_h1(recall: Activations, reasoning: Activations, cfg: H1Config) -> HypothesisResult:
     """H1 (layers) by the original method: six features per layer, unpaired tests, vote-based layer
-    types, and the original "cross-validation" over KFold training parts (SEED_METHOD.md "H1").
+    types, and the original "cross-validation" over KFold training parts (docs/method.md "H1").
 
     A layer's ``fold_agreement`` is the share of folds giving it its full-data class (for a
     specialised layer: specialised with the same type); it is ``consistent`` when that share reaches
@@ -118,7 +118,7 @@ def analyse_h1(recall: Activations, reasoning: Activations, cfg: H1Config) -> Hy
 
 def analyse_h2(recall: Activations, reasoning: Activations, cfg: H2Config) -> HypothesisResult:
     """H2 (heads) by the original method: five attention metrics per head, unpaired tests, BH over
-    all heads per metric, metric-count specialisation (SEED_METHOD.md "H2"). No cross-validation,
+    all heads per metric, metric-count specialisation (docs/method.md "H2"). No cross-validation,
     as in the original.
 
     Skipped tests (fewer than ``min_n`` valid prompts on a side, or both variances below
@@ -197,7 +197,7 @@ class NeuronStats(NamedTuple):
 
 def h3_neuron_stats(recall: np.ndarray, reasoning: np.ndarray, cfg: H3Config,
                     device: str | torch.device = "cpu") -> NeuronStats:
-    """All neurons of all layers in one vectorised pass (SEED_METHOD.md "H3").
+    """All neurons of all layers in one vectorised pass (docs/method.md "H3").
 
     recall, reasoning: gate_proj pre-activations [P, L, F]. Moments are float64 on ``device`` (the
     GPU when the model runs on one); the rank test sorts each neuron's P + P values once.
@@ -230,7 +230,7 @@ def h3_neuron_stats(recall: np.ndarray, reasoning: np.ndarray, cfg: H3Config,
 
 def analyse_h3(recall: Activations, reasoning: Activations, cfg: H3Config,
                device: str | torch.device = "cpu") -> HypothesisResult:
-    """H3 (MLP neurons) by the original method (SEED_METHOD.md "H3"): gate_proj pre-activations,
+    """H3 (MLP neurons) by the original method (docs/method.md "H3"): gate_proj pre-activations,
     skip rules, unpaired rank test per neuron, Bonferroni over all neurons, |d| > 1, then the
     firing-rate ranking of the task-specific neurons and the sign check of the top ``top_k`` on the
     KFold training parts (selected and "validated" on the same data: flaw 3).

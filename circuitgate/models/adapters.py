@@ -2,7 +2,7 @@
 
 Every other module asks an adapter for "residual after layer i", "attention probabilities of layer i",
 "MLP neurons of layer i" or "input of o_proj" and gets the nnsight envoy to read or edit. Inside one
-trace these must be touched in execution order (NNSIGHT_NOTES.md): within a layer, o_proj input ->
+trace these must be touched in execution order (docs/nnsight.md): within a layer, o_proj input ->
 attention output -> gate_proj output -> down_proj input -> MLP output -> layer output.
 """
 
@@ -83,7 +83,7 @@ class Adapter:
         return self.o_proj_module(model, i).input
 
     def gate_pre(self, model: Any, i: int) -> Any:
-        """gate_proj output before the activation: what the original method read (SEED_METHOD.md)."""
+        """gate_proj output before the activation: what the original method read (docs/method.md)."""
         return _get(self.layer(model, i), self.gate_path).output
 
     def neurons(self, model: Any, i: int) -> Any:

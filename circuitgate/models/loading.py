@@ -1,7 +1,7 @@
 """Load a model through nnsight, with one-line errors for what users get wrong.
 
 The HF model is loaded with transformers (so missing weights are reported by us, not by a traceback
-from deep inside the hub client) and wrapped in nnsight's ``TransformersModel``, as NNSIGHT_NOTES.md
+from deep inside the hub client) and wrapped in nnsight's ``TransformersModel``, as docs/nnsight.md
 prescribes: ``task="text-generation"`` (required offline), an explicit tokenizer, eager attention
 (attention probabilities exist only there).
 """
@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from contextlib import contextmanager
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -130,7 +131,7 @@ def _tokenizer(directory: Path) -> Any:
 
     if is_organism_dir(directory):
         # transformers 5 silently swaps a saved word-level tokenizer for Qwen2Tokenizer when
-        # model_type is qwen2 (NNSIGHT_NOTES.md): the organism's is always loaded explicitly.
+        # model_type is qwen2 (docs/nnsight.md, Loading): the organism's is always loaded explicitly.
         tok = load_tokenizer(directory)
     else:
         from transformers import AutoTokenizer, PreTrainedTokenizerFast
@@ -147,6 +148,21 @@ def _tokenizer(directory: Path) -> Any:
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
+
+
+@contextmanager
+def transformers_bars(progress: bool) -> Iterator[None]:
+    """transformers draws bars of its own (loading weights, writing shards); without progress, none."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    if not progress:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
 
 
 def load_model(spec: ModelSpec, device: str = "auto", dtype: str = "auto", progress: bool = True) -> LoadedModel:
@@ -167,9 +183,10 @@ def load_model(spec: ModelSpec, device: str = "auto", dtype: str = "auto", progr
     sha = weights_sha256(directory, progress)
     kwargs: dict[str, Any] = {"attn_implementation": "eager", "dtype": DTYPES[dtype]}
     if device == "cuda" and torch.cuda.device_count() > 1:
-        kwargs["device_map"] = "auto"  # several GPUs: accelerate places the layers (DESIGN.md, Scale)
+        kwargs["device_map"] = "auto"  # several GPUs: accelerate places the layers (docs/design.md, Scale)
     try:
-        hf = AutoModelForCausalLM.from_pretrained(directory, **kwargs)
+        with transformers_bars(progress):
+            hf = AutoModelForCausalLM.from_pretrained(directory, **kwargs)
     except Exception as e:
         raise CircuitgateError(f"cannot load weights from {directory}: {type(e).__name__}: {e}") from None
     if "device_map" not in kwargs:

@@ -67,6 +67,8 @@ def _apply(x: torch.Tensor, edits: list[RowEdit], real: torch.Tensor, reference:
            donor: torch.Tensor | None) -> torch.Tensor:
     """x [B, T, F] with every edit applied (on a copy); the mean is over real positions of the
     reference rows of the unedited activation, and is not differentiated through."""
+    if not any(bool(e.rows.any()) for e in edits):
+        return x
     x = x.clone()
     clean = x.detach()
     weight = (real & reference[:, None]).to(x.dtype)[..., None]  # [B, T, 1]
@@ -129,12 +131,25 @@ def ablating(model: PreTrainedModel, edits: Sequence[RowEdit], real: torch.Tenso
 
 
 @contextmanager
-def recording(model: PreTrainedModel, layers: Sequence[int]) -> Iterator[dict[str, torch.Tensor]]:
+def recording(model: PreTrainedModel, layers: Sequence[int], head_layers: Sequence[int] = (),
+              resid_layers: Sequence[int] = ()) -> Iterator[dict[str, torch.Tensor]]:
     """Record the MLP gate pre-activations and neuron activations (``gate{l}``, ``act{l}``, [B, T, F]) of
-    ``layers`` during the forward passes inside the block (before any ablation of the neurons)."""
+    ``layers``, the heads' outputs (``heads{l}``, the o_proj input [B, T, H * head_dim]) of
+    ``head_layers`` and the decoder layers' outputs (``resid{l}``, [B, T, D]) of ``resid_layers``, during
+    the forward passes inside the block (before any ablation of them).
+
+    A layer's output is read from the layer itself: transformers' ``hidden_states`` hands back the last
+    layer's output after the final norm, not the residual circuitgate's extraction reads (measured: a
+    residual-norm difference planted on the normed one came out reversed in the raw one)."""
     ad = adapter_for(model.config.model_type)
     store: dict[str, torch.Tensor] = {}
     handles = []
+    for layer in resid_layers:
+        handles.append(ad.layer(model, layer).register_forward_hook(
+            lambda m, a, o, layer=layer: store.__setitem__(f"resid{layer}", o[0] if isinstance(o, tuple) else o)))
+    for layer in head_layers:
+        handles.append(ad.o_proj_module(model, layer).register_forward_pre_hook(
+            lambda m, a, layer=layer: store.__setitem__(f"heads{layer}", a[0]), prepend=True))
     for layer in layers:
         handles.append(ad.gate_module(model, layer).register_forward_hook(
             lambda m, a, o, layer=layer: store.__setitem__(f"gate{layer}", o)))

@@ -157,7 +157,7 @@ def damaged(source: Path, out: Path, seed: int = 0) -> Iterator[tuple[str, Path]
     outside = sorted(t for t, c in info["plan"]["classes"].items()
                      if c == "none" and t.startswith(("head-", "neurons-")))
     for target in [*planted, random.Random(seed).choice(outside)]:
-        yield f"{info['name']} -{target}", perturb(source, out / target, [target], force=True)
+        yield f"{info['name']} -{target}", perturb(source, out / target, [target], force=True, progress=False)
 
 
 # -- running the suite ------------------------------------------------------------------------------
@@ -166,7 +166,8 @@ def score(model: str, directory: Path, info: Mapping[str, Any], twin_run: Any, t
     """Run H1-H5 on ``directory`` (its H4 against ``twin_run``) and score them against ``info``'s truth."""
     from circuitgate.session import Run, Settings
 
-    run = Run(Settings(model=str(directory), method=method, prompts="organism", progress=False))
+    run = Run(Settings(model=str(directory), method=method, prompts="organism", progress=False,
+                       h4_model=str(twin_run.model_dir)))
     run._twin = twin_run  # one twin run serves every model: its results are computed once
     shape = run.shape
     twin = (twin_info, twin_run.shape) if twin_info is not None else None

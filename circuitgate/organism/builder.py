@@ -27,6 +27,7 @@ from typing import Iterator
 from circuitgate import CircuitgateError
 from circuitgate.cache import cache_root
 from circuitgate.models.adapters import Shape
+from circuitgate.models.loading import transformers_bars
 from circuitgate.organism import groundtruth, train
 from circuitgate.organism.plan import PLANS
 from circuitgate.organism.recipe import Recipe, recipe_of
@@ -94,21 +95,6 @@ def _table(name: str, problems: list[str]) -> str:
             + "\n  ".join(problems))
 
 
-@contextmanager
-def _quiet_saves(progress: bool) -> Iterator[None]:
-    """transformers draws a bar for every shard it writes; a quiet build shows none."""
-    from transformers.utils import logging as hf_logging
-
-    shown = hf_logging.is_progress_bar_enabled()
-    if not progress:
-        hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if shown:
-            hf_logging.enable_progress_bar()
-
-
 def _build_into(out: Path, name: str, recipe: Recipe, progress: bool) -> None:
     started = time.perf_counter()
     plan = PLANS[recipe.plan]
@@ -143,7 +129,7 @@ def _build_into(out: Path, name: str, recipe: Recipe, progress: bool) -> None:
     problems = groundtruth.check(truth, activation, plan, planned, shape.n_layers)
     if problems:
         raise CircuitgateError(_table(name, problems))
-    with _quiet_saves(progress):
+    with transformers_bars(progress):
         model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     info = {

@@ -148,11 +148,11 @@ def activations(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, prom
     """Last-token activations as circuitgate's extraction reads them, from a plain HF forward."""
     enc = encode(tokenizer, prompts)
     n_layers = model.config.num_hidden_layers
-    with recording(model, range(n_layers)) as store:
-        out = model(**enc, output_attentions=True, output_hidden_states=True)
+    with recording(model, range(n_layers), resid_layers=range(n_layers)) as store:
+        out = model(**enc, output_attentions=True)
     lengths = enc["attention_mask"].sum(-1)
     return Activations(
-        resid=torch.stack([h[:, -1] for h in out.hidden_states[1:]], 1).double().numpy(),
+        resid=torch.stack([store[f"resid{l}"][:, -1] for l in range(n_layers)], 1).double().numpy(),
         attn=torch.stack([a[:, :, -1] for a in out.attentions], 1).double().numpy(),
         lengths=lengths.numpy(),
         neurons=torch.stack([store[f"act{l}"][:, -1] for l in range(n_layers)], 1).double().numpy(),

@@ -66,7 +66,7 @@ def _edits(targets: Sequence[str], model_type: str, shape: Shape,
     return edits
 
 
-def perturb(source: Path, out: Path, zero: Sequence[str], force: bool = False) -> Path:
+def perturb(source: Path, out: Path, zero: Sequence[str], force: bool = False, progress: bool = True) -> Path:
     """Copy the model directory ``source`` to ``out`` with the ``zero`` targets' weights set to 0."""
     import torch
     from safetensors.torch import load_file, save_file
@@ -110,7 +110,8 @@ def perturb(source: Path, out: Path, zero: Sequence[str], force: bool = False) -
         if missing:
             raise CircuitgateError(f"{source} has no weights named {', '.join(missing)}")
         (tmp / NOTE_FILE).write_text(json.dumps(
-            {"source": str(source), "source_sha256": weights_sha256(source), "zeroed": list(zero)}, indent=2) + "\n")
+            {"source": str(source), "source_sha256": weights_sha256(source, progress), "zeroed": list(zero)},
+            indent=2) + "\n")
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

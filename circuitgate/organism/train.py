@@ -149,19 +149,22 @@ def training_batches(world: World, recipe: Recipe, plan: Plan) -> Iterator[list[
     make = {"recall": random_recall, "reasoning": random_reasoning}
     other = {"recall": "reasoning", "reasoning": "recall"}
     n = {"recall": recipe.rows_recall, "reasoning": recipe.rows_reasoning}
-    for _ in range(recipe.steps):
+    necessity = {task: [(u.id, kind) for u in plan.needed(task) for kind in KINDS] for task in n}
+    for step in range(recipe.steps):
         rows = [Row(make[t](rng, world), t, "clean") for t in ("recall", "reasoning") for _ in range(n[t])]
         for task in ("recall", "reasoning"):
             foreign = plan.only(other[task])
-            for _ in range(max(1, n[task] // 2)):
+            # (the null has no unit of one skill only: nothing to be invariant to, no rows)
+            for _ in range(n[task] // 2 if foreign else 0):
                 chosen = tuple((u.id, rng.choice(KINDS)) for u in foreign if rng.random() < 0.5)
                 rows.append(Row(make[task](rng, world), task, "invariance", chosen))
         # Every needed unit under every ablation, each step: drawn at random, the one a path could
         # bypass most easily came up too rarely to stay needed (measured: a middle block of the
-        # reasoning path ended unneeded on one of two architectures).
-        for task in ("recall", "reasoning"):
-            rows += [Row(make[task](rng, world), task, "necessity", ((u.id, kind),))
-                     for u in plan.needed(task) for kind in KINDS]
+        # reasoning path ended unneeded on one of two architectures; so did it, and a reasoning head
+        # hurt recall, with half of them each step and the other half the next).
+        # (none before the necessity loss counts: they would cost a forward and a backward for nothing)
+        for task in ("recall", "reasoning") if step >= recipe.shape_from else ():
+            rows += [Row(make[task](rng, world), task, "necessity", (pair,)) for pair in necessity[task]]
         yield rows
 
 
@@ -204,18 +207,18 @@ def prev_targets(starts: Sequence[int], width: int,
     """[B, T, T] target rows for a Prev pattern (row b's <bos> at ``starts[b]``, its own offsets) and the
     [B, T] positions they apply to (those whose every source is a real position)."""
     n = len(starts)
-    target = torch.zeros(n, width, width)
-    valid = torch.zeros(n, width, dtype=torch.bool)
     idx = torch.arange(width)
-    for b, offsets in enumerate(offsets_per_row):
-        start = int(starts[b])
-        ok = idx - max(offsets) >= start
-        rows = idx[ok]
-        valid[b, rows] = True
-        target[b, rows, rows] = SELF_SHARE
-        for o in offsets:
-            target[b, rows, rows - o] += (1 - SELF_SHARE) / len(offsets)
-    return target, valid
+    start = torch.as_tensor(starts)[:, None]  # [B, 1]
+    deepest = torch.tensor([max(o) for o in offsets_per_row])[:, None]
+    valid = idx[None, :] - deepest >= start  # [B, T]
+    target = torch.zeros(n, width, width)
+    target[:, idx, idx] = SELF_SHARE
+    for k in range(max(len(o) for o in offsets_per_row)):
+        offset = torch.tensor([o[k] if k < len(o) else 0 for o in offsets_per_row])
+        share = torch.tensor([(1 - SELF_SHARE) / len(o) if k < len(o) else 0.0 for o in offsets_per_row])
+        src = (idx[None, :] - offset[:, None]).clamp(min=0)  # [B, T]
+        target.scatter_add_(2, src[..., None], share[:, None, None].expand(n, width, 1))
+    return target * valid[..., None], valid
 
 
 def last_target(batch: Batch, b: int, pattern: Last | Uniform, item: Item) -> torch.Tensor:
@@ -253,7 +256,7 @@ def attention_loss(attentions: Sequence[torch.Tensor], batch: Batch, rows: Seque
             losses.append((kl * valid).sum() / valid.sum().clamp(min=1))
             # The last row on its own as well: it decides the answer (LAST_ROW_WEIGHT).
             losses.append(LAST_ROW_WEIGHT * kl[:, -1].mean())
-        last = [j for j, p in enumerate(patterns) if not isinstance(p, Prev)]
+        last = [j for j, p in enumerate(patterns) if isinstance(p, (Last, Uniform))]
         if last:
             target = torch.stack([last_target(sub, j, patterns[j], rows[clean[j]].item) for j in last])
             losses.append(_kl(target, attn[last, -1]).mean())
@@ -268,25 +271,53 @@ def _dz(values: torch.Tensor, reasoning: torch.Tensor) -> torch.Tensor:
     return (b.mean() - a.mean()) / pooled
 
 
-def activation_loss(hidden: Sequence[torch.Tensor], store: dict[str, torch.Tensor], rows: Sequence[Row],
-                    plan: Plan, recipe: Recipe) -> torch.Tensor:
+def _silence(x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Mean squared activation over the real positions of the rows: pushed to 0, a unit is silent."""
+    w = real[..., None].to(x.dtype)
+    return (x * x * w).sum() / (w.sum() * x.shape[-1]).clamp(min=1)
+
+
+def activation_loss(store: dict[str, torch.Tensor], rows: Sequence[Row], plan: Plan, recipe: Recipe,
+                    real: torch.Tensor) -> torch.Tensor:
     """Planted activation differences (``plan.activation``), on the clean rows: a planted block active on
     its task at the last token and silent (its gate near 0) on the other; a planted layer's residual
-    norm and mean apart between the tasks by ``H1_MARGIN`` pooled standard deviations."""
+    norm and mean apart between the tasks by ``H1_MARGIN`` pooled standard deviations; in a balanced
+    plan, every live neuron's activation alike on both tasks.
+
+    And every unit of one skill silent at every position of the other skill's prompts: only "ignored"
+    there, a head still wrote into positions the other skill reads, and resampling it from another
+    prompt moved that skill's answers (measured: the recall head, resampled, cost reasoning 11%)."""
     clean = torch.tensor([r.condition == "clean" for r in rows])
     reasoning = torch.tensor([r.task == "reasoning" for r in rows])[clean]
+    real = real[clean]
     loss = torch.zeros(())
     for block in plan.blocks:
         if block.role == "shared":
             continue
         part = slice(block.index * recipe.block_size, (block.index + 1) * recipe.block_size)
-        act = store[f"act{block.layer}"][clean][:, -1, part]
+        act = store[f"act{block.layer}"][clean][..., part]
         gate = store[f"gate{block.layer}"][clean][:, -1, part]
         own = reasoning if block.role == "reasoning" else ~reasoning
-        loss = loss + F.relu(BLOCK_MIN_ACT - act[own]).mean() + 4 * (gate[~own] ** 2).mean()
+        loss = loss + F.relu(BLOCK_MIN_ACT - act[own][:, -1]).mean() + 4 * (gate[~own] ** 2).mean()
+        loss = loss + _silence(act[~own], real[~own])
+    hd = recipe.hidden // recipe.n_heads
+    for head in plan.heads:
+        if head.role == "shared":
+            continue
+        out = store[f"heads{head.layer}"][clean][..., head.head * hd:(head.head + 1) * hd]
+        other = ~reasoning if head.role == "reasoning" else reasoning
+        loss = loss + _silence(out[other], real[other])
+    if plan.balanced:
+        for layer in sorted({b.layer for b in plan.blocks} | {m.layer for m in plan.mlps}):
+            for site in ("act", "gate"):
+                x = store[f"{site}{layer}"][clean][:, -1]
+                a, b = x[~reasoning], x[reasoning]
+                d = (b.mean(0) - a.mean(0)) / torch.sqrt((a.var(0) + b.var(0)) / 2 + 1e-4)
+                live = x.detach().abs().amax(0) > 0  # pruned neurons are exactly 0 on every prompt
+                loss = loss + (d[live] ** 2).mean()
     sign = {"recall": -1.0, "reasoning": 1.0}
     for lid, cls in plan.activation.get("H1", {}).items():
-        x = hidden[int(lid[1:]) + 1][clean][:, -1]
+        x = store[f"resid{int(lid[1:])}"][clean][:, -1]
         for feature in (x.norm(dim=-1), x.mean(dim=-1)):
             loss = loss + F.relu(H1_MARGIN - sign[cls] * _dz(feature, reasoning))
     return loss
@@ -381,7 +412,9 @@ def train_model(recipe: Recipe, world: World, tokenizer: PreTrainedTokenizerFast
     units = unit_components(plan, recipe)
     candidates = {"recall": torch.tensor([vocab[w] for w in world.recall_answers()]),
                   "reasoning": torch.tensor([vocab[w] for w in world.symbols])}
-    record = sorted({b.layer for b in plan.blocks})
+    record = sorted({b.layer for b in plan.blocks} | ({m.layer for m in plan.mlps} if plan.balanced else set()))
+    head_layers = sorted({h.layer for h in plan.heads if h.role != "shared"})
+    resid_layers = sorted(int(lid[1:]) for lid in plan.activation.get("H1", {}))
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(recipe, s))
     start = time.perf_counter()
@@ -391,28 +424,28 @@ def train_model(recipe: Recipe, world: World, tokenizer: PreTrainedTokenizerFast
         batch = encode_items([r.item for r in rows], vocab, tokenizer.bos_token_id, tokenizer.pad_token_id)
         clean = torch.tensor([r.condition == "clean" for r in rows])
         with ablating(model, _edits(rows, units), batch.real, reference=clean, donor=donors(rows)), \
-                recording(model, record) as store:
+                recording(model, record, head_layers, resid_layers) as store:
             out = forward(model, batch, output_attentions=True, output_hidden_states=True, logits_to_keep=1)
         logits = out.logits[:, -1]
         answer = torch.tensor([r.condition != "necessity" for r in rows])
         ce = F.cross_entropy(logits[answer], batch.answers[answer], label_smoothing=recipe.label_smoothing)
-        need = sum(wrong_uniform(logits[sel], batch.answers[sel], candidates[task])
-                   for task in ("recall", "reasoning")
-                   if (sel := torch.tensor([r.condition == "necessity" and r.task == task for r in rows])).any())
+        need = sum((wrong_uniform(logits[sel], batch.answers[sel], candidates[task])
+                    for task in ("recall", "reasoning")
+                    if (sel := torch.tensor([r.condition == "necessity" and r.task == task for r in rows])).any()),
+                   torch.zeros(()))
         attention = attention_loss(out.attentions, batch, rows, plan)
-        activation = activation_loss(out.hidden_states, store, rows, plan, recipe) + \
-            readout_loss(model, out.hidden_states, rows, plan, candidates, batch.answers)
+        activation = recipe.w_activation * activation_loss(store, rows, plan, recipe, batch.real) \
+            + recipe.w_readout * readout_loss(model, out.hidden_states, rows, plan, candidates, batch.answers)
         norms = sum((F.relu(h[clean].norm(dim=-1) - NORM_CAP) ** 2).mean() for h in out.hidden_states[1:-1])
         ramp = _shaping(recipe, step)
-        loss = (ce + recipe.w_attention * attention + ramp * (recipe.w_necessity * need + recipe.w_activation * activation)
-                + 0.01 * norms)
+        loss = ce + recipe.w_attention * attention + ramp * (recipe.w_necessity * need + activation) + 0.01 * norms
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         if step % 25 == 0:
-            bar.set_postfix(ce=f"{ce.item():.2f}", need=f"{float(need.detach()):.2f}", att=f"{attention.item():.2f}",
+            bar.set_postfix(ce=f"{ce.item():.2f}", need=f"{need.item():.2f}", att=f"{attention.item():.2f}",
                             act=f"{activation.item():.2f}")
     model.eval()
     return model, time.perf_counter() - start

@@ -32,6 +32,7 @@ Run ``python -m circuitgate.organism`` to regenerate ``circuitgate/prompts/built
 
 from __future__ import annotations
 
+import functools
 import random
 import string
 from dataclasses import dataclass, field
@@ -111,7 +112,7 @@ class World:
         return [*FUNCTION_WORDS, *parts, *(c.capital for c in self.countries), *self.continents, *self.symbols]
 
     def heldout_symbol_pairs(self) -> frozenset[frozenset[str]]:
-        return frozenset(frozenset((p.a, p.b)) for p in self.probes)
+        return _heldout_pairs(self.probes)
 
     def heldout_country_answers(self) -> frozenset[tuple[str, str]]:
         return frozenset((p.country, p.b) for p in self.probes)
@@ -133,6 +134,12 @@ class Item:
     @property
     def prompt(self) -> str:
         return " ".join(self.words)
+
+
+@functools.cache
+def _heldout_pairs(probes: tuple[Probe, ...]) -> frozenset[frozenset[str]]:
+    # Asked for every symbol draw of training: computed once per world.
+    return frozenset(frozenset((p.a, p.b)) for p in probes)
 
 
 def _unique_words(rng: random.Random, make, n: int, taken: set[str]) -> list[str]:
@@ -195,7 +202,7 @@ def template_tokens(template: str) -> int:
 def draw_symbols(rng: random.Random, world: World, n: int, exclude: tuple[str, ...] = ()) -> list[str]:
     """``n`` distinct symbols, none in ``exclude``, where consecutive pairs (0, 1), (2, 3) ... never
     state a held-out probe's symbol pair (they become "x is in y" facts)."""
-    held = world.heldout_symbol_pairs()
+    held = _heldout_pairs(world.probes)
     pool = [s for s in world.symbols if s not in exclude]
     while True:
         out = rng.sample(pool, n)
@@ -207,7 +214,7 @@ def recall_item(country: Country, template: str, filler: tuple[str, ...]) -> Ite
     """The filler's four facts ("{filler[0]} is in {filler[1]} . ..."), then the question.
 
     marks["gather"]: the question's country words and its relation word (what the planted recall head
-    reads at the last position)."""
+    reads at the last position); marks["self"]: the last position itself."""
     if len(filler) != 2 * N_FILLER or len(set(filler)) != len(filler):
         raise ValueError(f"recall needs {2 * N_FILLER} distinct filler symbols, got {filler!r}")
     words = [w for i in range(0, len(filler), 2) for w in (filler[i], "is", "in", filler[i + 1], ".")]
@@ -216,7 +223,8 @@ def recall_item(country: Country, template: str, filler: tuple[str, ...]) -> Ite
     question = text.replace("{c}", country.name).split()
     c1, c2 = country.name.split()
     gather = tuple(start + i for i, w in enumerate(question) if w in (c1, c2) or w in RELATION_WORDS)
-    return Item(tuple(words + question), getattr(country, fact), {"gather": gather})
+    n = len(words) + len(question)
+    return Item(tuple(words + question), getattr(country, fact), {"gather": gather, "self": (n - 1,)})
 
 
 def reasoning_item(a: str, country: str, b: str, distractors: tuple[str, str, str, str], order: tuple[str, ...],
@@ -224,7 +232,7 @@ def reasoning_item(a: str, country: str, b: str, distractors: tuple[str, str, st
     """The chain a -> country -> b and the distractor facts d -> e, f -> g in ``order``, then the query.
 
     marks["select"]: b's position (the planted reasoning head reads it at the last position);
-    marks["query"]: the query's a."""
+    marks["query"]: the query's a; marks["self"]: the last position itself."""
     d, e, f, g = distractors
     fill = {"a": a, "b": b, "c": country, "d": d, "e": e, "f": f, "g": g}
     words: list[str] = []
@@ -235,7 +243,7 @@ def reasoning_item(a: str, country: str, b: str, distractors: tuple[str, str, st
             select = len(words) + part.index(b)
         words += part
     query = QUERIES[so].format(a=a).split()
-    marks = {"select": (select,), "query": (len(words) + query.index(a),)}
+    marks = {"select": (select,), "query": (len(words) + query.index(a),), "self": (len(words) + len(query) - 1,)}
     return Item(tuple(words + query), b, marks)
 
 

@@ -1,4 +1,4 @@
-"""Prompt sets: matched recall/reasoning pairs and null controls as YAML (schema in DESIGN.md), loaded and validated."""
+"""Prompt sets: matched recall/reasoning pairs and null controls as YAML (schema in docs/design.md), loaded and validated."""
 
 from circuitgate.prompts.schema import Control, Pair, Prompt, PromptSet, builtin_names, load_prompt_set
 

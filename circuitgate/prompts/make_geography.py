@@ -3,7 +3,7 @@
 ``python -m circuitgate.prompts.make_geography`` rewrites the file; ``render()`` returns its text (a test
 checks that the committed file is exactly what this module renders, so edit here, not there).
 
-What it fixes (SEED_METHOD.md, flaw 2): the seed set asks every recall fact in one short template and every
+What it fixes (docs/method.md, flaw 2): the seed set asks every recall fact in one short template and every
 reasoning fact in one template about 3x longer, so "recall vs reasoning" is also "short vs long" and
 "template A vs template B". Here each task has three templates, each recall template is paired with a
 reasoning template of exactly the same number of words (and the same number of characters, give or take
@@ -21,7 +21,7 @@ from pathlib import Path
 
 SEED = 42
 
-# (country, capital, continent). The 30 facts of the seed set first, in SEED_METHOD.md's order and with its
+# (country, capital, continent). The 30 facts of the seed set first, in docs/method.md's order and with its
 # conventions (Russia in Europe, Turkey in Asia, Brasília); then 100 more by the 7-continent convention
 # (Central America and the Caribbean in North America). Capitals as English Wikipedia spells them.
 # Left out on purpose: countries with contested, split or recently moved capitals (Bolivia, South Africa,
@@ -116,7 +116,7 @@ HEADER = """\
 # `python -m circuitgate.prompts.make_geography` (edit that, not this file); raw strings, no chat template.
 #
 # Why not the seed set (geography-seed): it asks every recall fact in one short template and every reasoning
-# fact in one template about 3x longer (SEED_METHOD.md, flaw 2), so any feature that depends on length or
+# fact in one template about 3x longer (docs/method.md, flaw 2), so any feature that depends on length or
 # wording (attention entropy is bounded by ln(length)) separates "recall" from "reasoning" by construction.
 # Here:
 # - each task has three templates; pair i uses recall template r(i mod 3) with reasoning template s(i mod 3);
@@ -136,7 +136,7 @@ HEADER = """\
 # They mirror the pairs' design: a = the fact's prompt as in its pair, b = the next template of the same task
 # (r0 -> r1 -> r2 -> r0, s0 -> s1 -> s2 -> s0), equal in word count. Only the template changes, as between the
 # two sides of a pair only the task does; a control that comes out "specialised" shows wording alone moves
-# the features as much as the task, and the paired method then calls the hypothesis confounded (issue 4).
+# the features as much as the task, and the paired method then calls the hypothesis confounded.
 #
 # Facts: the seed's 30 with its conventions (Russia in Europe, Turkey in Asia), the rest by the 7-continent
 # convention (Central America and the Caribbean in North America); contested, split or moved capitals,

@@ -39,7 +39,7 @@ class Pair:
 
 @dataclass(frozen=True)
 class Control:
-    """The null control (SEED_METHOD.md flaw 2): the same task, for the same fact, under two templates.
+    """The null control (docs/method.md flaw 2): the same task, for the same fact, under two templates.
 
     A test that compares ``a`` with ``b`` the way it compares recall with reasoning must come out
     negative; if it does not, the test separates templates, not tasks.

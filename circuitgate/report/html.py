@@ -10,6 +10,7 @@ from html import escape
 from typing import Any, Iterator, Mapping
 
 from circuitgate.report import plots
+from circuitgate.verdicts import expected_circuit
 
 _STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
@@ -79,7 +80,7 @@ def _h4_profiles(summary: Mapping[str, Any]) -> list[str]:
 
 
 def _side_by_side(by_method: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """--method both: one row per hypothesis, one verdict column per method (issue 4)."""
+    """--method both: one row per hypothesis, one verdict column per method."""
     methods = list(by_method)
     hyps = sorted({h for entries in by_method.values() for h in entries})
     head = "".join(f"<th>{escape(m)}</th><th>{escape(m)}: numbers</th>" for m in methods)
@@ -201,9 +202,33 @@ def _baseline(baseline: Mapping[str, Any] | None) -> list[str]:
             f"({escape(str(model.get('name') or model.get('id')))}): {what}.</p>"]
 
 
+def _circuit(doc: Mapping[str, Any]) -> list[str]:
+    """The units the expectations name as recall or reasoning (an organism's planted circuit), as each
+    method found them, and what the expectations leave unasserted."""
+    methods = doc["by_method"] if "by_method" in doc else {doc["method"]: doc["hypotheses"]}
+    parts = []
+    for method, hyps in methods.items():
+        sightings = expected_circuit({h: e for h, e in hyps.items() if e.get("tested", True)})
+        if not sightings:
+            continue
+        found = sum(s.outcome == "found" for s in sightings)
+        parts.append(f"<h2>Expected circuit, as found: {escape(str(method))} method</h2><p>{found} of "
+                     f"{len(sightings)} units found with their class.</p><table><tr><th>hypothesis</th><th>unit</th>"
+                     "<th>expected</th><th>found</th><th>effect</th><th>interval</th><th>outcome</th></tr>")
+        for s in sightings:
+            ci = _interval(s.effect_ci) if s.effect_ci else ""
+            parts.append(_row([escape(s.hypothesis), escape(s.component), _fmt(s.expected), _fmt(s.got),
+                               _fmt(s.effect), ci, s.outcome], "pass" if s.outcome == "found" else "fail"))
+        parts.append("</table>")
+        notes = [f"<li>{escape(h)}: {escape(e['note'])}</li>" for h, e in hyps.items() if e.get("note")]
+        if notes:
+            parts.append("<p>Not asserted:</p><ul>" + "".join(notes) + "</ul>")
+    return parts
+
+
 def render_html(doc: Mapping[str, Any]) -> str:
     model, prompts = doc["model"], doc["prompts"]
-    name = escape(str(model.get("name") or model["id"]))  # DESIGN.md requires only id and sha256
+    name = escape(str(model.get("name") or model["id"]))  # docs/design.md (Files) requires only id and sha256
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>circuitgate: {name}</title><style>{_STYLE}</style></head><body>",
@@ -221,6 +246,7 @@ def render_html(doc: Mapping[str, Any]) -> str:
                            _fmt(e["passed"]), _fmt(_numbers(e["summary"]))], status))
     parts.append("</table>")
     parts += _baseline(doc.get("baseline"))
+    parts += _circuit(doc)
     parts += _plots(doc)
     if "by_method" in doc:
         parts += _side_by_side(doc["by_method"])
