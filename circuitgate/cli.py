@@ -69,7 +69,7 @@ def _organism_accuracy(args: argparse.Namespace) -> int:
     """Exit 0: every target met under paired (docs/organism.md); 1: a target missed."""
     import json
 
-    from circuitgate.organism import accuracy
+    from circuitgate import accuracy
 
     report = accuracy.measure(accuracy.check_methods(args.method), cache=args.cache)
     if args.format == "json":

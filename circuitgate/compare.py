@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from circuitgate import CircuitgateError
-from circuitgate.verdicts import format_interval, jsonable
+from circuitgate.verdicts import SCHEMA, format_interval, jsonable, outcome
 
 REQUIRED_KEYS = ("schema", "method", "prompts", "hypotheses")
 MAX_ROWS = 15  # effect changes shown in a table or a comment; JSON has them all
@@ -60,16 +60,39 @@ def incompatibilities(a: Mapping[str, Any], b: Mapping[str, Any], a_label: str =
     return problems
 
 
+def load_baseline(path: str | Path) -> dict[str, Any]:
+    """A ``--baseline`` document, its errors prefixed with the option."""
+    try:
+        return load_document(path)
+    except CircuitgateError as e:
+        raise CircuitgateError(f"--baseline: {e}") from None
+
+
+def baseline_prompts(doc: Mapping[str, Any] | None, path: str | Path | None) -> str | None:
+    """With no --prompts, a baseline's run uses the baseline's prompt set (it must, to compare)."""
+    if doc is None:
+        return None
+    from circuitgate.prompts import builtin_names
+
+    name = doc["prompts"].get("name")
+    if name not in builtin_names():
+        raise CircuitgateError(f"--baseline {path} was made with the prompt set {name!r}, "
+                               f"which is not built in: pass its file with --prompts")
+    return name
+
+
+def check_baseline(doc: Mapping[str, Any], path: str | Path, method: str, prompt_set: Any) -> None:
+    """Refuse a baseline made with another schema, method or prompt set: its verdicts would not be this
+    run's to regress from."""
+    mine = {"schema": SCHEMA, "method": method, "prompts": {"name": prompt_set.name, "sha256": prompt_set.sha256}}
+    problems = incompatibilities(doc, mine, "baseline", "this run")
+    if problems:
+        raise CircuitgateError(f"--baseline {path} was made with another " + "; another ".join(problems))
+
+
 def method_entries(doc: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     """method -> {hypothesis: entry}: each method's under ``--method both``, else the one method's."""
     return dict(doc["by_method"]) if "by_method" in doc else {doc["method"]: doc["hypotheses"]}
-
-
-def outcome(before: str | None, after: str | None) -> str:
-    """same / regression / added for one verdict or class (None: absent)."""
-    if before == after or (after is None and before == "none"):
-        return "same"
-    return "added" if before is None else "regression"
 
 
 def _finite(x: Any) -> bool:

@@ -11,15 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import yaml
 
 from circuitgate import CircuitgateError
 from circuitgate.config import HYPOTHESES, VERDICTS, Config, H5Config
+from circuitgate.ids import parse_target
 from circuitgate.models.adapters import Shape
-from circuitgate.h5 import verdict_from_classes
+from circuitgate.causal import verdict_from_classes
 from circuitgate.results import CLASSES, combine_classes
 
 SPECIFIC = ("recall", "reasoning")
@@ -96,10 +97,6 @@ class Expectations:
         if bad_h:
             raise CircuitgateError(f"{self.source}: figures for unknown hypotheses {bad_h}")
 
-    def verdict(self, hypothesis: str, config: Config) -> str:
-        """The config wins over the source; with neither, a hypothesis is expected to be supported."""
-        return config.expected.get(hypothesis) or self.verdicts.get(hypothesis, "supported")
-
 
 def truth_classes(info: Mapping[str, Any], config: Config) -> dict[str, str]:
     """Ground-truth classes by H5's rule, under the run's ablation (the truth measures zero, mean and
@@ -122,10 +119,10 @@ def neuron_sets(info: Mapping[str, Any]) -> dict[str, tuple[int, tuple[int, ...]
     plan = info["plan"]
     size = plan["block_size"]
     out = {}
-    for target in info["ground_truth"]["targets"]:
-        if target.startswith("neurons-"):
-            layer, block = (int(x[1:]) for x in target.removeprefix("neurons-").split("-"))
-            out[target] = (layer, tuple(range(block * size, (block + 1) * size)))
+    for tid in info["ground_truth"]["targets"]:
+        target = parse_target(tid)
+        if target.block is not None:
+            out[tid] = (target.layer, tuple(range(target.block * size, (target.block + 1) * size)))
     return out
 
 
@@ -165,7 +162,7 @@ def from_ground_truth(info: Mapping[str, Any], shape: Shape, config: Config) -> 
 
 def _causal_profile(info: Mapping[str, Any], shape: Shape, config: Config) -> tuple[np.ndarray, list[str], str]:
     """(per-layer H5 interaction, per-layer causal class, H5 verdict) of one organism's ground truth."""
-    from circuitgate.h4 import layer_interactions
+    from circuitgate.causal import layer_interactions
     from circuitgate.organism.groundtruth import pair_drops
 
     classes = truth_classes(info, config)
@@ -185,7 +182,7 @@ def h4_from_ground_truths(a: tuple[Mapping[str, Any], Shape], b: tuple[Mapping[s
     their truth: there is a specialisation to be consistent) and the agreement test on their causal
     profiles passes; a model without selective components agrees with nothing.
     """
-    from circuitgate.h4 import agreement_verdict, bin_classes
+    from circuitgate.causal import agreement_verdict, bin_classes
 
     (prof_a, layers_a, h5_a), (prof_b, layers_b, h5_b) = (_causal_profile(info, shape, config) for info, shape in (a, b))
     if h5_a != "supported" or h5_b != "supported":
@@ -230,3 +227,14 @@ def from_file(name: str | Path) -> Expectations:
         figures={h: {n: _figure(source, h, n, v) for n, v in (f or {}).items()} for h, f in figures.items()},
         figures_method=method,
     )
+
+
+def expectations_for(spec: Any, config: Config, locate: Callable[[], tuple[Path, Shape]]) -> Expectations:
+    """A model's expectations source, as its registry entry (``spec.expectations``) names it: an
+    organism's measured truth (``locate`` gives its directory and shape), a YAML file, or none."""
+    if spec.expectations == "organism":
+        from circuitgate.truth import read_info
+
+        directory, shape = locate()
+        return from_ground_truth(read_info(directory), shape, config)
+    return from_file(spec.expectations) if spec.expectations else Expectations(source="none")

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from circuitgate.progress import progress_bar
 
 from circuitgate import CircuitgateError
 from circuitgate.activations import Activations
@@ -86,7 +86,7 @@ def extract(
     parts: dict[str, list[np.ndarray]] = {s: [] for s in SITES}
     pad = loaded.tokenizer.pad_token_id
     starts = range(0, len(rows), batch_size)
-    for start in tqdm(starts, desc=desc, unit="batch", disable=not progress, leave=False):
+    for start in progress_bar(starts, desc=desc, unit="batch", enabled=progress, leave=False):
         ids, mask = left_pad(rows[start:start + batch_size], pad)
         out = _trace_batch(loaded, ids, mask)
         # Right-align attention rows across batches of different widths: pad keys on the left are 0.

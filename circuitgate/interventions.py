@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from circuitgate.progress import progress_bar
 
 from circuitgate import CircuitgateError
 from circuitgate.extract import left_pad, tokenize
@@ -259,7 +259,7 @@ def _site_means(loaded: LoadedModel, texts: Sequence[str], keys: set[SiteKey], b
     sums: dict[SiteKey, torch.Tensor] = {}
     count = 0
     starts = range(0, len(rows), batch_size)
-    for start in tqdm(starts, desc=f"{desc} (means)", unit="batch", disable=not progress, leave=False):
+    for start in progress_bar(starts, desc=f"{desc} (means)", unit="batch", enabled=progress, leave=False):
         ids, mask = left_pad(rows[start:start + batch_size], loaded.tokenizer.pad_token_id)
         weight = mask.to(torch.float64)[..., None]
         part: dict[SiteKey, torch.Tensor] = {}
@@ -373,7 +373,8 @@ def ablation_sweep(
     plans = [(batch, _chunks(targets, len(batch), max_rows)) for batch in batches]
     clean = _Collector(len(prompts))
     ablated = {t.id: _Collector(len(prompts)) for t in targets}
-    with tqdm(total=sum(len(c) for _, c in plans), desc=desc, unit="pass", disable=not progress, leave=False) as bar:
+    with progress_bar(total=sum(len(c) for _, c in plans), desc=desc, unit="pass", enabled=progress,
+                      leave=False) as bar:
         for batch, chunks in plans:
             b = len(batch)
             ids, mask = left_pad([rows[i] for i in batch], loaded.tokenizer.pad_token_id)
@@ -430,7 +431,8 @@ def patch_residual(
     clean, clean_other = _Collector(len(prompts)), _Collector(len(prompts))
     own = [_Collector(len(prompts)) for _ in layers]
     other = [_Collector(len(prompts)) for _ in layers]
-    with tqdm(total=sum(len(c) for _, c in plans), desc=desc, unit="pass", disable=not progress, leave=False) as bar:
+    with progress_bar(total=sum(len(c) for _, c in plans), desc=desc, unit="pass", enabled=progress,
+                      leave=False) as bar:
         for batch, chunks in plans:
             b = len(batch)
             ids, mask = left_pad([rows[i] for i in batch], loaded.tokenizer.pad_token_id)

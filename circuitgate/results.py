@@ -32,24 +32,17 @@ def class_counts(cls: Any) -> dict[str, int]:
     }
 
 
-def layer_id(layer: int) -> str:
-    return f"L{layer:02d}"
-
-
-def head_id(layer: int, head: int) -> str:
-    return f"L{layer:02d}H{head:02d}"
-
-
-def neuron_id(layer: int, neuron: int) -> str:
-    return f"L{layer:02d}N{neuron:05d}"
-
-
 @dataclass(frozen=True)
 class ComponentResult:
     id: str
     cls: ComponentClass
-    effect: float  # signed effect size of the strongest feature (d > 0: larger on reasoning)
-    p_adj: float  # smallest adjusted p-value over the unit's features
+    # Signed; what it measures is the hypothesis's (docs/design.md, "Effects"): H1 and H2 the effect
+    # size of the unit's strongest feature (> 0: larger on reasoning prompts, features oriented as the
+    # method orients them), H3 the signed share of the layer's neurons (> 0: more reasoning- than
+    # recall-specific), H4 the depth bin's mean causal interaction and H5 the task x target interaction
+    # (recall drop minus reasoning drop: > 0 hurts recall more; the opposite sign convention to H1's).
+    effect: float
+    p_adj: float  # H1-H3: smallest adjusted p over the unit's features; NaN where none decides (H4 bins, H5)
     details: Mapping[str, Any] = field(default_factory=dict)
     # The effect's interval (low, high) where the method draws one; `circuitgate compare` reads it.
     effect_ci: tuple[float, float] | None = None

@@ -53,13 +53,33 @@ class Judgement:
     message: str
 
 
+_COUNTS = (("n_specialised", "specialised"), ("n_recall", "recall"), ("n_reasoning", "reasoning"),
+           ("n_mixed", "mixed"), ("threshold", "threshold"))
+
+
+def summary_numbers(summary: Mapping[str, Any]) -> str:
+    """The numbers behind a verdict in one line, as the judge, the terminal summary and the report
+    show them: why it is what it is (its reason) where the summary says, else its headline, else the
+    counts it has (a minimal verdicts.json carries no headline)."""
+    if summary.get("reason") or summary.get("headline"):
+        return str(summary.get("reason") or summary["headline"])
+    return ", ".join(f"{label} {summary[key]}" for key, label in _COUNTS if key in summary)
+
+
+def outcome(before: str | None, after: str | None) -> str:
+    """The one rule for a verdict or a class seen twice (None: absent): ``same``, ``added`` (absent
+    before) or ``regression`` (any change, even one towards what was once expected; a unit that was
+    ``none`` may vanish). The judge applies it with the expectation as ``before``, `circuitgate
+    compare` with the baseline: a failing test and a named regression are one thing seen twice."""
+    if before == after or (after is None and before == "none"):
+        return "same"
+    return "added" if before is None else "regression"
+
+
 def judge_hypothesis(result: HypothesisResult, expected: Expected | str) -> Judgement:
     expected = as_expected(expected)
-    s = result.summary
-    # Why an inconclusive verdict is one (its reason), else the headline numbers.
-    numbers = s.get("reason") or s.get("headline") or ", ".join(
-        f"{k}={s[k]}" for k in ("n_specialised", "threshold") if k in s)
-    passed = result.verdict == expected.value
+    numbers = summary_numbers(result.summary)
+    passed = outcome(expected.value, result.verdict) == "same"
     how = expected.describe(result.verdict)
     if passed:
         return Judgement(True, f"{result.hypothesis} {result.verdict} {how} ({numbers})")
@@ -73,7 +93,7 @@ def judge_component(result: HypothesisResult, component: str, expected: Expected
     if c is None:
         # A unit the expectation names that this run does not have (another architecture's layer, an
         # H5 neuron set H3 no longer finds): only a unit that was "none" may vanish.
-        if expected.value == "none":
+        if outcome(expected.value, None) == "same":
             return Judgement(True, f"{result.hypothesis} {component} is not in this run; it was none")
         return Judgement(False, f"{result.hypothesis} {component} is not in this run, expected {expected.value}")
     ci = f" {format_interval(c.effect_ci)}" if c.effect_ci is not None else ""
@@ -81,7 +101,7 @@ def judge_component(result: HypothesisResult, component: str, expected: Expected
     p = f", p_adj {c.p_adj:.3g}" if math.isfinite(c.p_adj) else ""
     measured = f"effect {c.effect:+.3g}{ci}{p}"
     how = expected.describe(c.cls)
-    if c.cls == expected.value:
+    if outcome(expected.value, c.cls) == "same":
         return Judgement(True, f"{result.hypothesis} {component} is {c.cls} {how} ({measured})")
     return Judgement(False, f"{result.hypothesis} {component} is {c.cls}, {how} ({measured})")
 

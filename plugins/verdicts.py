@@ -1,54 +1,130 @@
-"""The verdict plugin: options, one Run per session, component parametrisation, reports, summary.
+"""The verdict plugin: options, one Run per session, component parametrisation, markers and `-k H2`,
+reports, the header and the summary (docs/design.md, "Command-line contract").
 
-State lives in ``config.stash`` (as pytest-randomly and junitxml keep theirs); nothing here prints:
-output goes through the terminal reporter.
+State lives in ``config.stash`` under the keys below (as junitxml keeps its own); nothing here prints:
+output goes through the terminal reporter (the summary) and ``pytest_report_header``.
+
+The plugin acts only for a session that collects the suite in ``<rootdir>/hypotheses/``: ``pytest
+tests`` (circuitgate's own tests) gets no markers, no reports, no thread setting and no header.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
+import json
 import re
+import shlex
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
+import torch
+from _pytest.junitxml import LogXML
+from _pytest.mark import KeywordMatcher
+from _pytest.mark.expression import Expression
 
 from circuitgate import CircuitgateError
+from circuitgate.analyses import component_ids, expected_verdict
+from circuitgate.config import HYPOTHESES
+from circuitgate.documents import manifest, verdicts_document
+from circuitgate.models.loading import DTYPES, resolve_device, resolve_dtype, weights_sha256
 from circuitgate.report import render_html
 from circuitgate.session import METHODS, Run, Settings
-from circuitgate.verdicts import expected_circuit, write_json_atomic
+from circuitgate.verdicts import expected_circuit, jsonable, outcome, summary_numbers, write_json_atomic
 
 RUN_KEY = pytest.StashKey[Run]()
-ACTIVE_KEY = pytest.StashKey[bool]()  # True when this session collects the hypotheses suite
+# The session's arguments reach the suite (decided before collection: the junit.xml writer and the
+# input checks must start before the session does). ACTIVE_KEY: the suite was in fact collected.
+REACHES_KEY = pytest.StashKey[bool]()
+ACTIVE_KEY = pytest.StashKey[bool]()
+PREPARED_KEY = pytest.StashKey[bool]()  # inputs checked and threads set, once
 # Component/figure tests whose source names nothing (no figures for this model): deselected, not
 # reported as skipped "empty parameter set" in every run.
 EMPTY_KEY = pytest.StashKey[set]()
 DOC_KEY = pytest.StashKey[dict]()  # the verdicts.json written at session end; the summary reads it
+# A user error met while parametrising (missing weights, a bad expectations file): raised as a usage
+# error once collection is over. Raised in pytest_generate_tests it would be a collection error of
+# each module, with a traceback, instead of one line and exit status 4.
+COLLECT_ERROR_KEY = pytest.StashKey[str]()
+JUNIT_KEY = pytest.StashKey[LogXML]()  # our junit.xml writer, when the user gave no --junitxml
+THREADS_KEY = pytest.StashKey[int]()  # torch's thread count before --threads, restored at unconfigure
+JUNIT_PLUGIN = "circuitgate-junitxml"
+
 # A component test is named test_H<n>_<kind> and takes one of these arguments: the component id.
 COMPONENT_ARGS = ("layer", "head", "target", "depth")
 FIGURE_ARG = "figure"  # test_H<n>_figure: a reported headline number of the expectations source
 _HYPOTHESIS_TEST = re.compile(r"test_(H\d)(?!\d)")  # test_H2 and its component test test_H2_head
+_HYPOTHESIS_MODULE = re.compile(r"test_(h\d)_", re.IGNORECASE)  # test_h2_heads.py
 HYPOTHESES_DIR = "hypotheses"
-# `-k H2` must select hypothesis H2 (docs/design.md, Verdicts), but -k matches case-insensitive substrings of node
-# names, and component ids contain "h1".."h5" by design (head L07H12, target head-L2H1). So a bare
-# H1..H5 token in -k is rewritten to a keyword that only that hypothesis's tests carry.
-HYPOTHESIS_KEYWORD = "circuitgate_hypothesis_"
-_HYPOTHESIS_TOKEN = re.compile(r"(?<![^\s()])(h[1-5])(?![^\s()])", re.IGNORECASE)
+# A bare H1..H5 in -k (a guard only: the matcher below decides what is bare, as pytest parses -k).
+_HYPOTHESIS_TOKEN = re.compile(r"(?<![^\s()])h[1-5](?![^\s()])", re.IGNORECASE)
+CHEAP_HASH_BYTES = 256 << 20  # the header hashes weights this small itself (a second at most)
+
+
+# -- options ---------------------------------------------------------------------------------------
+# Checked as argparse parses them (a type callable), so a bad value ends the run before any plugin
+# configures. A type callable that raises UsageError (not ArgumentTypeError) gives pytest's one line
+# "ERROR: ..." rather than argparse's usage block.
+def _option_type(name: str, check: Callable[[str], object]) -> Callable[[str], object]:
+    def parse(value: str) -> object:
+        try:
+            return check(value)
+        except CircuitgateError as e:
+            raise pytest.UsageError(str(e)) from None
+
+    parse.__name__ = name.lstrip("-")  # argparse names the type in its own messages
+    return parse
+
+
+def _one_of(option: str, what: str, values: tuple[str, ...]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in values:
+            raise CircuitgateError(f"{option}: unknown {what} {value!r} (known: {', '.join(values)})")
+        return value
+
+    return check
+
+
+def _device(value: str) -> str:
+    _one_of("--device", "device", ("auto", "cpu", "cuda"))(value)
+    resolve_device(value)  # --device cuda on a machine without one: said before any work
+    return value
+
+
+def _batch_size(value: str) -> str:
+    if value != "auto" and not (value.isdigit() and int(value) >= 1):
+        raise CircuitgateError(f"--batch-size must be a positive integer or auto, got {value!r}")
+    return value  # kept as typed: Settings (and manifest.json's settings) hold the string
+
+
+def _threads(value: str) -> str | int:
+    if value != "auto" and not (value.isdigit() and int(value) >= 1):
+        raise CircuitgateError(f"--threads must be a positive integer or auto, got {value!r}")
+    return value if value == "auto" else int(value)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("circuitgate", "circuitgate: hypotheses about a model's internals")
     group.addoption("--model", default=None,
                     help="registry alias (see `circuitgate models`), hub id or local directory; default: organism")
-    group.addoption("--method", default="paired", choices=METHODS,
+    group.addoption("--method", default="paired", type=_option_type("--method", _one_of("--method", "method", METHODS)),
+                    metavar="{" + ",".join(METHODS) + "}",
                     help="analysis method: paired = the sound default; seed = the original research method, "
                          "exactly; both = the two side by side")
     group.addoption("--prompts", default=None, help="built-in prompt set name or YAML file; default: the model's set")
     group.addoption("--config", dest="cg_config", default=None, metavar="FILE", help="thresholds as YAML")
-    group.addoption("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    group.addoption("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
-    group.addoption("--batch-size", default="auto", help="prompts per forward pass, or auto")
+    group.addoption("--device", default="auto", type=_option_type("--device", _device), metavar="{auto,cpu,cuda}",
+                    help="auto: cuda when torch sees one")
+    dtypes = ("auto", *DTYPES)
+    group.addoption("--dtype", default="auto", type=_option_type("--dtype", _one_of("--dtype", "dtype", dtypes)),
+                    metavar="{" + ",".join(dtypes) + "}", help="auto: bfloat16 on cuda, float32 on cpu")
+    group.addoption("--batch-size", default="auto", type=_option_type("--batch-size", _batch_size), metavar="N|auto",
+                    help="prompts per forward pass, or auto")
+    group.addoption("--threads", dest="cg_threads", default="auto", type=_option_type("--threads", _threads),
+                    metavar="N|auto",
+                    help="torch CPU threads; auto: 1 on the CPU (stable under contention), torch's own on a GPU")
     group.addoption("--report-dir", default=None, help="where reports go; default reports/<model>-<timestamp>/")
     group.addoption("--h4-model", default=None,
                     help="the second model H4 compares with (alias, hub id or directory); default: the model's twin")
@@ -58,50 +134,189 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "prompt set and schema")
 
 
-def _collects_hypotheses(config: pytest.Config) -> bool:
+# -- is this session the suite's? -------------------------------------------------------------------
+def _in_suite(nodeid: str) -> bool:
+    """Node ids are relative to the rootdir, so the suite's all start with ``hypotheses/``."""
+    first = nodeid.split("::", 1)[0]
+    return first == HYPOTHESES_DIR or first.startswith(HYPOTHESES_DIR + "/")
+
+
+def _reaches_suite(config: pytest.Config) -> bool:
+    """Whether an argument (a path, a node id, or what pytest took for none: testpaths or the invocation
+    dir) is the suite, inside it, or a directory holding it: ``pytest hypotheses``,
+    ``pytest hypotheses/test_h2_heads.py::test_H2``, ``pytest .``; not ``pytest tests``."""
     suite = (config.rootpath / HYPOTHESES_DIR).resolve()
+    if not suite.is_dir():
+        return False
     for arg in config.args:
         path = (config.invocation_params.dir / arg.split("::")[0]).resolve()
-        if path == suite or suite in path.parents:
+        if path == suite or suite in path.parents or path in suite.parents:
             return True
     return False
 
 
-@pytest.hookimpl(tryfirst=True)  # before junitxml reads --junitxml
+def _is_worker(config: pytest.Config) -> bool:
+    """A pytest-xdist worker, told as pytest's junitxml tells one; it never writes a report."""
+    return hasattr(config, "workerinput")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    for h in HYPOTHESES:
+        config.addinivalue_line("markers", f"{h.lower()}: a test of hypothesis {h} (circuitgate: `-m {h.lower()}`)")
     opt = config.option
     try:
         settings = Settings(model=opt.model, method=opt.method, prompts=opt.prompts, config=opt.cg_config,
                             device=opt.device, dtype=opt.dtype, batch_size=opt.batch_size,
                             report_dir=opt.report_dir, h4_model=opt.h4_model, baseline=opt.baseline)
         run = Run(settings, root=config.rootpath)
-        active = _collects_hypotheses(config)
-        if active:
-            run.config, run.prompt_set, run.baseline  # validate the inputs before anything slow
-            if not getattr(opt, "xmlpath", None):
-                opt.xmlpath = str(run.report_dir / "junit.xml")
-            if opt.keyword:
-                opt.keyword = _HYPOTHESIS_TOKEN.sub(lambda m: HYPOTHESIS_KEYWORD + m.group(1).upper(), opt.keyword)
     except CircuitgateError as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[RUN_KEY] = run
-    config.stash[ACTIVE_KEY] = active
     config.stash[EMPTY_KEY] = set()
+    config.stash[ACTIVE_KEY] = False
+    config.stash[PREPARED_KEY] = False
+    reaches = config.stash[REACHES_KEY] = _reaches_suite(config)
+    if not reaches or _is_worker(config):
+        return
+    if getattr(opt, "dist", "no") != "no":
+        # pytest-xdist: each worker would load the model and compute every hypothesis it meets over all
+        # its units (one family per correction), and verdicts.json needs every result in one process.
+        raise pytest.UsageError("circuitgate: the hypotheses suite cannot run under pytest-xdist (-n/--dist): "
+                                "each hypothesis is computed once per session, in one process; run it without -n")
+    _prepare(config)
+    _start_junit(config)
 
 
+def _prepare(config: pytest.Config) -> None:
+    """Check the inputs before anything slow, and set torch's threads; once per session."""
+    if config.stash[PREPARED_KEY]:
+        return
+    config.stash[PREPARED_KEY] = True
+    run = config.stash[RUN_KEY]
+    try:
+        run.config, run.prompt_set, run.baseline, run.report_dir  # each made once: made now to be checked
+    except CircuitgateError as e:
+        raise pytest.UsageError(str(e)) from None
+    threads = config.option.cg_threads
+    if threads == "auto":
+        # 1 on the CPU: under contention torch with 2 threads slowed 20-100x, 1 stayed stable
+        # (docs/nnsight.md, "Threads"). On a GPU the CPU only feeds it: torch's own default.
+        threads = 1 if resolve_device(run.settings.device) == "cpu" else None
+    if threads is not None:
+        config.stash[THREADS_KEY] = torch.get_num_threads()
+        torch.set_num_threads(threads)
+
+
+def _start_junit(config: pytest.Config) -> None:
+    """junit.xml in the report dir when the user named no --junitxml: pytest's own writer (LogXML, built
+    as junitxml's pytest_configure builds it, so junit_family = xunit1 and the properties the judge
+    records come out as with --junitxml), registered under a name of our own. junitxml's options
+    are left as the user gave them."""
+    if getattr(config.option, "xmlpath", None) or not config.pluginmanager.has_plugin("junitxml"):
+        return
+    xml = LogXML(
+        str(config.stash[RUN_KEY].report_dir / "junit.xml"),
+        config.option.junitprefix,
+        config.getini("junit_suite_name"),
+        config.getini("junit_logging"),
+        config.getini("junit_duration_report"),
+        config.getini("junit_family"),
+        config.getini("junit_log_passing_tests"),
+    )
+    config.pluginmanager.register(xml, JUNIT_PLUGIN)
+    config.stash[JUNIT_KEY] = xml
+
+
+def _stop_junit(config: pytest.Config) -> None:
+    xml = config.stash.get(JUNIT_KEY, None)
+    if xml is not None:
+        del config.stash[JUNIT_KEY]
+        config.pluginmanager.unregister(xml)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _stop_junit(config)
+    threads = config.stash.get(THREADS_KEY, None)
+    if threads is not None:  # the process may go on (pytester runs sessions in-process)
+        torch.set_num_threads(threads)
+
+
+# -- the header: how to reproduce the run ------------------------------------------------------------
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    if not config.stash.get(REACHES_KEY, False) or _is_worker(config):
+        return None
+    run = config.stash[RUN_KEY]
+    s, spec, ps = run.settings, run.spec, run.prompt_set
+    sha = _cheap_weights_sha256(run)
+    weights = f"weights sha256 {sha[:12]}" if sha else "weights sha256 in manifest.json, hashed when loaded"
+    device = resolve_device(s.device)
+    command = ["pytest", HYPOTHESES_DIR, "--model", s.model or spec.name, "--method", s.method,
+               "--prompts", s.prompts or ps.name, "--device", device, "--dtype", resolve_dtype(s.dtype, device)]
+    for option, value in (("--config", s.config), ("--h4-model", s.h4_model), ("--baseline", s.baseline),
+                          ("-k", config.option.keyword), ("-m", config.option.markexpr)):
+        if value:
+            command += [option, value]
+    return [
+        f"circuitgate: model {spec.name} ({weights}), method {s.method}, prompts {ps.name} "
+        f"(sha256 {ps.sha256[:12]}), config {s.config or 'defaults'} (sha256 {config_sha256(run)[:12]})",
+        f"circuitgate: reproduce: {shlex.join(command)}",
+    ]
+
+
+def config_sha256(run: Run) -> str:
+    """sha256 of the config as verdicts.json records it, in canonical JSON (sorted keys): a run's
+    document can be checked against the header of another."""
+    text = json.dumps(jsonable(run.config.to_dict()), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _cheap_weights_sha256(run: Run) -> str | None:
+    """The weights' hash, as loading computes it, when the weights are already on disk and small (a
+    local directory, a built organism); else None: a hub model's is hashed when it loads (a 7B model
+    is ~15 GB to read) and an organism not built yet is built on first use, not by a header."""
+    spec, directory = run.spec, run.spec.path
+    if spec.builtin:
+        from circuitgate.organism import is_organism_dir, recipe_of
+        from circuitgate.organism.builder import organism_dir
+
+        directory = organism_dir(recipe_of(spec.builtin))
+        if not is_organism_dir(directory):
+            return None
+    if directory is None or not directory.is_dir():
+        return None
+    try:
+        if sum(p.stat().st_size for p in directory.iterdir() if p.is_file()) > CHEAP_HASH_BYTES:
+            return None
+        return weights_sha256(directory, progress=False)
+    except (CircuitgateError, OSError):
+        return None
+
+
+# -- collection: parametrisation, markers, -k ---------------------------------------------------------
 @contextlib.contextmanager
 def uncaptured(config: pytest.Config) -> Iterator[None]:
-    """Let progress bars of long work (organism build, extraction) reach the terminal."""
+    """Let progress of long work (organism build, extraction) reach the terminal."""
     capman = config.pluginmanager.getplugin("capturemanager")
     with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
         yield
 
 
+def pytest_collectstart(collector: pytest.Collector) -> None:
+    if _in_suite(collector.nodeid):
+        collector.config.stash[ACTIVE_KEY] = True
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     match = _HYPOTHESIS_TEST.match(metafunc.function.__name__)
-    if not match:
+    if not match or not _in_suite(metafunc.definition.nodeid):
         return
-    hypothesis, run = match.group(1), metafunc.config.stash[RUN_KEY]
+    config = metafunc.config
+    try:
+        _prepare(config)  # done in pytest_configure unless the arguments hid the suite from it
+    except pytest.UsageError as e:
+        config.stash[COLLECT_ERROR_KEY] = str(e)
+        return
+    hypothesis, run = match.group(1), config.stash[RUN_KEY]
     methods = run.settings.methods
     if len(methods) > 1 and "cg_method" in metafunc.fixturenames:
         # --method both: every hypothesis test once per method; session scope keeps one result each.
@@ -109,21 +324,69 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     args = [a for a in COMPONENT_ARGS + (FIGURE_ARG,) if a in metafunc.fixturenames]
     if not args:
         return
-    try:
-        with uncaptured(metafunc.config):
-            if args[0] == FIGURE_ARG:
-                ids = list(run.expectations.figures.get(hypothesis, {}))
-            else:
-                ids = run.component_ids(hypothesis)
-    except CircuitgateError as e:
-        raise pytest.UsageError(str(e)) from None
+    ids: list[str] = []
+    if COLLECT_ERROR_KEY not in config.stash:  # one error is enough: the session ends on it
+        try:
+            with uncaptured(config):
+                if args[0] == FIGURE_ARG:
+                    ids = list(run.expectations.figures.get(hypothesis, {}))
+                else:
+                    ids = component_ids(run, hypothesis)
+        except CircuitgateError as e:
+            config.stash[COLLECT_ERROR_KEY] = str(e)
     if not ids:
-        metafunc.config.stash[EMPTY_KEY].add(metafunc.definition.nodeid)
+        config.stash[EMPTY_KEY].add(metafunc.definition.nodeid)
     # Node ids hold the component only, never the model, so runs on two checkpoints line up.
     metafunc.parametrize(args[0], ids, ids=ids)
 
 
-@pytest.hookimpl(tryfirst=True)  # before -k deselects
+def hypothesis_of(item: pytest.Item) -> str | None:
+    """The hypothesis a suite item tests: from its function (test_H2_head), else its module (test_h2_heads.py)."""
+    if not _in_suite(item.nodeid):
+        return None
+    match = _HYPOTHESIS_TEST.match(getattr(item, "originalname", item.name)) or _HYPOTHESIS_MODULE.match(item.path.name)
+    hypothesis = match.group(1).upper() if match else None
+    return hypothesis if hypothesis in HYPOTHESES else None
+
+
+class HypothesisKeywords:
+    """pytest's own -k matcher for one item (a case-insensitive substring of its names, keywords and
+    markers), except that a bare ``H1``..``H5`` names the hypothesis: component ids contain h1..h5 by
+    design (head ``L07H12``, target ``head-L2H1``), and as substrings those would select other
+    hypotheses' tests (docs/design.md, "Verdicts")."""
+
+    def __init__(self, item: pytest.Item) -> None:
+        self.hypothesis = hypothesis_of(item)
+        self.keywords = KeywordMatcher.from_item(item)
+
+    def __call__(self, name: str, /, **kwargs: object) -> bool:
+        if not kwargs and name.upper() in HYPOTHESES:
+            return name.upper() == self.hypothesis
+        return self.keywords(name, **kwargs)
+
+
+def _deselect_by_hypothesis(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`-k H2`: the user's expression, read and never rewritten, evaluated by pytest's own expression
+    parser with ``HypothesisKeywords``. pytest's -k pass runs after this one with its plain matcher; it
+    keeps what this one kept wherever the expression has no ``not`` (a hypothesis's own names contain
+    its token), so `-k H2`, `-k "H1 or H2"`, `-k "H5 and head"` mean the hypothesis. Under ``not``
+    pytest's substring rule still applies (`-k "not H1"` also drops L07H12); `-m "not h1"` is exact."""
+    expression = (config.option.keyword or "").lstrip()
+    if not _HYPOTHESIS_TOKEN.search(expression):
+        return  # nothing of ours in it: pytest's own pass alone decides
+    try:
+        compiled = Expression.compile(expression)
+    except Exception:  # malformed (SyntaxError; ParseError before pytest 8.4): pytest's own pass says so
+        return
+    keep, drop = [], []
+    for item in items:
+        (keep if compiled.evaluate(HypothesisKeywords(item)) else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own -k and -m deselection (_pytest/mark)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not config.stash[ACTIVE_KEY]:
         return
@@ -133,39 +396,53 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if item not in deselected]
     for item in items:
-        match = _HYPOTHESIS_TEST.match(item.name)
-        if match:
-            item.extra_keyword_matches.add(HYPOTHESIS_KEYWORD + match.group(1))
+        hypothesis = hypothesis_of(item)
+        if hypothesis:
+            item.add_marker(hypothesis.lower())  # `-m h2`; --method both items too
+    _deselect_by_hypothesis(config, items)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Fail fast, before any test runs, when the model's weights cannot be had."""
     config = session.config
-    if not (config.stash[ACTIVE_KEY] and session.items) or config.option.collectonly:
+    if not config.stash[ACTIVE_KEY]:
+        _stop_junit(config)  # the arguments held the suite's directory, but nothing of it was collected
+        return
+    if COLLECT_ERROR_KEY in config.stash:
+        raise pytest.UsageError(config.stash[COLLECT_ERROR_KEY])
+    if not session.items or config.option.collectonly:
         return
     try:
         with uncaptured(config):
-            config.stash[RUN_KEY].model_dir
+            config.stash[RUN_KEY].model_dir  # found (or built) now, to be checked
     except CircuitgateError as e:
         raise pytest.UsageError(str(e)) from None
 
 
+# -- reports and summary -----------------------------------------------------------------------------
+def _has_results(config: pytest.Config) -> bool:
+    """Only the process that ran the tests writes (never an xdist worker: docs/design.md)."""
+    run = config.stash.get(RUN_KEY, None)
+    return (run is not None and config.stash.get(ACTIVE_KEY, False) and not _is_worker(config)
+            and bool(run.results))
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
-    run = config.stash.get(RUN_KEY, None)
-    if run is None or not run.results:
+    if not _has_results(config):
         return
+    run = config.stash[RUN_KEY]
     out = run.report_dir
-    document = config.stash[DOC_KEY] = run.verdicts_document()
+    document = config.stash[DOC_KEY] = verdicts_document(run)
     write_json_atomic(out / "verdicts.json", document)
-    write_json_atomic(out / "manifest.json", run.manifest(_dt.datetime.now(_dt.timezone.utc)))
+    write_json_atomic(out / "manifest.json", manifest(run, _dt.datetime.now(_dt.timezone.utc)))
     (out / "report.html").write_text(render_html(document))
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    run = config.stash.get(RUN_KEY, None)
-    if run is None or not run.results:
+    if not _has_results(config) or DOC_KEY not in config.stash:
         return
+    run = config.stash[RUN_KEY]
     tr = terminalreporter
     document = config.stash[DOC_KEY]
     by_method = document.get("by_method") or {run.settings.methods[0]: document["hypotheses"]}
@@ -174,7 +451,7 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         _summary_lines(tr, run, method)
         _circuit_lines(tr, by_method[method])
     if run.baseline is not None:
-        _baseline_lines(tr, run, config.stash[DOC_KEY]["baseline"]["regressions"])
+        _baseline_lines(tr, run, document["baseline"]["regressions"])
     tr.write_line(f"report: {Path(run.report_dir) / 'report.html'}")
 
 
@@ -207,13 +484,10 @@ def _circuit_lines(tr, entries: dict) -> None:
 
 def _summary_lines(tr, run: Run, method: str) -> None:
     for h, r in run.results_by(method).items():
-        expectation = run.expected_verdict(h, method)
+        expectation = expected_verdict(run, h, method)
         expected, source = expectation.value, "baseline" if expectation.baseline else "expected"
-        s = r.summary
-        ok = r.verdict == expected
-        numbers = (s.get("reason") if r.verdict == "inconclusive" else None) or s.get("headline") or (
-            f"specialised {s.get('n_specialised')} (recall {s.get('n_recall')}, reasoning {s.get('n_reasoning')}, "
-            f"mixed {s.get('n_mixed')}; threshold {s.get('threshold')})")
+        ok = outcome(expected, r.verdict) == "same"
+        numbers = summary_numbers(r.summary)
         if h not in run.tested:  # an input of a selected hypothesis (H3's neurons for H5), not judged
             tr.write_line(f"{h}  {r.verdict:<13} (computed as an input, not tested)  {numbers}")
             continue

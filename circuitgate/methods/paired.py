@@ -30,8 +30,8 @@ from circuitgate import CircuitgateError
 from circuitgate.activations import Activations, validate_sides
 from circuitgate.config import Config, PairedConfig
 from circuitgate.features import h1_layer_features, h2_head_metrics
-from circuitgate.results import ComponentResult, HypothesisResult, class_counts, feature_details, head_id, layer_id, \
-    neuron_id
+from circuitgate.ids import head_id, layer_id, neuron_id
+from circuitgate.results import ComponentResult, HypothesisResult, class_counts, feature_details
 from circuitgate.stats import d_z, fdr_correction, min_attainable_p, pair_splits, paired_bootstrap_dz, \
     wilcoxon_signed_rank
 

@@ -17,8 +17,8 @@ from circuitgate import CircuitgateError
 from circuitgate.activations import Activations, validate_sides
 from circuitgate.config import H1Config, H2Config, H3Config
 from circuitgate.features import H1_FEATURES, H2_METRICS, h1_layer_features, h2_head_metrics
-from circuitgate.results import ComponentResult, HypothesisResult, class_counts, feature_details, head_id, layer_id, \
-    neuron_id
+from circuitgate.ids import head_id, layer_id, neuron_id
+from circuitgate.results import ComponentResult, HypothesisResult, class_counts, feature_details
 from circuitgate.stats import (benjamini_hochberg, bootstrap_d_ci, cohens_d, kfold_indices, mann_whitney_u,
                                mann_whitney_u_dense, nan_moments)
 

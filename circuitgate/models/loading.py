@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from tqdm.auto import tqdm
+from circuitgate.progress import progress_bar
 
 from circuitgate import CircuitgateError
 from circuitgate.models.adapters import Adapter, Shape, adapter_for
@@ -71,8 +71,8 @@ def weights_sha256(directory: Path, progress: bool = True) -> str:
         raise CircuitgateError(f"no weight files (*.safetensors, *.bin) in {directory}")
     h = hashlib.sha256()
     total = sum(f.stat().st_size for f in files)
-    with tqdm(total=total, desc="hashing weights", unit="B", unit_scale=True, unit_divisor=1024,
-              disable=not progress, leave=False) as bar:
+    with progress_bar(total=total, desc="hashing weights", unit="B", unit_scale=True, unit_divisor=1024,
+                      enabled=progress, leave=False) as bar:
         for f in files:
             h.update(f.name.encode())
             with f.open("rb") as fh:
@@ -106,10 +106,10 @@ def _hub_snapshot(spec: ModelSpec) -> Path:
 
 
 def model_directory(spec: ModelSpec) -> Path:
+    """Where a spec's weights are: its path, or its hub id's snapshot in the HF cache. A built-in
+    organism's is its build's, which the caller makes (``organism.ensure_built``) and passes on."""
     if spec.builtin:
-        from circuitgate.organism import ensure_built
-
-        return ensure_built(spec.builtin)
+        raise CircuitgateError(f"{spec.name} is built in: build it (`circuitgate organism build`) and load its directory")
     if spec.hub:
         return _hub_snapshot(spec)
     assert spec.path is not None
@@ -127,22 +127,16 @@ def _saved_tokenizer_class(directory: Path) -> str | None:
 
 
 def _tokenizer(directory: Path) -> Any:
-    from circuitgate.organism import is_organism_dir, load_tokenizer
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    if is_organism_dir(directory):
-        # transformers 5 silently swaps a saved word-level tokenizer for Qwen2Tokenizer when
-        # model_type is qwen2 (docs/nnsight.md, Loading): the organism's is always loaded explicitly.
-        tok = load_tokenizer(directory)
-    else:
-        from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-        # A directory that saved a generic fast tokenizer gets that one back: AutoTokenizer would
-        # pick the family's class from config.json (Qwen2Tokenizer) and map every word to nothing.
-        cls = PreTrainedTokenizerFast if _saved_tokenizer_class(directory) in _GENERIC_TOKENIZERS else AutoTokenizer
-        try:
-            tok = cls.from_pretrained(directory)
-        except Exception as e:
-            raise CircuitgateError(f"cannot load a tokenizer from {directory}: {type(e).__name__}: {e}") from None
+    # A directory that saved a generic fast tokenizer (the organisms' word-level one among them) gets
+    # that one back: AutoTokenizer picks the family's class from config.json, and transformers 5 swaps
+    # in Qwen2Tokenizer for model_type qwen2, mapping every word to nothing (docs/nnsight.md, Loading).
+    cls = PreTrainedTokenizerFast if _saved_tokenizer_class(directory) in _GENERIC_TOKENIZERS else AutoTokenizer
+    try:
+        tok = cls.from_pretrained(directory)
+    except Exception as e:
+        raise CircuitgateError(f"cannot load a tokenizer from {directory}: {type(e).__name__}: {e}") from None
     # Batches are left-padded so the last prompt token sits at position -1 of every row.
     tok.padding_side = "left"
     if tok.pad_token is None:
@@ -165,13 +159,16 @@ def transformers_bars(progress: bool) -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def load_model(spec: ModelSpec, device: str = "auto", dtype: str = "auto", progress: bool = True) -> LoadedModel:
+def load_model(spec: ModelSpec, device: str = "auto", dtype: str = "auto", progress: bool = True,
+               directory: Path | None = None) -> LoadedModel:
+    """The spec's model, wrapped for nnsight; ``directory``: where its weights are, when the caller
+    knows (a built-in organism's build), else ``model_directory(spec)``."""
     from nnsight.modeling.transformers import TransformersModel
     from transformers import AutoConfig, AutoModelForCausalLM
 
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
-    directory = model_directory(spec)
+    directory = directory or model_directory(spec)
     if not (directory / "config.json").is_file():
         raise CircuitgateError(f"{directory} is not a Hugging Face model directory (no config.json)")
     try:

@@ -69,7 +69,7 @@ def resolve(name: str | None) -> ModelSpec:
         return known[name]
     path = Path(name).expanduser()
     if path.is_dir():
-        from circuitgate.organism import is_organism_dir
+        from circuitgate.truth import is_organism_dir
 
         return ModelSpec(
             name=path.name or name,

@@ -20,8 +20,8 @@ _EXPORTS = {
     "recipe_of": "recipe",
     "build": "builder",
     "ensure_built": "builder",
-    "is_organism_dir": "builder",
-    "read_info": "builder",
+    "is_organism_dir": "circuitgate.truth",
+    "read_info": "circuitgate.truth",
     "load_tokenizer": "tokenizer",
     "make_world": "world",
     "organism_prompt_set": "world",
@@ -33,4 +33,5 @@ __all__ = list(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    module = _EXPORTS[name]
+    return getattr(import_module(module if "." in module else f"{__name__}.{module}"), name)

@@ -18,6 +18,7 @@ from typing import Iterator, Sequence
 import torch
 from transformers import PreTrainedModel
 
+from circuitgate.ids import attn_target, block_target, head_target, mlp_target
 from circuitgate.models.adapters import adapter_for
 
 KINDS = ("zero", "mean", "resample")
@@ -45,11 +46,11 @@ def components(n_layers: int, n_heads: int, head_dim: int, block_size: int, bloc
     """Every target the ground truth measures, by layer: attention, MLP, heads, neuron blocks."""
     out: list[Component] = []
     for layer in range(n_layers):
-        out.append(Component(f"attn-L{layer}", "attn", layer))
-        out.append(Component(f"mlp-L{layer}", "mlp", layer))
-        out += [Component(f"head-L{layer}H{h}", "head", layer, h * head_dim, (h + 1) * head_dim) for h in range(n_heads)]
+        out.append(Component(attn_target(layer), "attn", layer))
+        out.append(Component(mlp_target(layer), "mlp", layer))
+        out += [Component(head_target(layer, h), "head", layer, h * head_dim, (h + 1) * head_dim) for h in range(n_heads)]
         if layer in block_layers:
-            out += [Component(f"neurons-L{layer}-B{k}", "neurons", layer, k * block_size, (k + 1) * block_size)
+            out += [Component(block_target(layer, k), "neurons", layer, k * block_size, (k + 1) * block_size)
                     for k in range(ffn // block_size)]
     return out
 

@@ -33,6 +33,7 @@ from circuitgate.organism.plan import PLANS
 from circuitgate.organism.recipe import Recipe, recipe_of
 from circuitgate.organism.tokenizer import build_tokenizer
 from circuitgate.organism.world import organism_prompt_set, world_for
+from circuitgate.truth import INFO_FILE, SCHEMA, is_organism_dir
 
 try:
     import fcntl
@@ -41,28 +42,8 @@ except ImportError:  # no flock (Windows): concurrent builders still end safely 
 
 log = logging.getLogger(__name__)
 
-SCHEMA = 3  # 3: a plan, ground truth under zero, mean and resample ablation, activation truth
-INFO_FILE = "organism.json"
-_REQUIRED_KEYS = ("schema", "name", "arch", "recipe", "recipe_hash", "plan", "accuracy", "ground_truth",
-                  "activation_truth")
-
 def organism_dir(recipe: Recipe, root: Path | None = None) -> Path:
     return cache_root(root) / "organism" / f"{recipe.arch}-{recipe.plan}-{recipe.hash()[:12]}"
-
-
-def is_organism_dir(path: str | Path) -> bool:
-    """True only for a dir holding a complete organism.json (written last, so the build finished)."""
-    try:
-        info = json.loads((Path(path) / INFO_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(info, dict) and info.get("schema") == SCHEMA and all(k in info for k in _REQUIRED_KEYS)
-
-
-def read_info(path: str | Path) -> dict:
-    if not is_organism_dir(path):
-        raise CircuitgateError(f"{path} is not a built organism (no complete {INFO_FILE}); run `circuitgate organism build`")
-    return json.loads((Path(path) / INFO_FILE).read_text())
 
 
 @contextmanager

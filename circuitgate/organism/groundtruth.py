@@ -33,6 +33,7 @@ from circuitgate.activations import Activations
 from circuitgate.causal import classify_targets
 from circuitgate.config import H5Config, PairedConfig
 from circuitgate.features import h1_layer_features, h2_head_metrics
+from circuitgate.ids import attn_target
 from circuitgate.models.adapters import Shape
 from circuitgate.organism.ablate import KINDS, Component, RowEdit, ablating, components, recording
 from circuitgate.organism.plan import Plan
@@ -139,7 +140,7 @@ def classes(truth: Mapping[str, Any], rule: H5Config = RULE, ids: Sequence[str] 
 def attention_layers(truth: Mapping[str, Any], n_layers: int, ablation: str = "zero") -> list[int]:
     """The layers whose attention, ablated, costs reasoning at least tau: where reasoning needs attention."""
     rows = truth["ablations"][ablation]
-    return [layer for layer in range(n_layers) if rows[f"attn-L{layer}"]["reasoning_drop"] >= RULE.min_drop - 1e-9]
+    return [layer for layer in range(n_layers) if rows[attn_target(layer)]["reasoning_drop"] >= RULE.min_drop - 1e-9]
 
 
 # -- activation -----------------------------------------------------------------------------------

@@ -9,30 +9,32 @@ invalidates (``circuitgate organism accuracy`` measures a copy's truth anew).
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Sequence
 
 from circuitgate import CircuitgateError
+from circuitgate.ids import TargetId, parse_target
 from circuitgate.models.adapters import Shape, adapter_for
 
-_TARGET = re.compile(r"^(?:(?P<kind>mlp|attn)-L(?P<layer>\d+)|head-L(?P<hlayer>\d+)H(?P<head>\d+)"
-                     r"|neurons-L(?P<nlayer>\d+)-B(?P<block>\d+))$")
 NOTE_FILE = "perturbed.json"  # what was zeroed, from which weights
 
 
-def parse_targets(targets: Sequence[str]) -> list[re.Match]:
-    """The targets' spelling, checked before anything is built or loaded."""
-    matches = []
+def parse_targets(targets: Sequence[str]) -> list[TargetId]:
+    """The targets' spelling, checked before anything is built or loaded: a layer's attention or MLP,
+    a head or a neuron block (H3's neuron sets are a run's, not the weights')."""
+    parsed = []
     for t in targets:
-        m = _TARGET.match(t)
-        if not m:
+        try:
+            target = parse_target(t)
+        except CircuitgateError:
+            target = None
+        if target is None or target.skill is not None:
             raise CircuitgateError(f"cannot zero {t!r}: targets are mlp-L<i>, attn-L<i>, head-L<i>H<h> or "
                                    f"neurons-L<i>-B<k>")
-        matches.append(m)
-    return matches
+        parsed.append(target)
+    return parsed
 
 
 def _edits(targets: Sequence[str], model_type: str, shape: Shape,
@@ -41,24 +43,24 @@ def _edits(targets: Sequence[str], model_type: str, shape: Shape,
     ``block_size``: neurons per block (from the source organism's plan; None: no blocks known)."""
     adapter = adapter_for(model_type)
     edits = []
-    for t, m in zip(targets, parse_targets(targets)):
-        layer = int(m["layer"] or m["hlayer"] or m["nlayer"])
+    for t, target in zip(targets, parse_targets(targets)):
+        layer = target.layer
         if layer >= shape.n_layers:
             raise CircuitgateError(f"cannot zero {t}: the model has {shape.n_layers} layers")
-        if m["nlayer"] is not None:  # a block's neurons write through their down_proj columns
+        if target.kind == "neurons":  # a block's neurons write through their down_proj columns
             if block_size is None:
                 raise CircuitgateError(f"cannot zero {t}: the source is not an organism, it has no neuron blocks")
-            block = int(m["block"])
+            block = target.block
             if (block + 1) * block_size > shape.ffn:
                 raise CircuitgateError(f"cannot zero {t}: layer {layer} has {shape.ffn // block_size} blocks")
             edits.append((adapter.weight_name(layer, adapter.down_path),
                           slice(block * block_size, (block + 1) * block_size)))
-        elif m["kind"] == "mlp":  # down_proj writes the MLP's whole output
+        elif target.kind == "mlp":  # down_proj writes the MLP's whole output
             edits.append((adapter.weight_name(layer, adapter.down_path), None))
-        elif m["kind"] == "attn":  # o_proj writes the attention block's whole output
+        elif target.kind == "attn":  # o_proj writes the attention block's whole output
             edits.append((adapter.weight_name(layer, adapter.o_proj_path), None))
         else:
-            head = int(m["head"])
+            head = target.head
             if head >= shape.n_heads:
                 raise CircuitgateError(f"cannot zero {t}: layer {layer} has {shape.n_heads} heads")
             cols = slice(head * shape.head_dim, (head + 1) * shape.head_dim)  # the head's o_proj input slice
@@ -81,7 +83,7 @@ def perturb(source: Path, out: Path, zero: Sequence[str], force: bool = False, p
     if not files:
         raise CircuitgateError(f"no *.safetensors weights in {source}")
     config = AutoConfig.from_pretrained(source)
-    from circuitgate.organism.builder import is_organism_dir, read_info
+    from circuitgate.truth import is_organism_dir, read_info
 
     block_size = read_info(source)["plan"]["block_size"] if is_organism_dir(source) else None
     edits = _edits(zero, config.model_type, Shape.from_config(config), block_size)

@@ -27,7 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from circuitgate.results import combine_classes, head_id, layer_id
+from circuitgate.ids import attn_target, block_target, head_id, head_target, layer_id, mlp_target
+from circuitgate.results import combine_classes
 
 ROLES = ("recall", "reasoning", "shared")
 TASKS = ("recall", "reasoning")
@@ -66,7 +67,7 @@ class Head:
 
     @property
     def id(self) -> str:
-        return f"head-L{self.layer}H{self.head}"
+        return head_target(self.layer, self.head)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class Block:
 
     @property
     def id(self) -> str:
-        return f"neurons-L{self.layer}-B{self.index}"
+        return block_target(self.layer, self.index)
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class Mlp:
 
     @property
     def id(self) -> str:
-        return f"mlp-L{self.layer}"
+        return mlp_target(self.layer)
 
 
 Unit = Head | Block | Mlp
@@ -147,13 +148,13 @@ class Plan:
         out: dict[str, str] = {}
         for layer in range(n_layers):
             heads = [head_cls.get((layer, h), "none") for h in range(n_heads)]
-            out[f"attn-L{layer}"] = combine_classes(heads)
-            out.update({f"head-L{layer}H{h}": c for h, c in enumerate(heads)})
+            out[attn_target(layer)] = combine_classes(heads)
+            out.update({head_target(layer, h): c for h, c in enumerate(heads)})
             whole = [CLASS_OF_ROLE[m.role] for m in self.mlps if m.layer == layer]
             blocks = {b.index: CLASS_OF_ROLE[b.role] for b in self.blocks if b.layer == layer}
-            out[f"mlp-L{layer}"] = combine_classes(whole + list(blocks.values()))
+            out[mlp_target(layer)] = combine_classes(whole + list(blocks.values()))
             if layer in self.block_layers():
-                out.update({f"neurons-L{layer}-B{k}": blocks.get(k, "none") for k in range(ffn // block_size)})
+                out.update({block_target(layer, k): blocks.get(k, "none") for k in range(ffn // block_size)})
         return out
 
 

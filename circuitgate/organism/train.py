@@ -28,7 +28,7 @@ from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from circuitgate.progress import progress_bar
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from circuitgate.models.adapters import adapter_for
@@ -418,8 +418,8 @@ def train_model(recipe: Recipe, world: World, tokenizer: PreTrainedTokenizerFast
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(recipe, s))
     start = time.perf_counter()
-    bar = tqdm(training_batches(world, recipe, plan), total=recipe.steps, desc=f"organism {recipe.plan} {recipe.arch}",
-               disable=not progress)
+    bar = progress_bar(training_batches(world, recipe, plan), total=recipe.steps,
+                       desc=f"organism {recipe.plan} {recipe.arch}", enabled=progress)
     for step, rows in enumerate(bar):
         batch = encode_items([r.item for r in rows], vocab, tokenizer.bos_token_id, tokenizer.pad_token_id)
         clean = torch.tensor([r.condition == "clean" for r in rows])

@@ -115,6 +115,17 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def default_prompts(spec: Any, method: str) -> str:
+    """The prompt set a model runs on when none is named: its registry entry's; an organism's own; the
+    paper's 30 prompts under ``--method seed`` (to replicate it); else ``geography``, the
+    length-matched set with controls the sound method needs (and so does the side-by-side run)."""
+    if spec.prompts:
+        return spec.prompts
+    if spec.expectations == "organism":
+        return "organism"
+    return "geography-seed" if method == "seed" else "geography"
+
+
 def builtin_names() -> list[str]:
     folder = resources.files("circuitgate.prompts").joinpath("builtin")
     return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))

@@ -9,8 +9,9 @@ import re
 from html import escape
 from typing import Any, Iterator, Mapping
 
+from circuitgate.ids import depth_id
 from circuitgate.report import plots
-from circuitgate.verdicts import expected_circuit
+from circuitgate.verdicts import expected_circuit, summary_numbers
 
 _STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
@@ -39,15 +40,6 @@ def _row(cells: list[str], cls: str = "") -> str:
     return f"<tr class='{cls}'>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 
 
-def _numbers(summary: Mapping[str, Any]) -> str:
-    """Why an inconclusive verdict is one, else the headline, else the counts the summary has."""
-    if "reason" in summary or "headline" in summary:
-        return str(summary.get("reason") or summary["headline"])
-    return ", ".join(f"{label} {summary[key]}" for key, label in _COUNTS if key in summary)
-
-
-_COUNTS = (("n_specialised", "specialised"), ("n_recall", "recall"), ("n_reasoning", "reasoning"),
-           ("n_mixed", "mixed"), ("threshold", "threshold"))
 
 
 def _interval(values: Any) -> str:
@@ -72,9 +64,9 @@ def _h4_profiles(summary: Mapping[str, Any]) -> list[str]:
     models = summary["models"]
     kinds = list(next(iter(summary["binned"].values())))
     head = "".join(f"<th>{escape(m)} {escape(k)}</th>" for m in models for k in kinds)
-    rows = [f"<h2>H4 depth profiles</h2><p>{escape(_numbers(summary))}</p><table><tr><th>depth bin</th>{head}</tr>"]
+    rows = [f"<h2>H4 depth profiles</h2><p>{escape(summary_numbers(summary))}</p><table><tr><th>depth bin</th>{head}</tr>"]
     for b in range(summary["n_bins"]):
-        rows.append(_row([f"D{b}"] + [_fmt(summary["binned"][m][k][b]) for m in models for k in kinds]))
+        rows.append(_row([depth_id(b)] + [_fmt(summary["binned"][m][k][b]) for m in models for k in kinds]))
     rows.append("</table>")
     return rows
 
@@ -94,7 +86,7 @@ def _side_by_side(by_method: Mapping[str, Mapping[str, Any]]) -> list[str]:
                 cells += ["", ""]
                 continue
             mark = "" if not e.get("tested", True) else (" (pass)" if e["passed"] else " (fail)")
-            cells += [_fmt(e["verdict"]) + mark, _fmt(_numbers(e["summary"]))]
+            cells += [_fmt(e["verdict"]) + mark, _fmt(summary_numbers(e["summary"]))]
         rows.append(_row([escape(h), _fmt(expected)] + cells))
     rows.append("</table>")
     return rows
@@ -243,7 +235,7 @@ def render_html(doc: Mapping[str, Any]) -> str:
     for h, e in hyps.items():
         status = ("pass" if e["passed"] else "fail") if e.get("tested", True) else "info"
         parts.append(_row([escape(h), _fmt(e["verdict"]), _fmt(e["expected"] if e.get("tested", True) else "not tested"),
-                           _fmt(e["passed"]), _fmt(_numbers(e["summary"]))], status))
+                           _fmt(e["passed"]), _fmt(summary_numbers(e["summary"]))], status))
     parts.append("</table>")
     parts += _baseline(doc.get("baseline"))
     parts += _circuit(doc)

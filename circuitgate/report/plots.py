@@ -25,6 +25,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from circuitgate import CircuitgateError
+from circuitgate.ids import depth_id, parse_target
+
 # One colour per task on every plot; the diverging maps below run from one to the other (RdBu's ends).
 RECALL, REASONING, MIXED = "#2166ac", "#b2182b", "#7b3294"
 CLASS_COLOURS = {"recall": RECALL, "reasoning": REASONING, "mixed": MIXED}
@@ -35,7 +38,6 @@ DPI = 100
 
 _LAYER = re.compile(r"L(\d+)")
 _HEAD = re.compile(r"L(\d+)H(\d+)")
-_TARGET = re.compile(r"(?P<kind>[a-z]+)-L(?P<layer>\d+)(?:H(?P<head>\d+))?(?:-(?P<task>[a-z]+))?")
 
 
 def png_data_uri(fig: Figure) -> str:
@@ -268,14 +270,17 @@ def _targets(components: Mapping[str, Any]) -> tuple[dict[str, dict[int, Mapping
     series: dict[str, dict[int, Mapping[str, Any]]] = {}
     heads = {}
     for cid, c in components.items():
-        m = _TARGET.fullmatch(cid)
-        if m is None:
+        try:
+            t = parse_target(cid)
+        except CircuitgateError:  # not a target id this report knows: left out of the plots
             continue
-        if m["head"] is not None:
-            heads[int(m["layer"]), int(m["head"])] = c
+        if t.control:  # a neuron set's random control is in its set's numbers already
+            continue
+        if t.kind == "head":
+            heads[t.layer, t.head] = c
         else:
-            kind = f"{m['kind']}-L*" + (f"-{m['task']}" if m["task"] else "")
-            series.setdefault(kind, {})[int(m["layer"])] = c
+            kind = f"{t.kind}-L*" + (f"-{t.skill}" if t.skill else f"-B{t.block}" if t.block is not None else "")
+            series.setdefault(kind, {})[t.layer] = c
     return series, heads
 
 
@@ -390,7 +395,7 @@ def h4_profiles(summary: Mapping[str, Any]) -> Figure | None:
         for (model, profile), style in zip(binned.items(), MODEL_STYLES):
             ax.plot(x, _nums(profile.get(kind), n_bins), label=model, ms=4, **style)
         ax.axhline(0, color="0.5", lw=0.8)
-        ax.set_xticks(x, [f"D{b}" for b in x])
+        ax.set_xticks(x, [depth_id(b) for b in x])
         ax.set_xlabel("depth bin")
         r = rho.get(kind)
         ax.set_title(f"H4 {kind} profile" + ("" if r is None else f" (Spearman rho {r:.2f})"), fontsize=9)

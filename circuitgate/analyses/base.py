@@ -1,0 +1,53 @@
+"""What every hypothesis module provides (``circuitgate.analyses``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Mapping
+
+from circuitgate.results import HypothesisResult
+
+if TYPE_CHECKING:
+    from circuitgate.session import Run
+
+
+class Analysis:
+    """One hypothesis: ``compute`` its result on a run under a method; what its expectations source
+    says of it; the component ids its tests assert."""
+
+    hypothesis: str
+
+    def compute(self, run: "Run", method: str) -> HypothesisResult:
+        raise NotImplementedError
+
+    def source_expectations(self, run: "Run") -> tuple[str | None, Mapping[str, str]]:
+        """(expected verdict or None when the source states none, component id -> class)."""
+        source = run.expectations
+        return source.verdicts.get(self.hypothesis), dict(source.components.get(self.hypothesis, {}))
+
+    def component_ids(self, run: "Run") -> list[str]:
+        return list(self.source_expectations(run)[1])
+
+
+class ActivationAnalysis(Analysis):
+    """H1-H3: the two tasks' last-token activations (and, under ``paired``, the template controls'),
+    analysed by the method's statistics (``methods.paired`` / ``methods.seed``). H4 and H5 build on
+    these (H5 ablates H3's neurons, H4 compares H1 and H2 profiles), so they follow the method too."""
+
+    def __init__(self, hypothesis: str) -> None:
+        self.hypothesis = hypothesis
+
+    def compute(self, run: "Run", method: str) -> HypothesisResult:
+        recall, reasoning = run.activations
+        if method == "seed":  # the original had no controls: it never saw them
+            from circuitgate.methods import seed
+
+            cfg = run.config
+            if self.hypothesis == "H1":
+                return seed.analyse_h1(recall, reasoning, cfg.h1)
+            if self.hypothesis == "H2":
+                return seed.analyse_h2(recall, reasoning, cfg.h2)
+            return seed.analyse_h3(recall, reasoning, cfg.h3, device=run.loaded.device)
+        from circuitgate.methods import paired
+
+        return paired.analyse(self.hypothesis, recall, reasoning, run.config, run.control_activations,
+                              device=run.loaded.device)

@@ -1,0 +1,164 @@
+"""H4: the specialisation is consistent across architectures.
+
+Two models of different families (say a Qwen2 and a Llama) rarely have the same number of layers, so
+they are compared by relative depth: each model's per-layer profiles are averaged into the same
+number of depth bins, and the agreement of the two models' profiles is the mean Spearman correlation
+over the profiles, with a permutation p-value that shuffles one model's bins (``causal.profile_agreement``).
+
+Profiles, one value per layer:
+- ``H1``: the layer's H1 effect (signed effect of its strongest feature; > 0 larger on reasoning);
+- ``H2``: the mean H2 effect of the layer's heads;
+- ``H5``: the mean causal task x target interaction of the layer's attention and MLP (recall drop
+  minus reasoning drop; > 0 the layer serves recall more).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+
+from circuitgate.analyses.base import Analysis
+from circuitgate.causal import agreed_classes, agreement_verdict, binned_classes, layer_interactions
+from circuitgate.ids import attn_target, depth_id, head_id, layer_id, mlp_target
+from circuitgate.config import H4Config
+from circuitgate.results import ComponentResult, HypothesisResult, combine_classes
+
+if TYPE_CHECKING:
+    from circuitgate.session import Run
+
+PROFILES = ("H1", "H2", "H5")
+
+
+def layer_classes(h5: HypothesisResult, n_layers: int) -> list[str]:
+    """Per layer: the causal class of its attention and MLP together (as the ground truth's layers)."""
+    return [combine_classes([h5.components[attn_target(i)].cls, h5.components[mlp_target(i)].cls]) for i in range(n_layers)]
+
+
+def layer_profiles(results: Mapping[str, HypothesisResult], n_layers: int, n_heads: int) -> dict[str, np.ndarray]:
+    """The per-layer profiles of one model's H1, H2 and H5 results."""
+    h1, h2, h5 = results["H1"], results["H2"], results["H5"]
+    heads = np.array([[h2.components[head_id(i, h)].effect for h in range(n_heads)] for i in range(n_layers)])
+    return {
+        "H1": np.array([h1.components[layer_id(i)].effect for i in range(n_layers)]),
+        "H2": heads.mean(axis=1),
+        "H5": layer_interactions({t: c.details["interaction"] for t, c in h5.components.items()
+                                  if t.startswith(("attn-", "mlp-"))}, n_layers),
+    }
+
+
+def specialisation_gate(models: tuple[str, str], h5: tuple[HypothesisResult, HypothesisResult]) -> tuple[str, str] | None:
+    """(verdict, reason) when a model has no causal specialisation for the other to agree with: H4 asks
+    whether *the specialisation* is consistent across architectures, and depth profiles of a model
+    whose components all serve both skills (H5 not supported) agree or disagree by chance alone
+    (measured: the null organism's noise-level profile ranked like its planted twin's)."""
+    for model, r in zip(models, h5):
+        if r.verdict == "inconclusive":
+            return "inconclusive", f"{model}: H5 is inconclusive, so whether it specialises is unknown"
+        if r.verdict != "supported":
+            return "not_supported", (f"{model} has no causal specialisation (H5 {r.verdict}: no selective "
+                                     f"target for both skills), so there is none to be consistent")
+    return None
+
+
+def analyse_h4(models: tuple[str, str], results: tuple[Mapping[str, HypothesisResult], Mapping[str, HypothesisResult]],
+               shapes: tuple[Any, Any], cfg: H4Config) -> HypothesisResult:
+    """H4 from two models' H1, H2 and H5 results (``models`` names them, ``shapes`` are their Shapes)."""
+    profiles = [layer_profiles(r, s.n_layers, s.n_heads) for r, s in zip(results, shapes)]
+    verdict, numbers = agreement_verdict(profiles[0], profiles[1], cfg)
+    gate = specialisation_gate(models, (results[0]["H5"], results[1]["H5"]))
+    n_bins = numbers["n_bins"]
+    binned = {models[0]: numbers["binned_a"], models[1]: numbers["binned_b"]}
+    per_model_bins = {m: binned_classes(layer_classes(r["H5"], s.n_layers), n_bins)
+                      for m, r, s in zip(models, results, shapes)}
+    bins = agreed_classes(*per_model_bins.values())
+    agreement = numbers.get("agreement")
+    p = float(agreement.p) if agreement is not None else float("nan")
+    components = {}  # a bin's effect is its own; the permutation p is the verdict's, not any bin's
+    for b, (cid, cls) in enumerate(bins.items()):
+        details = {
+            "classes": {m: per_model_bins[m][b] for m in models},
+            "profiles": {m: {k: float(binned[m][k][b]) for k in PROFILES} for m in models},
+        }
+        effect = float(np.mean([binned[m]["H5"][b] for m in models]))
+        components[cid] = ComponentResult(cid, cls, effect, float("nan"), details)
+    summary: dict[str, Any] = {
+        "models": list(models),
+        "n_bins": n_bins,
+        "n_layers": [int(s.n_layers) for s in shapes],
+        "profiles": {m: {k: [float(x) for x in prof[k]] for k in PROFILES} for m, prof in zip(models, profiles)},
+        "binned": {m: {k: [float(x) for x in binned[m][k]] for k in PROFILES} for m in models},
+        "alpha": cfg.alpha,
+        "headline": f"{models[0]} vs {models[1]} over {n_bins} depth bins",
+    }
+    if agreement is not None:
+        summary.update({"rho": {k: float(v) for k, v in agreement.rho.items()}, "statistic": float(agreement.statistic),
+                        "p": p, "n_perm": agreement.n_perm, "exact": agreement.exact})
+        summary["headline"] += f": mean Spearman rho {agreement.statistic:.2f}, permutation p {p:.3g}"
+    else:
+        summary["reason"] = numbers["reason"]
+        summary["headline"] += f": {numbers['reason']}"
+    if gate is not None:
+        verdict = gate[0]
+        summary["reason"] = "; ".join(r for r in (gate[1], numbers.get("reason")) if r)
+        summary["headline"] += f"; {gate[1]}"
+    summary["n_consistent_bins"] = sum(c != "none" for c in bins.values())
+    return HypothesisResult("H4", verdict, "cross-architecture", summary, components)
+
+
+def no_second_model(model: str) -> HypothesisResult:
+    """H4 cannot be judged on one model: inconclusive, saying how to name the second one."""
+    reason = f"H4 compares two architectures: {model} has no registry twin; name one with --h4-model"
+    return HypothesisResult("H4", "inconclusive", "cross-architecture", {"reason": reason, "headline": reason}, {})
+
+
+# -- on a run ---------------------------------------------------------------------------------------
+def _organism_pair(run: "Run") -> bool:
+    """Both H4 models are organisms: H4's expectations come from their two ground truths."""
+    twin = run.twin_spec
+    return run.spec.expectations == "organism" and twin is not None and (
+        twin.builtin is not None or twin.expectations == "organism")
+
+
+class H4Analysis(Analysis):
+    """H1, H2 and H5 on the model and on its twin of another family (``--h4-model``, else the registry
+    twin), compared by relative depth. The model is released before the twin is loaded: two 7B models
+    need not fit at once."""
+
+    hypothesis = "H4"
+
+    def compute(self, run: "Run", method: str) -> HypothesisResult:
+        if run.twin_spec is None:
+            return no_second_model(run.spec.name)
+        mine = {h: run.result(h, method) for h in PROFILES}
+        run.release()
+        twin = run.twin
+        theirs = {h: twin.result(h, method) for h in PROFILES}
+        twin.release()
+        return analyse_h4((run.spec.name, twin.spec.name), (mine, theirs), (run.shape, twin.shape), run.config.h4)
+
+    def source_expectations(self, run: "Run") -> tuple[str | None, Mapping[str, str]]:
+        """Two organisms: from their two ground truths; otherwise what the source says."""
+        if not _organism_pair(run):
+            return super().source_expectations(run)
+        from circuitgate.expectations import h4_from_ground_truths
+        from circuitgate.organism import read_info
+
+        return h4_from_ground_truths((read_info(run.model_dir), run.shape),
+                                     (read_info(run.twin.model_dir), run.twin.shape), run.config)
+
+    def component_ids(self, run: "Run") -> list[str]:
+        """The depth bins: for two organisms known from their layer counts alone, so collecting the
+        tests neither builds nor loads the second model; otherwise those the source names."""
+        if not _organism_pair(run):
+            return super().component_ids(run)
+        if run.twin_spec.builtin:
+            from circuitgate.organism.recipe import recipe_of
+
+            twin_layers = recipe_of(run.twin_spec.builtin).n_layers
+        else:
+            twin_layers = run.twin.shape.n_layers
+        return [depth_id(k) for k in range(min(run.shape.n_layers, twin_layers))]
+
+
+ANALYSIS = H4Analysis()

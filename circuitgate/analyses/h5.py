@@ -1,0 +1,233 @@
+"""H5: causal interventions on a circuit selectively impair its own capability.
+
+The original repository never ran an intervention (docs/method.md "H4 and H5"). Here every target
+(each layer's attention and MLP output, each head, and H3's task-specific neuron sets with random
+same-size controls) is ablated on both tasks' prompts (``circuitgate.interventions``), and the
+verdict is the task x target interaction (docs/method.md flaw 7): per prompt pair, the drop on the
+recall prompt minus the drop on the reasoning prompt, with paired bootstrap intervals over pairs and,
+for neuron sets, net of the random control's interaction (``causal.classify_targets``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+
+from circuitgate.analyses.base import Analysis
+from circuitgate.causal import SKILLS, classify_targets, verdict_from_classes
+from circuitgate.config import METRICS, H5Config
+from circuitgate.ids import control_target, neuron_set_target
+from circuitgate.interventions import PatchResult, SweepResult, Target
+from circuitgate.results import ComponentResult, HypothesisResult
+
+if TYPE_CHECKING:
+    from circuitgate.session import Run
+
+# Interventions repeat each prompt batch once per target; this caps the rows of one forward pass.
+MAX_ROWS = {"cpu": 2048, "cuda": 512}
+
+
+def neuron_targets(specific: np.ndarray, d: np.ndarray, seed: int) -> tuple[list[Target], dict[str, str]]:
+    """H3's task-specific neurons as ablation targets, one set per layer and type, each with a random
+    control set of the same size from the same layer.
+
+    specific, d: H3's [L, F] mask and effect sizes (d < 0: recall-specific). A control is drawn from
+    the layer's other neurons when there are enough of them, else from all of the layer's neurons.
+    Returns the targets (sets and controls) and set id -> control id.
+    """
+    rng = np.random.default_rng(seed)
+    n_neurons = specific.shape[1]
+    targets, controls = [], {}
+    for layer in range(specific.shape[0]):
+        for skill, sign in (("recall", -1.0), ("reasoning", 1.0)):
+            chosen = np.flatnonzero(specific[layer] & (np.sign(d[layer]) == sign))
+            if chosen.size == 0:
+                continue
+            others = np.setdiff1d(np.arange(n_neurons), chosen)
+            pool = others if others.size >= chosen.size else np.arange(n_neurons)
+            control = np.sort(rng.choice(pool, size=chosen.size, replace=False))
+            tid = neuron_set_target(layer, skill)
+            targets += [Target(tid, "neurons", layer, neurons=tuple(chosen)),
+                        Target(control_target(tid), "neurons", layer, neurons=tuple(control))]
+            controls[tid] = control_target(tid)
+    return targets, controls
+
+
+def _drops(sweep: SweepResult, ids: Sequence[str], metric: str) -> np.ndarray:
+    """[P, T] per-prompt drop of ``metric`` (clean minus ablated: > 0 the ablation hurts)."""
+    clean = sweep.clean.get(metric)
+    return np.stack([clean - sweep.ablated[t].get(metric) for t in ids], axis=1)
+
+
+def _interval(iv: Any, t: int) -> list[float]:
+    return [float(iv.estimate[t]), float(iv.ci_low[t]), float(iv.ci_high[t])]
+
+
+def _patching(patch: Mapping[str, PatchResult]) -> dict[str, Any]:
+    """Per direction and layer: how often the patched prompt keeps its own answer and how often its
+    top token becomes the paired prompt's answer (a read-out, not a verdict)."""
+    out = {}
+    for direction, pr in patch.items():
+        out[direction] = {
+            "own_accuracy": [float(m.accuracy.mean()) for m in pr.own],
+            "other_accuracy": [float(m.accuracy.mean()) for m in pr.other],
+            "own_prob": [float(m.prob.mean()) for m in pr.own],
+            "other_prob": [float(m.prob.mean()) for m in pr.other],
+            "clean_own_accuracy": float(pr.clean.accuracy.mean()),
+            "clean_other_accuracy": float(pr.clean_other.accuracy.mean()),
+        }
+    return out
+
+
+def analyse_h5(recall: SweepResult, reasoning: SweepResult, targets: Sequence[Target], controls: Mapping[str, str],
+               cfg: H5Config, patch: Mapping[str, PatchResult] | None = None) -> HypothesisResult:
+    """H5 from the two tasks' ablation sweeps (prompt i of each is pair i).
+
+    ``targets`` are all swept targets; those named as a value in ``controls`` are controls, the rest
+    are components. A model that cannot do a task (clean accuracy below ``min_clean_accuracy``) gives
+    ``inconclusive``: ablating a skill it lacks cannot show an impairment.
+    """
+    control_ids = set(controls.values())
+    ids = [t.id for t in targets if t.id not in control_ids]
+    sizes = {t.id: (len(t.neurons) if t.neurons else 1) for t in targets}
+    drops = {m: (_drops(recall, ids, m), _drops(reasoning, ids, m)) for m in METRICS}
+    r, s = drops[cfg.metric]
+    n_pairs = r.shape[0]
+    cr, cs = np.full_like(r, np.nan), np.full_like(s, np.nan)
+    for j, t in enumerate(ids):
+        if t in controls:
+            cr[:, j] = _drops(recall, [controls[t]], cfg.metric)[:, 0]
+            cs[:, j] = _drops(reasoning, [controls[t]], cfg.metric)[:, 0]
+    stats = classify_targets(r, s, tau=cfg.min_drop, level=cfg.level, n_boot=cfg.n_boot, seed=cfg.seed,
+                             control_recall_drop=cr, control_reasoning_drop=cs)
+    components = {}
+    for j, t in enumerate(ids):
+        details: dict[str, Any] = {
+            "recall_drop": _interval(stats.recall_drop, j),
+            "reasoning_drop": _interval(stats.reasoning_drop, j),
+            "interaction": float(stats.interaction.estimate[j]),
+            "interaction_ci": [float(stats.interaction.ci_low[j]), float(stats.interaction.ci_high[j])],
+            # Every metric's mean drops, so a reader sees whether the metric changes the answer.
+            "mean_drops": {m: {"recall": float(drops[m][0][:, j].mean()), "reasoning": float(drops[m][1][:, j].mean())}
+                           for m in METRICS},
+            "size": sizes[t],
+        }
+        if t in controls:
+            c = controls[t]
+            details["control"] = {"id": c, "size": sizes[c],
+                                  "recall_drop": float(np.nanmean(cr[:, j])), "reasoning_drop": float(np.nanmean(cs[:, j]))}
+        # No p-value: the decision is the interval; the effect is the interaction (> 0: hurts recall more).
+        components[t] = ComponentResult(t, str(stats.cls[j]), float(stats.interaction.estimate[j]), float("nan"), details,
+                                        effect_ci=(float(stats.interaction.ci_low[j]), float(stats.interaction.ci_high[j])))
+
+    classes = {t: c.cls for t, c in components.items()}
+    clean = {"recall": float(recall.clean.accuracy.mean()), "reasoning": float(reasoning.clean.accuracy.mean())}
+    selective = {skill: [t for t, c in classes.items() if c == skill] for skill in SKILLS}
+    summary: dict[str, Any] = {
+        "ablation": cfg.ablation,
+        "metric": cfg.metric,
+        "min_drop": cfg.min_drop,
+        "level": cfg.level,
+        "n_boot": cfg.n_boot,
+        "method": stats.method,
+        "n_pairs": n_pairs,
+        "n_targets": len(ids),
+        "clean_accuracy": clean,
+        "n_recall": len(selective["recall"]),
+        "n_reasoning": len(selective["reasoning"]),
+        "n_mixed": sum(c == "mixed" for c in classes.values()),
+        "n_none": sum(c == "none" for c in classes.values()),
+        "recall_targets": selective["recall"],
+        "reasoning_targets": selective["reasoning"],
+        "threshold": cfg.min_per_skill,
+    }
+    if patch:
+        summary["patching"] = _patching(patch)
+    weak = [side for side, acc in clean.items() if acc < cfg.min_clean_accuracy]
+    if weak:
+        summary["reason"] = (f"clean accuracy on {' and '.join(weak)} below h5.min_clean_accuracy "
+                             f"{cfg.min_clean_accuracy}: an ablation cannot impair a skill the model lacks")
+        verdict = "inconclusive"
+    else:
+        verdict = verdict_from_classes(classes, cfg)
+    summary["headline"] = (f"{summary['n_recall']} recall-selective, {summary['n_reasoning']} reasoning-selective "
+                           f"of {len(ids)} targets ({cfg.ablation} ablation, {cfg.metric}; "
+                           f"clean accuracy recall {clean['recall']:.2f}, reasoning {clean['reasoning']:.2f})")
+    return HypothesisResult("H5", verdict, "causal", summary, components)
+
+
+# -- on a run ---------------------------------------------------------------------------------------
+def _intervention_args(run: "Run") -> dict[str, Any]:
+    return {"batch_size": run.batch_size, "max_rows": MAX_ROWS.get(run.loaded.device, 512),
+            "progress": run.settings.progress}
+
+
+def _sweep(run: "Run", targets: list[Target], desc: str) -> dict[str, SweepResult]:
+    """Both tasks' ablation sweeps over ``targets``."""
+    from circuitgate.interventions import ablation_sweep
+
+    cfg, ps = run.config.h5, run.prompt_set
+    reference = ps.prompts("recall") + ps.prompts("reasoning")  # mean ablation: both tasks alike
+    return {side: ablation_sweep(run.loaded, ps.prompts(side), ps.answers(side), targets,
+                                 ablation=cfg.ablation, reference=reference, candidates=ps.answers(side),
+                                 desc=f"{desc} ({side})", **_intervention_args(run))
+            for side in SKILLS}
+
+
+def fixed_neuron_sets(run: "Run") -> dict[str, tuple[int, tuple[int, ...]]]:
+    """The neuron sets ablated as targets of their own: a baseline's, else the expectations source's
+    (an organism's neuron blocks)."""
+    from circuitgate.analyses import baseline_neuron_sets
+
+    sets = baseline_neuron_sets(run)
+    return sets if sets is not None else dict(run.expectations.neuron_sets)
+
+
+def fixed_targets(run: "Run") -> list[Target]:
+    """Every attention, MLP and head target, and the fixed neuron sets: the same under every method."""
+    from circuitgate.interventions import standard_targets
+
+    return standard_targets(run.shape) + [Target(tid, "neurons", layer, neurons=neurons)
+                                          for tid, (layer, neurons) in fixed_neuron_sets(run).items()]
+
+
+def _patch_residuals(run: "Run") -> dict[str, PatchResult]:
+    """The last-token residual of the paired prompt patched in at every layer, both directions."""
+    from circuitgate.interventions import patch_residual
+
+    ps, common = run.prompt_set, _intervention_args(run)
+    recall_acts, reasoning_acts = run.activations
+    return {
+        "recall_into_reasoning": patch_residual(run.loaded, ps.prompts("reasoning"), ps.answers("reasoning"),
+                                                recall_acts.resid, ps.answers("recall"),
+                                                candidates=ps.answers("reasoning"), desc="H5 patching", **common),
+        "reasoning_into_recall": patch_residual(run.loaded, ps.prompts("recall"), ps.answers("recall"),
+                                                reasoning_acts.resid, ps.answers("reasoning"),
+                                                candidates=ps.answers("recall"), desc="H5 patching", **common),
+    }
+
+
+class H5Analysis(Analysis):
+    """Ablate every fixed target on both tasks (once per run: the same under every method), and the
+    method's H3 neuron sets with their random controls; patch residuals across tasks; classify."""
+
+    hypothesis = "H5"
+
+    def compute(self, run: "Run", method: str) -> HypothesisResult:
+        h3 = run.result("H3", method)
+        sets, controls = neuron_targets(h3.arrays["specific"], h3.arrays["d"], run.config.h5.seed)
+        fixed = fixed_targets(run)
+        sweeps = run.memo("H5 sweeps", lambda: _sweep(run, fixed, "H5 ablations"))
+        if sets:
+            extra = _sweep(run, sets, f"H5 {method} neuron ablations")
+            sweeps = {side: SweepResult(sweeps[side].clean, {**sweeps[side].ablated, **extra[side].ablated},
+                                        sweeps[side].ablation) for side in SKILLS}
+        result = analyse_h5(sweeps["recall"], sweeps["reasoning"], fixed + sets, controls, run.config.h5,
+                            run.memo("H5 patching", lambda: _patch_residuals(run)))
+        recorded = {tid: {"layer": layer, "neurons": list(neurons)} for tid, (layer, neurons) in fixed_neuron_sets(run).items()}
+        return replace(result, summary={**result.summary, "neuron_sets": recorded})
+
+
+ANALYSIS = H5Analysis()

@@ -1,0 +1,106 @@
+"""What a run writes: verdicts.json (deterministic: no times) and manifest.json (docs/design.md, Files)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import sys
+from dataclasses import asdict
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, Mapping
+
+from circuitgate.analyses import expected_components, expected_verdict
+from circuitgate.verdicts import SCHEMA, hypothesis_entry, jsonable
+
+if TYPE_CHECKING:
+    from circuitgate.session import Run
+
+PACKAGES = ("circuitgate", "torch", "transformers", "nnsight", "numpy", "scipy", "statsmodels", "pytest")
+
+
+def verdicts_document(run: "Run") -> dict[str, Any]:
+    """verdicts.json: deterministic for a given model, prompts, method and config."""
+    ps = run.prompt_set
+    doc = {
+        "schema": SCHEMA,
+        "model": run.model_info,
+        "method": run.settings.method,
+        "prompts": {"name": ps.name, "sha256": ps.sha256, "n_pairs": len(ps.pairs)},
+        "expectations": expectations_source(run),
+        **({"baseline": {"path": str(run.settings.baseline), "model": run.baseline.get("model")}}
+           if run.baseline is not None else {}),
+        **_h4_model(run),
+        "config": jsonable(run.config.to_dict()),
+        "hypotheses": _entries(run, run.settings.methods[0]),
+        # --method both: each method's verdicts, side by side (the report shows them so).
+        **({"by_method": {m: _entries(run, m) for m in run.settings.methods}}
+           if len(run.settings.methods) > 1 else {}),
+    }
+    if run.baseline is not None:
+        doc["baseline"]["regressions"] = regressions(run, doc)
+    return doc
+
+
+def regressions(run: "Run", doc: Mapping[str, Any]) -> list[str]:
+    """What regressed against the baseline among the tested hypotheses, by `circuitgate compare`'s
+    rule and names: a failing test and a named regression are one thing seen twice."""
+    from circuitgate.compare import compare
+
+    c = compare(run.baseline, doc, "baseline", "this run")
+    return [c.label(x) for x in c.regressions if x.hypothesis in run.tested]
+
+
+def _entries(run: "Run", method: str) -> dict[str, Any]:
+    # What the source leaves unasserted is the source's: a baseline asserts every unit it has.
+    notes = {} if run.baseline is not None else run.expectations.notes
+    return {h: {**hypothesis_entry(r, expected_verdict(run, h, method), expected_components(run, h, method),
+                                   notes.get(h)),
+                "tested": h in run.tested}
+            for h, r in run.results_by(method).items()}
+
+
+def expectations_source(run: "Run") -> str:
+    if run.baseline is not None:
+        model = run.baseline.get("model") or {}
+        return f"baseline {run.settings.baseline} ({model.get('name') or model.get('id')})"
+    return run.expectations.source
+
+
+def _h4_model(run: "Run") -> dict[str, Any]:
+    """The second model's id and weight hash, when H4 compared with one."""
+    twin = run.twin_made
+    if twin is not None and any(h == "H4" for m in run.settings.methods for h in run.results_by(m)):
+        return {"h4_model": twin.model_info}
+    return {}
+
+
+def manifest(run: "Run", finished: _dt.datetime | None = None) -> dict[str, Any]:
+    """manifest.json: what produced the run (weights, prompts, config, versions, device, times)."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    ps = run.prompt_set
+    return jsonable({
+        "schema": SCHEMA,
+        "model": run.model_info,
+        "model_dir": str(run.model_dir),
+        **_h4_model(run),
+        "prompts": {"name": ps.name, "sha256": ps.sha256, "source": ps.source},
+        "method": run.settings.method,
+        "config": run.config.to_dict(),
+        "config_file": run.settings.config,
+        "seed": run.config.h1.seed,
+        "settings": asdict(run.settings),
+        "device": run.placement[0],
+        "dtype": run.placement[1],
+        "methods": list(run.settings.methods),
+        "hypotheses_run": list(run.results),
+        "started": run.started.isoformat(timespec="seconds"),
+        "finished": (finished or _dt.datetime.now(_dt.timezone.utc)).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+    })

@@ -1,0 +1,88 @@
+"""Every component and target id, built and parsed in one place.
+
+Component ids, what H1-H4's component tests assert (``test_H2_head[L07H01]``): layers ``L04``, heads
+``L07H01``, neurons ``L04N00012``, H4's depth bins ``D0``. Target ids, what H5 ablates
+(``test_H5_ablation[head-L2H1]``): a layer's attention ``attn-L2`` or MLP ``mlp-L2``, a head
+``head-L2H1``, an organism's neuron block ``neurons-L2-B0``, H3's task-specific neurons of a layer
+``neurons-L2-reasoning`` and their random control ``neurons-L2-reasoning-control``. Node ids carry
+these and never the model, so runs on two checkpoints compare test by test.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from circuitgate import CircuitgateError
+
+SKILLS = ("recall", "reasoning")
+
+
+def layer_id(layer: int) -> str:
+    return f"L{layer:02d}"
+
+
+def head_id(layer: int, head: int) -> str:
+    return f"L{layer:02d}H{head:02d}"
+
+
+def neuron_id(layer: int, neuron: int) -> str:
+    return f"L{layer:02d}N{neuron:05d}"
+
+
+def depth_id(k: int) -> str:
+    return f"D{k}"
+
+
+def attn_target(layer: int) -> str:
+    return f"attn-L{layer}"
+
+
+def mlp_target(layer: int) -> str:
+    return f"mlp-L{layer}"
+
+
+def head_target(layer: int, head: int) -> str:
+    return f"head-L{layer}H{head}"
+
+
+def block_target(layer: int, block: int) -> str:
+    return f"neurons-L{layer}-B{block}"
+
+
+def neuron_set_target(layer: int, skill: str) -> str:
+    return f"neurons-L{layer}-{skill}"
+
+
+def control_target(target: str) -> str:
+    return f"{target}-control"
+
+
+_TARGET = re.compile(r"^(?P<kind>attn|mlp)-L(?P<layer>\d+)$|^head-L(?P<hlayer>\d+)H(?P<head>\d+)$"
+                     r"|^neurons-L(?P<nlayer>\d+)-(?:B(?P<block>\d+)|(?P<skill>recall|reasoning))(?P<control>-control)?$")
+
+
+@dataclass(frozen=True)
+class TargetId:
+    """A parsed target id: ``kind`` is attn, mlp, head or neurons; a neuron target is a block (its
+    index) or H3's set for a skill (``control`` for the set's random control)."""
+
+    kind: str
+    layer: int
+    head: int | None = None
+    block: int | None = None
+    skill: str | None = None
+    control: bool = False
+
+
+def parse_target(target: str) -> TargetId:
+    m = _TARGET.match(target)
+    if m is None:
+        raise CircuitgateError(f"{target!r} is not a target id: attn-L<i>, mlp-L<i>, head-L<i>H<h>, "
+                               f"neurons-L<i>-B<k> or neurons-L<i>-recall|reasoning")
+    if m["kind"]:
+        return TargetId(m["kind"], int(m["layer"]))
+    if m["hlayer"]:
+        return TargetId("head", int(m["hlayer"]), head=int(m["head"]))
+    block = int(m["block"]) if m["block"] is not None else None
+    return TargetId("neurons", int(m["nlayer"]), block=block, skill=m["skill"], control=bool(m["control"]))

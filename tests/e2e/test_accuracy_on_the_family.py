@@ -1,0 +1,25 @@
+"""The suite scored on the organism family and on damaged copies of the planted organism against their
+known truth: the README's "Verdict accuracy" table, its targets met under paired."""
+
+from __future__ import annotations
+
+import pytest
+
+from circuitgate import accuracy
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_suite_meets_its_accuracy_targets_on_the_organisms(organism_family, organism_cache, tmp_path):
+    """The README's table: every member of the family and a damaged copy per planted unit (plus one unit
+    outside the plan), under paired and seed; the targets are paired's."""
+    for name in ("organism", "organism-llama", "organism-null"):
+        organism_family[name]
+    report = accuracy.measure(("paired", "seed"), cache=organism_cache, workdir=tmp_path)
+    assert report.meets_targets("paired") == [], accuracy.markdown(report)
+    models = [s.model for s in report.by_method("paired")]
+    assert models[:3] == ["organism", "organism-llama", "organism-null"] and len(models) == 3 + 8 + 1
+    s = report.summary("paired")
+    assert s["planted"] == 2 * 8 + 9 * 8 and s["h5"] > 300
+    null = next(m for m in report.by_method("paired") if m.model == "organism-null")
+    assert null.verdicts["H5"] == ("not_supported", "not_supported") and null.verdicts["H1"][1] is None

@@ -1,0 +1,179 @@
+"""H4's and H5's analyses on synthetic results (no model): classes, controls, verdicts, depth profiles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from circuitgate.config import H4Config, H5Config
+from circuitgate.analyses.h4 import analyse_h4, layer_profiles, no_second_model
+from circuitgate.analyses.h5 import analyse_h5, neuron_targets
+from circuitgate.causal import bin_classes
+from circuitgate.interventions import Metrics, SweepResult, Target
+from circuitgate.models.adapters import Shape
+from circuitgate.ids import head_id, layer_id
+from circuitgate.results import ComponentResult, HypothesisResult
+
+P = 40
+SHAPE = Shape(n_layers=4, n_heads=2, n_kv_heads=2, head_dim=4, hidden=8, ffn=16)
+
+
+def test_neuron_targets_take_h3_sets_with_same_size_random_controls():
+    specific = np.zeros((3, 16), bool)
+    d = np.zeros((3, 16))
+    specific[0, [1, 2, 3]], d[0, [1, 2, 3]] = True, -2.0  # recall-specific
+    specific[0, [5]], d[0, 5] = True, 3.0  # reasoning-specific
+    specific[2, :12], d[2, :12] = True, 1.5  # most of the layer: controls overlap it
+    targets, controls = neuron_targets(specific, d, seed=0)
+    by_id = {t.id: t for t in targets}
+    assert controls == {"neurons-L0-recall": "neurons-L0-recall-control",
+                        "neurons-L0-reasoning": "neurons-L0-reasoning-control",
+                        "neurons-L2-reasoning": "neurons-L2-reasoning-control"}
+    assert by_id["neurons-L0-recall"].neurons == (1, 2, 3) and by_id["neurons-L0-reasoning"].neurons == (5,)
+    for tid, cid in controls.items():
+        t, c = by_id[tid], by_id[cid]
+        assert c.layer == t.layer and len(c.neurons) == len(t.neurons) and len(set(c.neurons)) == len(c.neurons)
+    assert not set(by_id["neurons-L0-recall-control"].neurons) & {1, 2, 3}  # drawn from the other neurons
+    assert len(by_id["neurons-L2-reasoning-control"].neurons) == 12  # only 4 others: drawn from all 16
+    again, _ = neuron_targets(specific, d, seed=0)
+    assert again == targets
+
+
+def _metrics(acc: np.ndarray) -> Metrics:
+    acc = np.asarray(acc, float)
+    return Metrics(accuracy=acc, prob=acc * 0.9, logit_diff=acc * 4.0 - 2.0)
+
+
+def _sweeps(effects: dict[str, tuple[float, float]], clean: tuple[float, float] = (1.0, 1.0)):
+    """Recall and reasoning sweeps where target t breaks the first round(frac * P) prompts of each task."""
+    out = []
+    for side in (0, 1):
+        base = np.zeros(P)
+        base[: round(clean[side] * P)] = 1.0
+        ablated = {}
+        for t, fracs in effects.items():
+            acc = base.copy()
+            acc[: round(fracs[side] * P)] = 0.0
+            ablated[t] = _metrics(acc)
+        out.append(SweepResult(clean=_metrics(base), ablated=ablated, ablation="zero"))
+    return out
+
+
+def _targets(ids):
+    return [Target(t, "attn", 0) if not t.startswith("neurons") else Target(t, "neurons", 0, neurons=(0,))
+            for t in ids]
+
+
+def test_h5_classes_and_verdict():
+    effects = {"rec": (0.5, 0.0), "rea": (0.0, 0.4), "both": (0.6, 0.6), "none": (0.05, 0.0), "weak": (0.1, 0.075)}
+    recall, reasoning = _sweeps(effects)
+    r = analyse_h5(recall, reasoning, _targets(effects), {}, H5Config())
+    assert {t: c.cls for t, c in r.components.items()} == {
+        "rec": "recall", "rea": "reasoning", "both": "mixed", "none": "none", "weak": "mixed"}
+    assert r.verdict == "supported" and r.summary["recall_targets"] == ["rec"]
+    assert r.components["rec"].effect == pytest.approx(0.5)
+    assert r.components["rec"].details["mean_drops"]["logit_diff"]["recall"] == pytest.approx(2.0)
+    only_recall = analyse_h5(*_sweeps({"rec": (0.5, 0.0)}), _targets(["rec"]), {}, H5Config())
+    assert only_recall.verdict == "not_supported"  # no reasoning circuit: not "and vice versa"
+
+
+def test_h5_metric_changes_the_scale_of_min_drop():
+    recall, reasoning = _sweeps({"rec": (0.5, 0.0)})
+    # In logit-difference units the drop is 2.0: below a min_drop of 3, nothing is hurt.
+    r = analyse_h5(recall, reasoning, _targets(["rec"]), {}, H5Config(metric="logit_diff", min_drop=3.0))
+    assert r.components["rec"].cls == "none" and r.summary["metric"] == "logit_diff"
+
+
+def test_h5_neuron_set_no_better_than_its_control_is_not_selective():
+    effects = {"neurons-L0-recall": (0.5, 0.0), "neurons-L0-recall-control": (0.5, 0.0)}
+    recall, reasoning = _sweeps(effects)
+    r = analyse_h5(recall, reasoning, _targets(effects), {"neurons-L0-recall": "neurons-L0-recall-control"}, H5Config())
+    assert list(r.components) == ["neurons-L0-recall"]  # the control is not a component
+    c = r.components["neurons-L0-recall"]
+    assert c.cls == "mixed" and c.details["control"]["id"] == "neurons-L0-recall-control"
+    assert c.details["interaction_ci"] == [0.0, 0.0]
+
+
+def test_h5_model_without_the_skill_is_inconclusive():
+    recall, reasoning = _sweeps({"rec": (0.2, 0.0)}, clean=(1.0, 0.3))
+    r = analyse_h5(recall, reasoning, _targets(["rec"]), {}, H5Config())
+    assert r.verdict == "inconclusive" and "reasoning below h5.min_clean_accuracy" in r.summary["reason"]
+
+
+def _results(h1: list[float], h2: list[float], interaction: list[float], classes: list[str]) -> dict:
+    n = len(h1)
+
+    def comp(cid, effect=0.0, cls="none", **details):
+        return ComponentResult(cid, cls, effect, 0.5, details)
+
+    h5 = {}
+    for i in range(n):
+        h5[f"attn-L{i}"] = comp(f"attn-L{i}", cls=classes[i], interaction=interaction[i])
+        h5[f"mlp-L{i}"] = comp(f"mlp-L{i}", interaction=interaction[i])
+    return {
+        "H1": HypothesisResult("H1", "supported", "seed", {}, {layer_id(i): comp(layer_id(i), h1[i]) for i in range(n)}),
+        "H2": HypothesisResult("H2", "supported", "seed", {},
+                               {head_id(i, h): comp(head_id(i, h), h2[i] + h) for i in range(n) for h in range(2)}),
+        "H5": HypothesisResult("H5", "supported", "causal", {}, h5),
+    }
+
+
+def test_layer_profiles():
+    prof = layer_profiles(_results([1, 2, 3, 4], [0, 1, 2, 3], [0.1, 0.2, 0.3, 0.4], ["none"] * 4), 4, 2)
+    np.testing.assert_allclose(prof["H1"], [1, 2, 3, 4])
+    np.testing.assert_allclose(prof["H2"], [0.5, 1.5, 2.5, 3.5])  # mean over the layer's two heads
+    np.testing.assert_allclose(prof["H5"], [0.1, 0.2, 0.3, 0.4])
+
+
+def test_h4_identical_profiles_agree_with_the_smallest_exact_p():
+    a = _results([1, 2, 3, 4], [4, 3, 2, 1], [0.4, 0.1, 0.2, 0.3], ["recall", "none", "none", "reasoning"])
+    r = analyse_h4(("a", "b"), (a, a), (SHAPE, SHAPE), H4Config())
+    assert r.verdict == "supported" and r.summary["p"] == pytest.approx(1 / 24) and r.summary["exact"]
+    assert {c: x.cls for c, x in r.components.items()} == {"D0": "recall", "D1": "none", "D2": "none", "D3": "reasoning"}
+    assert r.components["D0"].details["profiles"]["a"]["H1"] == 1.0
+
+
+def test_h4_reversed_profiles_do_not_agree():
+    a = _results([1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4], ["none"] * 4)
+    b = _results([4, 3, 2, 1], [4, 3, 2, 1], [4, 3, 2, 1], ["none"] * 4)
+    r = analyse_h4(("a", "b"), (a, b), (SHAPE, SHAPE), H4Config())
+    assert r.verdict == "not_supported" and r.summary["statistic"] == pytest.approx(-1.0) and r.summary["p"] == 1.0
+
+
+def test_h4_different_depths_align_by_relative_depth():
+    a = _results([1, 2, 3, 4, 5, 6, 7, 8], [0] * 8, [0] * 8, ["recall"] * 2 + ["none"] * 6)
+    b = _results([1, 2, 3, 4], [0] * 4, [0] * 4, ["recall", "none", "none", "none"])
+    shape8 = Shape(8, 2, 2, 4, 8, 16)
+    r = analyse_h4(("a", "b"), (a, b), (shape8, SHAPE), H4Config())
+    assert r.summary["n_bins"] == 4 and r.summary["binned"]["a"]["H1"] == [1.5, 3.5, 5.5, 7.5]
+    assert r.components["D0"].cls == "recall"
+
+
+def test_h4_too_few_depth_bins_is_inconclusive():
+    shape3 = Shape(3, 2, 2, 4, 8, 16)
+    a = _results([1, 2, 3], [1, 2, 3], [1, 2, 3], ["none"] * 3)
+    r = analyse_h4(("a", "b"), (a, a), (shape3, shape3), H4Config())
+    assert r.verdict == "inconclusive" and "1/3!" in r.summary["reason"]
+
+
+def test_h4_needs_specialisation_in_both_models():
+    """Identical profiles, but one model has no selective component (H5 not supported): there is no
+    specialisation to be consistent, so H4 is not supported, whatever the profiles do."""
+    import dataclasses
+
+    a = _results([1, 2, 3, 4], [4, 3, 2, 1], [0.4, 0.1, 0.2, 0.3], ["recall", "none", "none", "reasoning"])
+    null = {**a, "H5": dataclasses.replace(a["H5"], verdict="not_supported")}
+    r = analyse_h4(("planted", "null"), (a, null), (SHAPE, SHAPE), H4Config())
+    assert r.verdict == "not_supported" and r.summary["p"] == pytest.approx(1 / 24)
+    assert r.summary["reason"] == ("null has no causal specialisation (H5 not_supported: no selective target for "
+                                   "both skills), so there is none to be consistent")
+    unknown = {**a, "H5": dataclasses.replace(a["H5"], verdict="inconclusive")}
+    r = analyse_h4(("planted", "weak"), (a, unknown), (SHAPE, SHAPE), H4Config())
+    assert r.verdict == "inconclusive" and r.summary["reason"].startswith("weak: H5 is inconclusive")
+
+
+def test_bin_classes_and_no_second_model():
+    assert bin_classes(["recall", "none", "reasoning", "none"], ["recall", "mixed", "reasoning", "none"]) == {
+        "D0": "recall", "D1": "none", "D2": "reasoning", "D3": "none"}
+    r = no_second_model("qwen0.5b")
+    assert r.verdict == "inconclusive" and "--h4-model" in r.summary["reason"] and not r.components

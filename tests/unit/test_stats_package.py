@@ -1,0 +1,69 @@
+"""circuitgate.stats as a package: one tie-group pass for every rank test, one FDR implementation, one
+normal approximation of the signed-rank statistic, and the public names re-exported."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+
+import circuitgate.stats
+from circuitgate.stats import benjamini_hochberg, fdr_correction, min_attainable_p, wilcoxon_signed_rank
+from circuitgate.stats.ranks import _tie_groups
+
+
+def _reference(row: np.ndarray) -> tuple[np.ndarray, float]:
+    """2 x scipy's average ranks of the non-NaN values (NaN last, as sorted) and sum(t^3 - t)."""
+    valid = row[~np.isnan(row)]
+    _, t = np.unique(valid, return_counts=True)
+    rank2 = 2.0 * scipy.stats.rankdata(valid, method="average")
+    return rank2, float((t.astype(float) ** 3 - t).sum())
+
+
+@pytest.mark.parametrize("nan_share", [0.0, 0.3])
+def test_tie_groups_match_scipy_average_ranks(nan_share):
+    rng = np.random.default_rng(11)
+    z = rng.integers(-3, 4, size=(50, 17)).astype(float)  # many ties
+    z[rng.random(z.shape) < nan_share] = np.nan
+    s = np.sort(z, axis=1)  # NaN last
+    valid = ~np.isnan(s)
+    rank2, tie_term = _tie_groups(torch.from_numpy(s[:, 1:] != s[:, :-1]), torch.from_numpy(valid))
+    assert rank2.dtype == torch.int64 and tie_term.dtype == torch.float64
+    for i, row in enumerate(s):
+        ref_rank2, ref_tie = _reference(row)
+        np.testing.assert_array_equal(rank2[i, : valid[i].sum()].numpy(), ref_rank2)
+        assert tie_term[i].item() == ref_tie
+
+
+def test_tie_groups_count_all_entries_by_default():
+    s = torch.tensor([[1.0, 1.0, 2.0, 3.0, 3.0, 3.0], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]])
+    rank2, tie_term = _tie_groups(s[:, 1:] != s[:, :-1])
+    assert rank2.tolist() == [[3, 3, 6, 10, 10, 10], [2, 4, 6, 8, 10, 12]]
+    assert tie_term.tolist() == [(8 - 2) + (27 - 3), 0.0]
+
+
+def test_bh_per_family_is_fdr_correction_of_each_family():
+    # One implementation behind both: each row of benjamini_hochberg is fdr_correction(row, "bh").
+    rng = np.random.default_rng(12)
+    p = rng.random((5, 23)) ** 3
+    per_row = benjamini_hochberg(p, 0.05)
+    for i in range(p.shape[0]):
+        one = fdr_correction(p[i], 0.05, "bh")
+        np.testing.assert_array_equal(per_row.reject[i], one.reject)
+        assert per_row.p_adj[i].tobytes() == one.p_adj.tobytes()
+
+
+@pytest.mark.parametrize("n", [51, 60, 200])
+def test_min_attainable_p_is_the_normal_path_of_the_test(n):
+    # Past the exact path both use the same normal approximation of W+: all positive, untied.
+    res = wilcoxon_signed_rank(np.arange(1.0, n + 1.0))
+    assert not res.exact and res.p.item() == min_attainable_p(n)
+
+
+def test_every_exported_name_resolves():
+    for name in circuitgate.stats.__all__:
+        assert getattr(circuitgate.stats, name) is not None
+    public = {n for n in dir(circuitgate.stats) if not n.startswith("_")} - {
+        "bootstrap", "depth", "effects", "inputs", "mann_whitney", "multiple", "ranks", "splits", "wilcoxon"}
+    assert public <= set(circuitgate.stats.__all__)
