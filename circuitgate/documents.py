@@ -9,6 +9,8 @@ from dataclasses import asdict
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Mapping
 
+import torch
+
 from circuitgate.analyses import expected_components, expected_verdict
 from circuitgate.verdicts import SCHEMA, hypothesis_entry, jsonable
 
@@ -96,6 +98,7 @@ def manifest(run: "Run", finished: _dt.datetime | None = None) -> dict[str, Any]
         "settings": asdict(run.settings),
         "device": run.placement[0],
         "dtype": run.placement[1],
+        "threads": torch.get_num_threads(),  # as set for this run (--threads)
         "methods": list(run.settings.methods),
         "hypotheses_run": list(run.results),
         "started": run.started.isoformat(timespec="seconds"),

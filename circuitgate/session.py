@@ -48,6 +48,7 @@ class Settings:
     report_dir: str | None = None
     h4_model: str | None = None  # the second model H4 compares with; default: the model's registry twin
     baseline: str | None = None  # a previous verdicts.json: the expectations
+    threads: str = "auto"  # torch CPU threads the plugin set: auto = 1 on a CPU, torch's own on a GPU
     progress: bool = True
 
     def __post_init__(self) -> None:

@@ -167,7 +167,8 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         settings = Settings(model=opt.model, method=opt.method, prompts=opt.prompts, config=opt.cg_config,
                             device=opt.device, dtype=opt.dtype, batch_size=opt.batch_size,
-                            report_dir=opt.report_dir, h4_model=opt.h4_model, baseline=opt.baseline)
+                            report_dir=opt.report_dir, h4_model=opt.h4_model, baseline=opt.baseline,
+                            threads=str(opt.cg_threads))
         run = Run(settings, root=config.rootpath)
     except CircuitgateError as e:
         raise pytest.UsageError(str(e)) from None

@@ -130,12 +130,15 @@ class H4Analysis(Analysis):
     def compute(self, run: "Run", method: str) -> HypothesisResult:
         if run.twin_spec is None:
             return no_second_model(run.spec.name)
-        mine = {h: run.result(h, method) for h in PROFILES}
+        # Every method's profiles while a model is loaded (--method both asks H4 of each): each model is
+        # then loaded once, and only one is in memory at a time.
+        mine = {m: {h: run.result(h, m) for h in PROFILES} for m in run.settings.methods}
         run.release()
         twin = run.twin
-        theirs = {h: twin.result(h, method) for h in PROFILES}
+        theirs = {m: {h: twin.result(h, m) for h in PROFILES} for m in run.settings.methods}
         twin.release()
-        return analyse_h4((run.spec.name, twin.spec.name), (mine, theirs), (run.shape, twin.shape), run.config.h4)
+        return analyse_h4((run.spec.name, twin.spec.name), (mine[method], theirs[method]), (run.shape, twin.shape),
+                          run.config.h4)
 
     def source_expectations(self, run: "Run") -> tuple[str | None, Mapping[str, str]]:
         """Two organisms: from their two ground truths; otherwise what the source says."""
