@@ -1,5 +1,5 @@
 """H3's statistics at the paper's scale (issue 3): Qwen2.5-7B has 28 layers x 18,944 MLP neurons =
-530,432 neurons; the seed method tests all of them on 30 recall + 30 reasoning prompts.
+530,432 neurons; the original method tests all of them on 30 recall + 30 reasoning prompts.
 
 Synthetic gate pre-activations of that shape go through ``analyse_h3`` (moments, the rank test of
 every neuron, Bonferroni, ranking, the top-50 sign check). Goal: <= 3 s on the 2-core CI CPU, <= 0.5 s
@@ -18,7 +18,7 @@ import torch
 
 from circuitgate.activations import Activations
 from circuitgate.config import H3Config
-from circuitgate.methods.seed import analyse_h3
+from circuitgate.methods.original import analyse_h3
 
 N_PAIRS, N_LAYERS, N_NEURONS = 30, 28, 18_944  # Qwen2.5-7B (docs/method.md)
 

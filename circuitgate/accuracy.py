@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from circuitgate import CircuitgateError
+from circuitgate.methods import canonical_method
 from circuitgate.config import Config
 from circuitgate.causal import verdict_from_classes
 from circuitgate.models.adapters import Shape
@@ -32,7 +33,7 @@ from circuitgate.results import CLASSES
 
 SPECIFIC = ("recall", "reasoning")
 OPPOSITE = {"recall": "reasoning", "reasoning": "recall"}
-METHODS = ("paired", "seed")
+METHODS = ("paired", "original")
 TARGETS = {"verdicts": 1.0, "h5_classes": 0.95, "planted_found": 0.90}  # under paired (docs/organism.md)
 
 
@@ -254,6 +255,7 @@ def markdown(report: Report) -> str:
 
 
 def check_methods(methods: Sequence[str]) -> list[str]:
+    methods = [canonical_method(m) for m in methods]
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise CircuitgateError(f"unknown method(s) {', '.join(bad)} (known: {', '.join(METHODS)})")

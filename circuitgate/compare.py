@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from circuitgate import CircuitgateError
+from circuitgate.methods import canonical_method
 from circuitgate.verdicts import SCHEMA, format_interval, jsonable, outcome
 
 REQUIRED_KEYS = ("schema", "method", "prompts", "hypotheses")
@@ -38,6 +39,15 @@ def load_document(path: str | Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED_KEYS if not isinstance(doc, dict) or k not in doc]
     if missing:
         raise CircuitgateError(f"{p} is not a circuitgate verdicts.json (no {', '.join(missing)})")
+    return _renamed(doc)
+
+
+def _renamed(doc: dict[str, Any]) -> dict[str, Any]:
+    """A document written when the original method was still called ``seed``, read with today's name:
+    its numbers are the same method's, so a baseline kept from then still gates."""
+    doc["method"] = canonical_method(doc["method"])
+    if "by_method" in doc:
+        doc["by_method"] = {canonical_method(m): entries for m, entries in doc["by_method"].items()}
     return doc
 
 

@@ -24,7 +24,7 @@ from circuitgate.causal import verdict_from_classes
 from circuitgate.results import CLASSES, combine_classes
 
 SPECIFIC = ("recall", "reasoning")
-FIGURE_METHODS = ("seed", "paired")
+FIGURE_METHODS = ("original", "paired")
 
 
 def _is_number(x: Any) -> bool:
@@ -220,6 +220,7 @@ def from_file(name: str | Path) -> Expectations:
     source = doc.get("source", str(path))
     figures = dict(doc.get("figures") or {})
     method = figures.pop("method", None)
+    method = {"seed": "original"}.get(method, method)  # the original method's first name
     return Expectations(
         source=source,
         verdicts=dict(doc.get("verdicts") or {}),

@@ -42,7 +42,7 @@ def h1_layer_features(acts: Activations) -> dict[str, np.ndarray]:
         "mean": x.mean(axis=-1),
         "entropy": entropy,
         # A monotone transform of entropy: identical p-values, opposite-sign d, so the two votes
-        # cancel into "mixed" layers (docs/method.md flaw 4); kept because the seed method voted with it.
+        # cancel into "mixed" layers (docs/method.md flaw 4); kept because the original method voted with it.
         "concentration": 1.0 / (1.0 + entropy),
         "magnitude": g.mean(axis=-1),
         "sparsity": (g < _SPARSE).mean(axis=-1),

@@ -24,14 +24,15 @@ from circuitgate.compare import baseline_prompts, check_baseline, load_baseline
 from circuitgate.config import Config, load_config
 from circuitgate.expectations import Expectations, expectations_for
 from circuitgate.models import LoadedModel, ModelSpec, Shape, load_model, model_info, resolve
+from circuitgate.methods import ANALYSIS_METHODS, canonical_method
 from circuitgate.models.loading import model_directory
 from circuitgate.organism import ensure_built
 from circuitgate.prompts import PromptSet, default_prompts, load_prompt_set
 from circuitgate.results import HypothesisResult
 
-# paired: the sound default; seed: the original method, exactly; both: the two side by side.
-METHODS = ("paired", "seed", "both")
-ANALYSIS_METHODS = ("paired", "seed")
+# paired: the sound default; original: the original research method, exactly (alias seed); both: the
+# two side by side.
+METHODS = (*ANALYSIS_METHODS, "both")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Settings:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "method", canonical_method(self.method))
         if self.method not in METHODS:
             raise CircuitgateError(f"unknown method {self.method!r} (known: {', '.join(METHODS)})")
         from circuitgate.models.loading import resolve_device

@@ -31,6 +31,7 @@ from circuitgate.config import HYPOTHESES
 from circuitgate.documents import manifest, verdicts_document
 from circuitgate.models.loading import DTYPES, resolve_device, resolve_dtype, weights_sha256
 from circuitgate.report import render_html
+from circuitgate.methods import canonical_method
 from circuitgate.session import METHODS, Run, Settings
 from circuitgate.verdicts import expected_circuit, jsonable, outcome, summary_numbers, write_json_atomic
 
@@ -87,6 +88,10 @@ def _one_of(option: str, what: str, values: tuple[str, ...]) -> Callable[[str], 
     return check
 
 
+def _method(value: str) -> str:
+    return _one_of("--method", "method", METHODS)(canonical_method(value))
+
+
 def _device(value: str) -> str:
     _one_of("--device", "device", ("auto", "cpu", "cuda"))(value)
     resolve_device(value)  # --device cuda on a machine without one: said before any work
@@ -109,10 +114,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("circuitgate", "circuitgate: hypotheses about a model's internals")
     group.addoption("--model", default=None,
                     help="registry alias (see `circuitgate models`), hub id or local directory; default: organism")
-    group.addoption("--method", default="paired", type=_option_type("--method", _one_of("--method", "method", METHODS)),
+    group.addoption("--method", default="paired", type=_option_type("--method", _method),
                     metavar="{" + ",".join(METHODS) + "}",
-                    help="analysis method: paired = the sound default; seed = the original research method, "
-                         "exactly; both = the two side by side")
+                    help="analysis method: paired = the sound default; original (or seed) = the original research "
+                         "method, exactly; both = the two side by side")
     group.addoption("--prompts", default=None, help="built-in prompt set name or YAML file; default: the model's set")
     group.addoption("--config", dest="cg_config", default=None, metavar="FILE", help="thresholds as YAML")
     group.addoption("--device", default="auto", type=_option_type("--device", _device), metavar="{auto,cpu,cuda}",

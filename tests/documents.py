@@ -8,7 +8,7 @@ import numpy as np
 
 CLASSES = np.array(["recall", "reasoning", "mixed", "none"])
 H1_FEATURES = {"paired": ["norm", "mean", "entropy", "magnitude", "sparsity"],
-               "seed": ["norm", "mean", "entropy", "concentration", "magnitude", "sparsity"]}
+               "original": ["norm", "mean", "entropy", "concentration", "magnitude", "sparsity"]}
 H2_FEATURES = ["entropy", "max", "focus", "spread", "gini"]
 MODELS = ["qwen", "llama"]
 
@@ -84,7 +84,7 @@ def document(method: str = "paired", **shape) -> dict:
         "expectations": "none", "config": {"h3": {"layer_fraction": 0.05}},
     }
     if method == "both":
-        doc["by_method"] = {m: hypotheses(m, **shape) for m in ("paired", "seed")}
+        doc["by_method"] = {m: hypotheses(m, **shape) for m in ("paired", "original")}
         doc["hypotheses"] = doc["by_method"]["paired"]
     else:
         doc["hypotheses"] = hypotheses(method, **shape)

@@ -30,7 +30,7 @@ class Analysis:
 
 class ActivationAnalysis(Analysis):
     """H1-H3: the two tasks' last-token activations (and, under ``paired``, the template controls'),
-    analysed by the method's statistics (``methods.paired`` / ``methods.seed``). H4 and H5 build on
+    analysed by the method's statistics (``methods.paired`` / ``methods.original``). H4 and H5 build on
     these (H5 ablates H3's neurons, H4 compares H1 and H2 profiles), so they follow the method too."""
 
     def __init__(self, hypothesis: str) -> None:
@@ -38,15 +38,15 @@ class ActivationAnalysis(Analysis):
 
     def compute(self, run: "Run", method: str) -> HypothesisResult:
         recall, reasoning = run.activations
-        if method == "seed":  # the original had no controls: it never saw them
-            from circuitgate.methods import seed
+        if method == "original":  # the original had no controls: it never saw them
+            from circuitgate.methods import original
 
             cfg = run.config
             if self.hypothesis == "H1":
-                return seed.analyse_h1(recall, reasoning, cfg.h1)
+                return original.analyse_h1(recall, reasoning, cfg.h1)
             if self.hypothesis == "H2":
-                return seed.analyse_h2(recall, reasoning, cfg.h2)
-            return seed.analyse_h3(recall, reasoning, cfg.h3, device=run.loaded.device)
+                return original.analyse_h2(recall, reasoning, cfg.h2)
+            return original.analyse_h3(recall, reasoning, cfg.h3, device=run.loaded.device)
         from circuitgate.methods import paired
 
         return paired.analyse(self.hypothesis, recall, reasoning, run.config, run.control_activations,

@@ -1,5 +1,5 @@
 """H1: layers specialise. Activation features per layer (residual norm and mean, attention entropy,
-MLP magnitude and sparsity; the seed method adds concentration), recall against reasoning; a layer is
+MLP magnitude and sparsity; the original method adds concentration), recall against reasoning; a layer is
 specialised when enough features vote for one task (docs/method.md, "H1 - layers specialise"; README,
 "The hypotheses"). Components: layers ``L04``."""
 

@@ -362,7 +362,7 @@ def _head_components(fam, spec, diff, values, recall, cfg, config):
 
 
 def _neuron_layers(fam, spec, diff, values, recall, cfg, config):
-    """H3's components are layers, as in the seed method: the share of stably specialised neurons."""
+    """H3's components are layers, as in the original method: the share of stably specialised neurons."""
     n_layers = recall.n_layers
     n_neurons = recall.neurons.shape[2]
     cls = fam.cls.reshape(n_layers, n_neurons)

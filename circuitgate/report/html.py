@@ -117,7 +117,7 @@ _LEGEND = "".join(f"<span class='swatch' style='background:{colour}'></span> {ta
 def _method_plots(method: str, hyps: Mapping[str, Any], layer_fraction: float | None) -> Iterator[tuple]:
     """(name, alt text, figure, caption) for every plot one method's entries give, in page order; a
     generator, so one figure at a time is alive."""
-    stat = {"paired": "d_z", "seed": "d"}.get(method, "effect")
+    stat = {"paired": "d_z", "original": "d"}.get(method, "effect")
 
     def components(h: str) -> Mapping[str, Any]:
         return (hyps.get(h) or {}).get("components") or {}

@@ -242,7 +242,7 @@ def h3_fractions(components: Mapping[str, Any], layer_fraction: float | None) ->
     shares = np.divide(counts[:, :3], total, out=np.full((n, 3), np.nan), where=total > 0)
     mixed = np.clip(shares[:, 2] - shares[:, 0] - shares[:, 1], 0, None)
     stack = [("recall", shares[:, 0], RECALL), ("reasoning", shares[:, 1], REASONING)]
-    if np.nansum(mixed) > 0:  # the seed method counts no mixed neurons
+    if np.nansum(mixed) > 0:  # the original method counts no mixed neurons
         stack.append(("mixed", mixed, MIXED))
     fig = _figure(max(5.0, min(12.0, 2.0 + 0.3 * n)), 3.6)
     ax = _grid(fig, 1, 1, left=0.8)[0, 0]

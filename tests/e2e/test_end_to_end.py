@@ -185,7 +185,7 @@ def test_junit_outcomes_match_verdicts(organism_run):
 
 
 def test_seed_h1_on_any_local_directory(tiny_model_dir, tmp_path):
-    """`pytest hypotheses -k H1 --method seed --model DIR` on a tiny Qwen2 and a tiny Llama."""
+    """`pytest hypotheses -k H1 --method original --model DIR` on a tiny Qwen2 and a tiny Llama."""
     prompts = tmp_path / "p.yaml"
     pairs = "\n".join(
         f"  - {{id: p{i}, recall: {{prompt: 'w{3 + i} w{4 + i}', answer: w1}}, "
@@ -194,7 +194,7 @@ def test_seed_h1_on_any_local_directory(tiny_model_dir, tmp_path):
     )
     prompts.write_text(f"schema: 1\nname: tiny\npairs:\n{pairs}\n")
     out = tmp_path / "out"
-    proc = suite("-k", "H1", "--method", "seed", "--model", str(tiny_model_dir), "--prompts", str(prompts),
+    proc = suite("-k", "H1", "--method", "original", "--model", str(tiny_model_dir), "--prompts", str(prompts),
                  "--report-dir", str(out))
     # A random model, and still "supported": the reasoning prompts are 3 words longer, and the seed
     # method takes that template difference for specialisation (docs/method.md, flaw 2).
@@ -212,18 +212,18 @@ def test_method_both_on_the_organism_controls_come_out_negative(organism_dir, tm
     accuracy"), and exactly those three tests fail."""
     proc = suite("-k", "H1 or H2 or H3", "--method", "both", "--report-dir", str(tmp_path))
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert _failed_tests(tmp_path / "junit.xml") == {"H2 seed-L02H01", "H3 seed-L01", "H3 seed-L02"}
+    assert _failed_tests(tmp_path / "junit.xml") == {"H2 original-L02H01", "H3 original-L01", "H3 original-L02"}
     doc = _verdicts(tmp_path)
-    assert set(doc["by_method"]) == {"paired", "seed"}
+    assert set(doc["by_method"]) == {"paired", "original"}
     for h in ("H1", "H2", "H3"):
-        paired, seed = doc["by_method"]["paired"][h], doc["by_method"]["seed"][h]
+        paired, seed = doc["by_method"]["paired"][h], doc["by_method"]["original"][h]
         assert paired["expected"] == seed["expected"]
         controls = paired["summary"]["controls"]
         assert set(controls) == {"recall", "reasoning"}
         for task, c in controls.items():
             assert c["n_pairs"] == 64 and c["feasible"] and not c["specialised"], (h, task, c)
         assert paired["verdict"] == seed["verdict"] == "supported", paired["summary"].get("reason")
-    seed_h3 = doc["by_method"]["seed"]["H3"]["components"]
+    seed_h3 = doc["by_method"]["original"]["H3"]["components"]
     assert (seed_h3["L01"]["class"], seed_h3["L02"]["class"]) == ("reasoning", "recall")  # the opposite
     assert "Methods side by side" in (tmp_path / "report.html").read_text()
 

@@ -189,10 +189,10 @@ def test_method_both_judges_each_method_and_reports_them_side_by_side(suite, con
     result = suite("-k", "H1 or H3", "--method", "both", "--prompts", str(controlled_prompt_file),
                    "--report-dir", str(out), "-v")
     # every hypothesis test once per method; node ids name the method, never the model
-    result.stdout.fnmatch_lines(["*test_H1?paired? *", "*test_H1?seed? *",
-                                 "*test_H3?seed? *"])
+    result.stdout.fnmatch_lines(["*test_H1?paired? *", "*test_H1?original? *",
+                                 "*test_H3?original? *"])
     doc = _verdicts(out)
-    assert doc["method"] == "both" and set(doc["by_method"]) == {"paired", "seed"}
+    assert doc["method"] == "both" and set(doc["by_method"]) == {"paired", "original"}
     assert doc["hypotheses"] == doc["by_method"]["paired"]  # the sound method leads
     for method, entries in doc["by_method"].items():
         assert set(entries) == {"H1", "H3"}
@@ -200,12 +200,12 @@ def test_method_both_judges_each_method_and_reports_them_side_by_side(suite, con
     # the paired method ran its controls; the seed method never saw them
     controls = doc["by_method"]["paired"]["H1"]["summary"]["controls"]
     assert set(controls) == {"recall", "reasoning"} and controls["recall"]["n_pairs"] == 24
-    assert "controls" not in doc["by_method"]["seed"]["H1"]["summary"]
+    assert "controls" not in doc["by_method"]["original"]["H1"]["summary"]
     result.stdout.fnmatch_lines(["*circuitgate verdicts (*, method paired)*", "H1 *", "H3 *",
-                                 "*circuitgate verdicts (*, method seed)*", "H1 *", "H3 *"])
+                                 "*circuitgate verdicts (*, method original)*", "H1 *", "H3 *"])
     html = (out / "report.html").read_text()
     assert "Methods side by side" in html and "Template controls" in html
-    assert json.loads((out / "manifest.json").read_text())["methods"] == ["paired", "seed"]
+    assert json.loads((out / "manifest.json").read_text())["methods"] == ["paired", "original"]
 
 
 # -- --baseline ------------------------------------------------------------------------
@@ -214,13 +214,13 @@ def baseline(suite, tmp_path) -> Path:
     """A first run's verdicts.json under --method seed (the tiny set has no controls, so paired is
     inconclusive everywhere; seed gives classes to regress from)."""
     out = tmp_path / "base"
-    suite("--method", "seed", "--report-dir", str(out))
+    suite("--method", "original", "--report-dir", str(out))
     return out / "verdicts.json"
 
 
 def test_a_run_against_its_own_baseline_passes_every_test(suite, baseline, tmp_path):
     out = tmp_path / "again"
-    result = suite("--method", "seed", "--baseline", str(baseline), "--report-dir", str(out))
+    result = suite("--method", "original", "--baseline", str(baseline), "--report-dir", str(out))
     base = json.loads(baseline.read_text())
     # One component test per component the baseline holds; none may fail.
     n_components = sum(len(e["components"]) for e in base["hypotheses"].values())
@@ -244,7 +244,7 @@ def test_a_changed_verdict_or_class_fails_its_test(suite, baseline, tmp_path):
     h2["verdict"] = "not_supported" if was_h2 != "not_supported" else "supported"
     edited = tmp_path / "edited.json"
     edited.write_text(json.dumps(base))
-    result = suite("--method", "seed", "--baseline", str(edited), "--report-dir", str(tmp_path / "cand"))
+    result = suite("--method", "original", "--baseline", str(edited), "--report-dir", str(tmp_path / "cand"))
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert result.parseoutcomes()["failed"] == 2
     # Each failure's section and message (the short summary may truncate; the order may be random).
@@ -260,7 +260,7 @@ def test_a_changed_verdict_or_class_fails_its_test(suite, baseline, tmp_path):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda d: d.update(method="paired"), "*was made with another method: baseline paired, this run seed"),
+    (lambda d: d.update(method="paired"), "*was made with another method: baseline paired, this run original"),
     (lambda d: d.update(schema=1), "*was made with another schema: baseline 1, this run 2"),
     (lambda d: d["prompts"].update(sha256="00" * 32),
      "*was made with another prompt set: baseline tiny (sha256 000000000000), this run tiny (sha256 *)"),
@@ -271,7 +271,7 @@ def test_a_baseline_of_another_kind_is_a_usage_error_saying_which(suite, baselin
     edit(doc)
     other = tmp_path / "other.json"
     other.write_text(json.dumps(doc))
-    result = suite("--method", "seed", "--baseline", str(other))
+    result = suite("--method", "original", "--baseline", str(other))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {message}"])
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
@@ -286,7 +286,7 @@ def test_a_missing_baseline_is_a_usage_error(suite, tmp_path):
 def test_the_paper_figures_are_tests_of_the_seed_method(pytester, suite):
     """`--model qwen7b --method seed` collects the paper's classifications and headline figures as
     tests whose ids hold no model (collecting needs no weights)."""
-    result = suite("--model", "qwen7b", "--method", "seed", "--collect-only", "-q")
+    result = suite("--model", "qwen7b", "--method", "original", "--collect-only", "-q")
     out = result.stdout.str()
     for node in ("test_H1_layer[L03]", "test_H2_head[L26H05]", "test_H1_figure[n_specialised]",
                  "test_H2_figure[top_recall]", "test_H3_figure[n_task_specific]",
@@ -302,15 +302,15 @@ def test_the_judge_holds_a_figure_to_its_tolerance_under_its_method_only():
     from circuitgate.results import HypothesisResult
     from fixtures.circuitgate import Judge
 
-    source = Expectations("the paper", figures={"H3": {"n": Figure(100, rel=0.05)}}, figures_method="seed")
+    source = Expectations("the paper", figures={"H3": {"n": Figure(100, rel=0.05)}}, figures_method="original")
     run = SimpleNamespace(expectations=source)
     node = SimpleNamespace(user_properties=[])
-    result = lambda n: HypothesisResult("H3", "supported", "seed", {"n": n}, {})  # noqa: E731
-    Judge(node, run, "seed").figure(result(104), "n")
+    result = lambda n: HypothesisResult("H3", "supported", "original", {"n": n}, {})  # noqa: E731
+    Judge(node, run, "original").figure(result(104), "n")
     assert ("value", 104) in node.user_properties and ("tolerance", 5.0) in node.user_properties
     with pytest.raises(pytest.fail.Exception, match=r"H3 n is 106, reported 100 \+/- 5 \(the paper\)"):
-        Judge(node, run, "seed").figure(result(106), "n")
-    with pytest.raises(pytest.skip.Exception, match="the reported figures are the seed method's; this is paired's"):
+        Judge(node, run, "original").figure(result(106), "n")
+    with pytest.raises(pytest.skip.Exception, match="the reported figures are the original method's; this is paired's"):
         Judge(node, run, "paired").figure(result(106), "n")
     with pytest.raises(pytest.fail.Exception, match="H3 has no n in its summary"):
-        Judge(node, run, "seed").figure(HypothesisResult("H3", "supported", "seed", {}, {}), "n")
+        Judge(node, run, "original").figure(HypothesisResult("H3", "supported", "original", {}, {}), "n")

@@ -36,11 +36,11 @@ def gate(suite, tmp_path):
     """A runner against a first run as baseline: every unit becomes a component test (the tiny model has
     no expectations source), H5's head targets among them (head-L0H1 contains "h1", head-L1H2 "h2")."""
     out = tmp_path / "base"
-    suite("--method", "seed", "--report-dir", str(out))
+    suite("--method", "original", "--report-dir", str(out))
     baseline = out / "verdicts.json"
 
     def run(*args: str) -> pytest.RunResult:
-        return suite("--method", "seed", "--baseline", str(baseline), *args)
+        return suite("--method", "original", "--baseline", str(baseline), *args)
 
     return run
 
@@ -77,7 +77,7 @@ def test_the_k_expression_is_left_as_the_user_gave_it(suite, pytester, tiny_qwen
 
 def test_method_both_items_carry_their_marker(suite, tmp_path):
     result = suite("--method", "both", "-m", "h4", "--collect-only", "-q")
-    assert _collected(result) == {"test_H4[paired]", "test_H4[seed]"}
+    assert _collected(result) == {"test_H4[paired]", "test_H4[original]"}
 
 
 def test_junit_xml_goes_to_the_report_dir_unless_the_user_names_one(suite, tmp_path):
@@ -124,7 +124,7 @@ def test_the_header_says_how_to_reproduce_the_run(suite, tmp_path, tiny_qwen_dir
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--method", "sound"], "--method: unknown method 'sound' (known: paired, seed, both)"),
+    (["--method", "sound"], "--method: unknown method 'sound' (known: paired, original, both)"),
     (["--dtype", "int8"], "--dtype: unknown dtype 'int8' (known: auto, float32, bfloat16, float16)"),
     (["--device", "tpu"], "--device: unknown device 'tpu' (known: auto, cpu, cuda)"),
     (["--threads", "none"], "--threads must be a positive integer or auto, got 'none'"),
@@ -219,7 +219,7 @@ def test_hypothesis_of_reads_the_function_then_the_module():
 
     assert hypothesis_of(item("hypotheses/test_h2_heads.py::test_H2_head[L07H12]", "test_H2_head[L07H12]",
                               "hypotheses/test_h2_heads.py")) == "H2"
-    assert hypothesis_of(item("hypotheses/test_h1_layers.py::test_H1[seed]", "test_H1[seed]",
+    assert hypothesis_of(item("hypotheses/test_h1_layers.py::test_H1[original]", "test_H1[original]",
                               "hypotheses/test_h1_layers.py")) == "H1"
     assert hypothesis_of(item("hypotheses/test_h3_neurons.py::test_other", "test_other",
                               "hypotheses/test_h3_neurons.py")) == "H3"

@@ -96,7 +96,7 @@ def test_vanished_and_added_components():
 
 @pytest.mark.parametrize("field, value, named", [
     ("schema", 1, "schema: A 2, B 1"),
-    ("method", "seed", "method: A paired, B seed"),
+    ("method", "original", "method: A paired, B original"),
     ("prompts", {"name": "geography", "sha256": "ef" * 32}, "prompt set: A organism (sha256 cdcdcdcdcdcd), "
                                                             "B geography (sha256 efefefefefef)"),
     ("prompts", {"name": "organism", "sha256": "ef" * 32}, "prompt set: A organism (sha256 cdcdcdcdcdcd), "
@@ -124,12 +124,20 @@ def test_hypotheses_in_one_document_only_are_noted_not_compared():
 
 def test_method_both_compares_each_method_and_names_it():
     a = doc(method="both")
-    a["by_method"] = {"paired": a["hypotheses"], "seed": copy.deepcopy(a["hypotheses"])}
+    a["by_method"] = {"paired": a["hypotheses"], "original": copy.deepcopy(a["hypotheses"])}
     b = copy.deepcopy(a)
-    b["by_method"]["seed"]["H1"]["components"]["L01"]["class"] = "reasoning"
+    b["by_method"]["original"]["H1"]["components"]["L01"]["class"] = "reasoning"
     c = compare(a, b)
-    assert [c.label(x) for x in c.regressions] == ["seed: H1 L01"]
-    assert "| seed | H1 | L01 |" in format_markdown(c)
+    assert [c.label(x) for x in c.regressions] == ["original: H1 L01"]
+    assert "| original | H1 | L01 |" in format_markdown(c)
+
+
+def test_a_document_from_when_the_original_method_was_called_seed_compares_as_original(tmp_path):
+    old = doc(method="both")
+    old["by_method"] = {"paired": old["hypotheses"], "seed": copy.deepcopy(old["hypotheses"])}
+    (tmp_path / "old.json").write_text(json.dumps({**old, "method": "seed"}))
+    loaded = load_document(tmp_path / "old.json")
+    assert loaded["method"] == "original" and set(loaded["by_method"]) == {"paired", "original"}
 
 
 def test_effect_changes_are_capped_in_tables_but_not_in_json(tmp_path, capsys):
@@ -187,6 +195,6 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, content, message):
 def test_incomparable_files_exit_2(tmp_path, capsys):
     pa, pb = tmp_path / "a.json", tmp_path / "b.json"
     pa.write_text(json.dumps(doc()))
-    pb.write_text(json.dumps(doc(method="seed")))
+    pb.write_text(json.dumps(doc(method="original")))
     assert main(["compare", str(pa), str(pb)]) == 2
-    assert "cannot be compared: method: A paired, B seed" in capsys.readouterr().err
+    assert "cannot be compared: method: A paired, B original" in capsys.readouterr().err

@@ -111,8 +111,8 @@ def _results(h1: list[float], h2: list[float], interaction: list[float], classes
         h5[f"attn-L{i}"] = comp(f"attn-L{i}", cls=classes[i], interaction=interaction[i])
         h5[f"mlp-L{i}"] = comp(f"mlp-L{i}", interaction=interaction[i])
     return {
-        "H1": HypothesisResult("H1", "supported", "seed", {}, {layer_id(i): comp(layer_id(i), h1[i]) for i in range(n)}),
-        "H2": HypothesisResult("H2", "supported", "seed", {},
+        "H1": HypothesisResult("H1", "supported", "original", {}, {layer_id(i): comp(layer_id(i), h1[i]) for i in range(n)}),
+        "H2": HypothesisResult("H2", "supported", "original", {},
                                {head_id(i, h): comp(head_id(i, h), h2[i] + h) for i in range(n) for h in range(2)}),
         "H5": HypothesisResult("H5", "supported", "causal", {}, h5),
     }

@@ -64,21 +64,21 @@ def test_page_is_self_contained(both_html):
 
 
 def test_every_plot_is_there_for_both_methods_and_above_the_tables(both_html):
-    assert set(images(both_html)) == plot_ids("paired") | plot_ids("seed")
-    assert "<h2 id='plots-paired'>" in both_html and "<h2 id='plots-seed'>" in both_html
+    assert set(images(both_html)) == plot_ids("paired") | plot_ids("original")
+    assert "<h2 id='plots-paired'>" in both_html and "<h2 id='plots-original'>" in both_html
     first_table_after_verdicts = both_html.index("Methods side by side")
     assert both_html.index("<h2>Verdicts</h2>") < both_html.index("<img") < first_table_after_verdicts
     assert both_html.rindex("<img") < first_table_after_verdicts < both_html.index("<h2>H5 components</h2>")
 
 
 def test_single_method_document_has_its_plots_only():
-    html = render_html(document("seed"))
-    assert set(images(html)) == plot_ids("seed")
+    html = render_html(document("original"))
+    assert set(images(html)) == plot_ids("original")
 
 
 def test_plots_use_the_task_colours(both_html):
     pngs = images(both_html)
-    for name in ("paired-h1-norm", "seed-h1-norm", "paired-h3-fraction", "paired-h5-layers"):
+    for name in ("paired-h1-norm", "original-h1-norm", "paired-h3-fraction", "paired-h5-layers"):
         rgb = decode(pngs[name])
         assert colour_pixels(rgb, RECALL) > 50 and colour_pixels(rgb, REASONING) > 50, name
 
@@ -129,8 +129,8 @@ def test_null_numbers_do_not_crash():
                                         "n_neurons") if k in c})
             for f in (c.get("features") or {}).values():
                 f.update(ci=None, recall=None)
-    doc["by_method"]["seed"] = _null_everything(doc["by_method"]["seed"])
-    assert set(images(render_html(json.loads(json.dumps(doc))))) == plot_ids("paired") | plot_ids("seed")
+    doc["by_method"]["original"] = _null_everything(doc["by_method"]["original"])
+    assert set(images(render_html(json.loads(json.dumps(doc))))) == plot_ids("paired") | plot_ids("original")
 
 
 def test_report_command_rebuilds_the_same_page(both_html, tmp_path, capsys):

@@ -382,7 +382,7 @@ def test_qwen7b_paper_expectations():
 
 def test_qwen7b_paper_figures_are_the_seed_methods_headline_numbers():
     e = from_file("qwen7b-paper.yaml")
-    assert e.figures_method == "seed"
+    assert e.figures_method == "original"
     h3 = e.figures["H3"]
     assert h3["n_task_specific"].value == 163058 and h3["n_task_specific"].tolerance == pytest.approx(8152.9)
     assert h3["fraction_task_specific"].matches(0.30) and not h3["fraction_task_specific"].matches(0.29)
@@ -409,7 +409,7 @@ def test_a_figure_that_is_not_a_number_matches_only_exactly():
 
 
 @pytest.mark.parametrize("text, message", [
-    ("figures: {H3: {n: 1}}", "figures need `method:` one of seed, paired"),
+    ("figures: {H3: {n: 1}}", "figures need `method:` one of original, paired"),
     ("figures: {method: seed, H9: {n: 1}}", "figures for unknown hypotheses"),
     ("figures: {method: seed, H3: {n: {val: 1}}}", "figure H3.n needs `value`"),
     ("figures: {method: seed, H3: {n: {value: [1], rel: 0.1}}}", "tolerances must be >= 0 and need a number"),

@@ -16,7 +16,7 @@ import pytest
 
 from circuitgate import CircuitgateError
 from circuitgate.config import Config, PairedConfig
-from circuitgate.methods import paired, seed
+from circuitgate.methods import original, paired
 from synthetic import Plant, Shape, Template, controls, pairs
 
 ALPHA = PairedConfig().alpha
@@ -89,8 +89,8 @@ def test_template_confounded_null_seed_specialises_paired_does_not():
     recall, reasoning = pairs(rng, shape, recall_template=SHORT, reasoning_template=LONG, shuffle=False)
     ctrl = controls(rng, shape, a=SHORT, b=LONG)
     cfg = Config()
-    assert seed.analyse_h1(recall, reasoning, cfg.h1).verdict == "supported"
-    assert seed.analyse_h2(recall, reasoning, cfg.h2).verdict == "supported"
+    assert original.analyse_h1(recall, reasoning, cfg.h1).verdict == "supported"
+    assert original.analyse_h2(recall, reasoning, cfg.h2).verdict == "supported"
     for h in ("H1", "H2"):
         r = analyse(h, recall, reasoning, ctrl)
         assert r.verdict == "inconclusive"

@@ -1,4 +1,4 @@
-"""``--method seed``: the original H1/H2/H3 analyses, reproduced exactly (docs/method.md "H1"-"H3").
+"""``--method original`` (alias ``seed``): the original H1/H2/H3 analyses, reproduced exactly (docs/method.md "H1"-"H3").
 
 The flaws are kept on purpose so that the paper's numbers can be reproduced; each is marked with its
 number from docs/method.md "Its flaws". Everything is vectorised over units
@@ -22,7 +22,7 @@ from circuitgate.results import ComponentResult, HypothesisResult, class_counts,
 from circuitgate.stats import (benjamini_hochberg, bootstrap_d_ci, cohens_d, kfold_indices, mann_whitney_u,
                                mann_whitney_u_dense, nan_moments)
 
-METHOD = "seed"
+METHOD = "original"
 H1_EPS = 1e-10  # added to the pooled SD in H1's d, as the original code did
 TOP_HEADS = 3  # the paper reports the top three recall and reasoning heads
 def _classify(up: np.ndarray, down: np.ndarray) -> np.ndarray:

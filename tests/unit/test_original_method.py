@@ -14,7 +14,7 @@ from circuitgate import CircuitgateError
 from circuitgate.activations import Activations
 from circuitgate.config import H1Config, H2Config, H3Config, ScaledCount
 from circuitgate.features import H1_FEATURES, H2_METRICS, h1_layer_features, h2_head_metrics
-from circuitgate.methods.seed import analyse_h1, analyse_h2, analyse_h3
+from circuitgate.methods.original import analyse_h1, analyse_h2, analyse_h3
 from circuitgate.ids import head_id, layer_id, neuron_id
 
 P, L, H, S, D, F = 30, 4, 4, 12, 8, 16
@@ -64,7 +64,7 @@ def planted_h1(seed: int = 0) -> tuple[Activations, Activations]:
 def test_h1_planted_layers_get_the_right_type():
     recall, reasoning = planted_h1()
     r = analyse_h1(recall, reasoning, FAST_H1)
-    assert (r.hypothesis, r.method, r.verdict) == ("H1", "seed", "supported")
+    assert (r.hypothesis, r.method, r.verdict) == ("H1", "original", "supported")
     assert [c.cls for c in r.components.values()] == ["none", "reasoning", "reasoning", "recall"]
     s = r.summary
     assert (s["n_specialised"], s["n_recall"], s["n_reasoning"], s["n_mixed"]) == (3, 1, 2, 0)
@@ -194,7 +194,7 @@ def planted_h2(seed: int = 0) -> tuple[Activations, Activations]:
 def test_h2_planted_heads_get_the_right_type():
     recall, reasoning = planted_h2()
     r = analyse_h2(recall, reasoning, H2Config())
-    assert (r.hypothesis, r.method, r.verdict) == ("H2", "seed", "supported")
+    assert (r.hypothesis, r.method, r.verdict) == ("H2", "original", "supported")
     assert len(r.components) == L * H and list(r.components)[5] == head_id(1, 1)
     classes = {k: c.cls for k, c in r.components.items() if c.cls != "none"}
     assert classes == {head_id(0, 1): "recall", head_id(2, 3): "reasoning"}
@@ -376,7 +376,7 @@ H3_SMALL = H3Config(alpha=0.01)  # 64 neurons: Bonferroni at 1e-4 over 64 units 
 def test_h3_planted_neurons_and_layers():
     rec, rea = planted_h3()
     r = analyse_h3(rec, rea, H3_SMALL)
-    assert r.hypothesis == "H3" and r.method == "seed"
+    assert r.hypothesis == "H3" and r.method == "original"
     assert r.components[layer_id(1)].cls == "reasoning"
     assert r.components[layer_id(2)].cls == "recall"
     assert r.components[layer_id(0)].cls == r.components[layer_id(3)].cls == "none"
@@ -418,7 +418,7 @@ def test_h3_matches_loop_reference(seed):
     rea.gate[:, 3, 5] += rng.normal(1.2, 0.1)  # a borderline neuron
     r = analyse_h3(rec, rea, H3_SMALL)
     d, p, specific = reference_h3(rec, rea, H3_SMALL)
-    from circuitgate.methods.seed import h3_neuron_stats
+    from circuitgate.methods.original import h3_neuron_stats
 
     st = h3_neuron_stats(rec.gate, rea.gate, H3_SMALL)
     np.testing.assert_allclose(st.d, d, rtol=1e-9, atol=1e-12)
