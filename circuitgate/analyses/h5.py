@@ -185,12 +185,12 @@ def fixed_neuron_sets(run: "Run") -> dict[str, tuple[int, tuple[int, ...]]]:
     return sets if sets is not None else dict(run.expectations.neuron_sets)
 
 
-def fixed_targets(run: "Run") -> list[Target]:
+def fixed_targets(run: "Run", neuron_sets: dict[str, tuple[int, tuple[int, ...]]]) -> list[Target]:
     """Every attention, MLP and head target, and the fixed neuron sets: the same under every method."""
     from circuitgate.interventions import standard_targets
 
     return standard_targets(run.shape) + [Target(tid, "neurons", layer, neurons=neurons)
-                                          for tid, (layer, neurons) in fixed_neuron_sets(run).items()]
+                                          for tid, (layer, neurons) in neuron_sets.items()]
 
 
 def _patch_residuals(run: "Run") -> dict[str, PatchResult]:
@@ -218,7 +218,8 @@ class H5Analysis(Analysis):
     def compute(self, run: "Run", method: str) -> HypothesisResult:
         h3 = run.result("H3", method)
         sets, controls = neuron_targets(h3.arrays["specific"], h3.arrays["d"], run.config.h5.seed)
-        fixed = fixed_targets(run)
+        neuron_sets = fixed_neuron_sets(run)
+        fixed = fixed_targets(run, neuron_sets)
         sweeps = run.memo("H5 sweeps", lambda: _sweep(run, fixed, "H5 ablations"))
         if sets:
             extra = _sweep(run, sets, f"H5 {method} neuron ablations")
@@ -226,7 +227,7 @@ class H5Analysis(Analysis):
                                         sweeps[side].ablation) for side in SKILLS}
         result = analyse_h5(sweeps["recall"], sweeps["reasoning"], fixed + sets, controls, run.config.h5,
                             run.memo("H5 patching", lambda: _patch_residuals(run)))
-        recorded = {tid: {"layer": layer, "neurons": list(neurons)} for tid, (layer, neurons) in fixed_neuron_sets(run).items()}
+        recorded = {tid: {"layer": layer, "neurons": list(neurons)} for tid, (layer, neurons) in neuron_sets.items()}
         return replace(result, summary={**result.summary, "neuron_sets": recorded})
 
 

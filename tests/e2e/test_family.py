@@ -16,31 +16,23 @@ import torch
 from circuitgate import CircuitgateError
 from circuitgate.organism import (
     VARIANTS,
-    Recipe,
     build,
     ensure_built,
     is_organism_dir,
     load_tokenizer,
-    organism_prompt_set,
     read_info,
     recipe_of,
 )
 from circuitgate.organism import groundtruth, train
 from circuitgate.organism.builder import organism_dir
 from circuitgate.organism.plan import PLANS
-from circuitgate.organism.world import world_for
+
+from organisms import RECIPE, SHAPE, pair_items
 
 torch.set_num_threads(1)
 
-RECIPE = Recipe()
-WORLD = world_for(RECIPE)
-SHAPE = dict(n_layers=4, n_heads=4, block_size=128, ffn=256)
 
 pytestmark = pytest.mark.slow
-
-
-def _items(kind: str) -> list[tuple[str, str]]:
-    return [(p[kind]["prompt"], p[kind]["answer"]) for p in organism_prompt_set(WORLD)["pairs"]]
 
 
 def _sha(path) -> str:
@@ -82,7 +74,7 @@ def test_the_activation_truth_reads_what_the_suite_reads(organism_family):
 
     path = organism_family["organism"]
     loaded = load_model(resolve(str(path)), "cpu", "float32", progress=False)
-    prompts = [p for p, _ in _items("recall")[:6]] + [p for p, _ in _items("reasoning")[:6]]
+    prompts = [p for p, _ in pair_items("recall")[:6]] + [p for p, _ in pair_items("reasoning")[:6]]
     ours = groundtruth.activations(loaded.hf, load_tokenizer(path), prompts)
     theirs = extract(loaded, prompts, batch_size=4, progress=False)
     for name in ("resid", "attn", "neurons", "gate"):
@@ -100,7 +92,7 @@ def test_planted_blocks_are_near_silent_on_the_other_task(organism_family):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").eval()
-    acts = {task: groundtruth.activations(model, load_tokenizer(path), [p for p, _ in _items(task)]).neurons
+    acts = {task: groundtruth.activations(model, load_tokenizer(path), [p for p, _ in pair_items(task)]).neurons
             for task in ("recall", "reasoning")}
     for block in PLANS["planted"].blocks:
         if block.role == "shared":
@@ -122,8 +114,8 @@ def test_saved_model_reloads_with_its_accuracy(organism_family):
     model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager")
     tok = load_tokenizer(path)
     clean = read_info(path)["ground_truth"]["clean"]
-    assert train.correct(model, tok, _items("recall")).float().mean().item() == clean["recall"]
-    assert train.correct(model, tok, _items("reasoning")).float().mean().item() == clean["reasoning"]
+    assert train.correct(model, tok, pair_items("recall")).float().mean().item() == clean["recall"]
+    assert train.correct(model, tok, pair_items("reasoning")).float().mean().item() == clean["reasoning"]
 
 
 def test_ensure_built_reuses_and_rebuild_is_bit_identical(organism_family):

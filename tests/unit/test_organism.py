@@ -40,14 +40,12 @@ from circuitgate.organism.world import (
     probe_items,
     recall_item,
     template_tokens,
-    world_for,
 )
+
+from organisms import RECIPE, SHAPE, WORLD, pair_items
 
 torch.set_num_threads(1)
 
-RECIPE = Recipe()
-WORLD = world_for(RECIPE)
-SHAPE = dict(n_layers=4, n_heads=4, block_size=128, ffn=256)
 
 
 @pytest.fixture(scope="module")
@@ -59,16 +57,12 @@ def _doc() -> dict:
     return organism_prompt_set(WORLD)
 
 
-def _items(kind: str) -> list[tuple[str, str]]:
-    return [(p[kind]["prompt"], p[kind]["answer"]) for p in _doc()["pairs"]]
-
-
 def _controls(task: str) -> list[dict]:
     return [c for c in _doc()["controls"] if c["task"] == task]
 
 
 def _all_items() -> list[tuple[str, str]]:
-    return _items("recall") + _items("reasoning") + [
+    return pair_items("recall") + pair_items("reasoning") + [
         (c[side]["prompt"], c[side]["answer"]) for task in ("recall", "reasoning") for c in _controls(task)
         for side in "ab"
     ]
@@ -110,7 +104,7 @@ def test_tokenizer_pads_left_and_reloads_with_the_same_ids(tokenizer, tmp_path):
     # A qwen2 config beside it is what makes AutoTokenizer swap in Qwen2Tokenizer; ours must not care.
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
     loaded = load_tokenizer(tmp_path)
-    prompts = [p for p, _ in _items("reasoning")[:5]]
+    prompts = [p for p, _ in pair_items("reasoning")[:5]]
     assert loaded(prompts, padding=True)["input_ids"] == tokenizer(prompts, padding=True)["input_ids"]
     assert loaded.get_vocab() == tokenizer.get_vocab() and loaded.padding_side == "left"
 
@@ -126,7 +120,7 @@ def test_committed_prompt_set_matches_generation_and_loads():
     ps = load_prompt_set(PROMPT_SET_PATH)
     assert ps.name == "organism" and len(ps.pairs) == RECIPE.n_countries
     assert ps.control_tasks() == ["recall", "reasoning"]
-    assert ps.prompts("recall") == [p for p, _ in _items("recall")]
+    assert ps.prompts("recall") == [p for p, _ in pair_items("recall")]
 
 
 def test_template_lengths_and_partners():
@@ -285,7 +279,7 @@ def batches():
 
 def test_reasoning_probes_and_held_out_pairs_stay_out_of_training(batches):
     held_pairs, held_answers = WORLD.heldout_symbol_pairs(), WORLD.heldout_country_answers()
-    probe_prompts = {p for p, _ in _items("reasoning")}
+    probe_prompts = {p for p, _ in pair_items("reasoning")}
     n = 0
     for row in (r for b in batches for r in b):
         words = row.item.words
@@ -346,7 +340,7 @@ def pruned(tokenizer):
 
 
 def test_pruned_heads_attend_uniformly_write_nothing_and_stay_pruned(pruned, tokenizer):
-    prompts = [p for p, _ in _items("reasoning")[:3]]
+    prompts = [p for p, _ in pair_items("reasoning")[:3]]
     with torch.no_grad():
         out = pruned(**train.encode(tokenizer, prompts), output_attentions=True)
     a = out.attentions[3][:, 2, -1]  # head L3H2: pruned
@@ -376,7 +370,7 @@ def test_component_ids():
 
 @torch.no_grad()
 def test_zero_hooks_match_zeroed_weights(random_model, tokenizer):
-    prompts = [p for p, _ in _items("reasoning")[:4]]
+    prompts = [p for p, _ in pair_items("reasoning")[:4]]
     enc = train.encode(tokenizer, prompts)
     real = enc["attention_mask"].bool()
     rows = torch.ones(len(prompts), dtype=torch.bool)
@@ -400,7 +394,7 @@ def test_zero_hooks_match_zeroed_weights(random_model, tokenizer):
 
 @torch.no_grad()
 def test_mean_and_resample_hooks_and_per_row_edits(random_model, tokenizer):
-    prompts = [p for p, _ in _items("recall")[:4]]
+    prompts = [p for p, _ in pair_items("recall")[:4]]
     enc = train.encode(tokenizer, prompts)
     real = enc["attention_mask"].bool()
     comp = Component("neurons-L2-B0", "neurons", 2, 0, 128)
