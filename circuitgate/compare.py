@@ -21,6 +21,7 @@ from typing import Any, Iterator, Mapping
 
 from circuitgate import CircuitgateError
 from circuitgate.methods import canonical_method
+from circuitgate.prompts import renamed_prompts
 from circuitgate.verdicts import SCHEMA, format_interval, jsonable, outcome
 
 REQUIRED_KEYS = ("schema", "method", "prompts", "hypotheses")
@@ -43,9 +44,13 @@ def load_document(path: str | Path) -> dict[str, Any]:
 
 
 def _renamed(doc: dict[str, Any]) -> dict[str, Any]:
-    """A document written when the original method was still called ``seed``, read with today's name:
-    its numbers are the same method's, so a baseline kept from then still gates."""
+    """A document written before a rename, read with today's names: the original method was called
+    ``seed`` and its prompt set ``geography-seed``. The numbers are the same method's on the same
+    prompts, so a baseline kept from then still gates."""
     doc["method"] = canonical_method(doc["method"])
+    prompts = doc["prompts"]
+    if isinstance(prompts, dict) and isinstance(prompts.get("name"), str) and isinstance(prompts.get("sha256"), str):
+        prompts["name"], prompts["sha256"] = renamed_prompts(prompts["name"], prompts["sha256"])
     if "by_method" in doc:
         doc["by_method"] = {canonical_method(m): entries for m, entries in doc["by_method"].items()}
     return doc

@@ -19,6 +19,7 @@ import yaml
 from circuitgate import CircuitgateError
 from circuitgate.config import HYPOTHESES, VERDICTS, Config, H5Config
 from circuitgate.ids import parse_target
+from circuitgate.methods import canonical_method
 from circuitgate.models.adapters import Shape
 from circuitgate.causal import verdict_from_classes
 from circuitgate.results import CLASSES, combine_classes
@@ -207,7 +208,7 @@ def _figure(source: str, h: str, name: str, raw: Any) -> Figure:
 
 def from_file(name: str | Path) -> Expectations:
     """A YAML expectations file: ``verdicts: {H1: supported}``, ``components: {H1: {L04: recall}}``,
-    ``figures: {method: seed, H3: {n_task_specific: {value: 163058, rel: 0.05}}}``."""
+    ``figures: {method: original, H3: {n_task_specific: {value: 163058, rel: 0.05}}}``."""
     path = Path(name)
     if not path.is_file():
         path = Path(str(resources.files("circuitgate.models").joinpath("expectations", str(name))))
@@ -220,7 +221,7 @@ def from_file(name: str | Path) -> Expectations:
     source = doc.get("source", str(path))
     figures = dict(doc.get("figures") or {})
     method = figures.pop("method", None)
-    method = {"seed": "original"}.get(method, method)  # the original method's first name
+    method = canonical_method(method) if isinstance(method, str) else method
     return Expectations(
         source=source,
         verdicts=dict(doc.get("verdicts") or {}),

@@ -19,6 +19,9 @@ READS = (1, 2)
 TASKS = ("recall", "reasoning")
 SIDES = ("a", "b")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Built-in sets that were renamed, old name -> new; the old name still loads, and a document that
+# names the old set with the old set's hash reads as the new one (same content, see ``renamed_prompts``).
+RENAMED = {"geography-seed": "geography-paper"}
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,7 @@ def default_prompts(spec: Any, method: str) -> str:
         return spec.prompts
     if spec.expectations == "organism":
         return "organism"
-    return "geography-seed" if method == "original" else "geography"
+    return "geography-paper" if method == "original" else "geography"
 
 
 def builtin_names() -> list[str]:
@@ -137,8 +140,9 @@ def _locate(name_or_file: str | Path) -> Path:
         if not path.is_file():
             raise CircuitgateError(f"prompt file not found: {path}")
         return path
-    if str(name_or_file) in builtin_names():
-        return Path(str(resources.files("circuitgate.prompts").joinpath("builtin", f"{name_or_file}.yaml")))
+    name = RENAMED.get(str(name_or_file), str(name_or_file))
+    if name in builtin_names():
+        return Path(str(resources.files("circuitgate.prompts").joinpath("builtin", f"{name}.yaml")))
     raise CircuitgateError(
         f"unknown prompt set {str(name_or_file)!r}: not a file, not a built-in set ({', '.join(builtin_names())})"
     )
@@ -262,3 +266,15 @@ def load_prompt_set(name_or_file: str | Path) -> PromptSet:
         )
     controls = _controls(raw_controls, src, doc.line)
     return PromptSet(name, pairs, controls, src, _canonical_hash(schema, name, pairs, controls), schema)
+
+
+def renamed_prompts(name: str, sha256: str) -> tuple[str, str]:
+    """A recorded prompt set (name, hash) under its current name: a renamed built-in whose hash under
+    the old name matches its content is the same prompts, so a baseline kept before the rename still
+    gates. Anything else (another set, edited content) is returned as it was."""
+    if name not in RENAMED:
+        return name, sha256
+    current = load_prompt_set(RENAMED[name])
+    if _canonical_hash(current.schema, name, current.pairs, current.controls) != sha256:
+        return name, sha256
+    return current.name, current.sha256

@@ -171,7 +171,7 @@ def test_report_output_option(tmp_path, capsys):
 def test_report_on_the_minimal_design_document(tmp_path, capsys):
     """docs/design.md's verdicts.json example (Files): model has only id and sha256, no n_pairs, no expectations."""
     doc = {"schema": 1, "model": {"id": "Qwen/Qwen2.5-7B-Instruct", "sha256": "0" * 64}, "method": "paired",
-           "prompts": {"name": "geography-seed", "sha256": "1" * 64},
+           "prompts": {"name": "geography-paper", "sha256": "1" * 64},
            "hypotheses": {"H1": {"verdict": "supported", "expected": "supported", "passed": True, "summary": {},
                                  "components": {"L04": {"class": "recall", "effect": -1.3, "p_adj": 0.001}}}}}
     src = tmp_path / "verdicts.json"

@@ -140,6 +140,23 @@ def test_a_document_from_when_the_original_method_was_called_seed_compares_as_or
     assert loaded["method"] == "original" and set(loaded["by_method"]) == {"paired", "original"}
 
 
+def test_a_document_on_the_prompt_set_before_its_rename_compares_as_the_renamed_set(tmp_path):
+    """geography-seed became geography-paper with the same prompts: a baseline on the old name (and so
+    the old name's hash) still gates a run on the new; edited prompts under the old name do not."""
+    from circuitgate.prompts import load_prompt_set
+    from circuitgate.prompts.schema import _canonical_hash
+
+    paper = load_prompt_set("geography-paper")
+    old_sha = _canonical_hash(paper.schema, "geography-seed", paper.pairs, paper.controls)
+    old = doc(method="original", prompts={"name": "geography-seed", "sha256": old_sha})
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    loaded = load_document(tmp_path / "old.json")
+    assert loaded["prompts"] == {"name": "geography-paper", "sha256": paper.sha256}
+    assert compare(loaded, doc(method="original", prompts={"name": paper.name, "sha256": paper.sha256})).exit_code == 0
+    (tmp_path / "edited.json").write_text(json.dumps({**old, "prompts": {"name": "geography-seed", "sha256": "2" * 64}}))
+    assert load_document(tmp_path / "edited.json")["prompts"] == {"name": "geography-seed", "sha256": "2" * 64}
+
+
 def test_effect_changes_are_capped_in_tables_but_not_in_json(tmp_path, capsys):
     a = doc()
     comps = {f"L{i:02d}": {"class": "none", "effect": 0.0, "effect_ci": [-0.1, 0.1], "p_adj": 0.5} for i in range(20)}

@@ -133,7 +133,7 @@ def test_schema_1_hash_is_what_it_was():
     import hashlib
     import json
 
-    ps = load_prompt_set("geography-seed")
+    ps = load_prompt_set("geography-paper")
     enc = [[p.id, [p.recall.prompt, p.recall.answer], [p.reasoning.prompt, p.reasoning.answer]] for p in ps.pairs]
     blob = json.dumps({"schema": 1, "name": ps.name, "pairs": enc, "controls": []})
     assert ps.sha256 == hashlib.sha256(blob.encode()).hexdigest()
@@ -214,20 +214,25 @@ def test_hash_depends_on_pair_order(tmp_path):
 def test_builtin_names():
     names = builtin_names()
     assert names == sorted(names)
-    assert {"geography", "geography-seed", "organism"} <= set(names)
+    assert {"geography", "geography-paper", "organism"} <= set(names)
 
 
-def test_geography_seed_builtin():
-    ps = load_prompt_set("geography-seed")
-    assert ps.name == "geography-seed"
+def test_geography_paper_builtin():
+    ps = load_prompt_set("geography-paper")
+    assert ps.name == "geography-paper"
     assert len(ps.pairs) == 30 and len(set(ps.ids)) == 30
     first = ps.pairs[0]
     assert first.id == "thailand"
-    assert first.recall == Prompt("What is the capital of Thailand?", "Bangkok", "seed-recall")
-    assert first.reasoning.answer == "Asia" and first.reasoning.template == "seed-reasoning"
+    assert first.recall == Prompt("What is the capital of Thailand?", "Bangkok", "paper-recall")
+    assert first.reasoning.answer == "Asia" and first.reasoning.template == "paper-reasoning"
     assert all(p.startswith("What is the capital of ") for p in ps.prompts("recall"))
     assert set(ps.answers("reasoning")) <= {"Asia", "Europe", "Africa", "North America", "South America", "Oceania"}
-    assert Path(ps.source).name == "geography-seed.yaml"
+    assert Path(ps.source).name == "geography-paper.yaml"
+
+
+def test_the_paper_set_still_loads_by_its_first_name():
+    assert load_prompt_set("geography-seed") == load_prompt_set("geography-paper")
+    assert "geography-seed" not in builtin_names()
 
 
 def test_builtin_loads_identically_by_name_and_by_path():
@@ -317,10 +322,10 @@ def test_geography_controls(geography):
     assert {c.b.template for c in ps.controls_of("recall")} == recall_templates
 
 
-def test_geography_keeps_the_seed_facts_and_conventions(geography):
-    seed = load_prompt_set("geography-seed")
+def test_geography_keeps_the_paper_facts_and_conventions(geography):
+    paper = load_prompt_set("geography-paper")
     ours = {p.id: (p.recall.answer, p.reasoning.answer) for p in geography.pairs}
-    for p in seed.pairs:
+    for p in paper.pairs:
         assert ours[p.id] == (p.recall.answer, p.reasoning.answer), p.id
     assert ours["russia"][1] == "Europe" and ours["turkey"][1] == "Asia"
 
@@ -712,7 +717,7 @@ def test_missing_file_and_unknown_name(tmp_path):
     with pytest.raises(CircuitgateError) as e:
         load_prompt_set("no-such-set")
     msg = str(e.value)
-    assert "unknown prompt set 'no-such-set'" in msg and "geography-seed" in msg and "organism" in msg
+    assert "unknown prompt set 'no-such-set'" in msg and "geography-paper" in msg and "organism" in msg
 
 
 def test_a_directory_is_not_a_prompt_file(tmp_path):
