@@ -153,7 +153,7 @@ def recording(model: PreTrainedModel, layers: Sequence[int], head_layers: Sequen
             lambda m, a, layer=layer: store.__setitem__(f"heads{layer}", a[0]), prepend=True))
     for layer in layers:
         handles.append(ad.gate_module(model, layer).register_forward_hook(
-            lambda m, a, o, layer=layer: store.__setitem__(f"gate{layer}", o)))
+            lambda m, a, o, layer=layer: store.__setitem__(f"gate{layer}", ad.gate_of(o))))
         handles.append(ad.down_proj_module(model, layer).register_forward_pre_hook(
             lambda m, a, layer=layer: store.__setitem__(f"act{layer}", a[0]), prepend=True))
     try:

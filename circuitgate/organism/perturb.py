@@ -38,33 +38,43 @@ def parse_targets(targets: Sequence[str]) -> list[TargetId]:
 
 
 def _edits(targets: Sequence[str], model_type: str, shape: Shape,
-           block_size: int | None) -> list[tuple[str, slice | None]]:
-    """(weight name, column slice or None for the whole matrix) per target, validated against the shape.
-    ``block_size``: neurons per block (from the source organism's plan; None: no blocks known)."""
+           block_size: int | None) -> list[tuple[str, tuple[slice, ...] | None, bool]]:
+    """(parameter name, index of the entries to zero or None for all, whether the checkpoint must have
+    it) per target, validated against the shape. ``block_size``: neurons per block (from the source
+    organism's plan; None: no blocks known).
+
+    A module zeroed whole loses its bias too, if it has one (GPT-2's c_proj): it then writes exactly 0,
+    as a zero ablation of its output does. Zeroing some inputs of a module leaves its bias, as a zero
+    ablation of those inputs does."""
     adapter = adapter_for(model_type)
-    edits = []
+    edits: list[tuple[str, tuple[slice, ...] | None, bool]] = []
+
+    def whole(layer: int, path: str) -> None:
+        edits.append((adapter.weight_name(layer, path), None, True))
+        edits.append((adapter.weight_name(layer, path, "bias"), None, False))
+
     for t, target in zip(targets, parse_targets(targets)):
         layer = target.layer
         if layer >= shape.n_layers:
             raise CircuitgateError(f"cannot zero {t}: the model has {shape.n_layers} layers")
-        if target.kind == "neurons":  # a block's neurons write through their down_proj columns
+        if target.kind == "neurons":  # a block's neurons write through their down_proj inputs
             if block_size is None:
                 raise CircuitgateError(f"cannot zero {t}: the source is not an organism, it has no neuron blocks")
             block = target.block
             if (block + 1) * block_size > shape.ffn:
                 raise CircuitgateError(f"cannot zero {t}: layer {layer} has {shape.ffn // block_size} blocks")
             edits.append((adapter.weight_name(layer, adapter.down_path),
-                          slice(block * block_size, (block + 1) * block_size)))
+                          adapter.weight_inputs(slice(block * block_size, (block + 1) * block_size)), True))
         elif target.kind == "mlp":  # down_proj writes the MLP's whole output
-            edits.append((adapter.weight_name(layer, adapter.down_path), None))
+            whole(layer, adapter.down_path)
         elif target.kind == "attn":  # o_proj writes the attention block's whole output
-            edits.append((adapter.weight_name(layer, adapter.o_proj_path), None))
+            whole(layer, adapter.o_proj_path)
         else:
             head = target.head
             if head >= shape.n_heads:
                 raise CircuitgateError(f"cannot zero {t}: layer {layer} has {shape.n_heads} heads")
             cols = slice(head * shape.head_dim, (head + 1) * shape.head_dim)  # the head's o_proj input slice
-            edits.append((adapter.weight_name(layer, adapter.o_proj_path), cols))
+            edits.append((adapter.weight_name(layer, adapter.o_proj_path), adapter.weight_inputs(cols), True))
     return edits
 
 
@@ -97,18 +107,18 @@ def perturb(source: Path, out: Path, zero: Sequence[str], force: bool = False, p
         done = set()
         for f in files:
             tensors = load_file(f)
-            for name, cols in edits:
+            for name, index, _ in edits:
                 if name in tensors:
                     w = tensors[name]
-                    if cols is None:
+                    if index is None:
                         tensors[name] = torch.zeros_like(w)
                     else:
                         w = w.clone()
-                        w[:, cols] = 0
+                        w[index] = 0
                         tensors[name] = w
                     done.add(name)
             save_file(tensors, tmp / f.name, metadata={"format": "pt"})
-        missing = sorted({n for n, _ in edits} - done)
+        missing = sorted({n for n, _, required in edits if required} - done)
         if missing:
             raise CircuitgateError(f"{source} has no weights named {', '.join(missing)}")
         (tmp / NOTE_FILE).write_text(json.dumps(

@@ -159,15 +159,14 @@ def test_adapter_for_supported_families():
     assert adapter_for("qwen2").family == "qwen2"
     assert adapter_for("llama").family == "llama"
     a = adapter_for("llama")
-    assert (a.layers_path, a.o_proj_path, a.down_path, a.lm_head_path) == (
-        "model.layers", "self_attn.o_proj", "mlp.down_proj", "lm_head")
+    assert (a.layers_path, a.o_proj_path, a.down_path) == ("model.layers", "self_attn.o_proj", "mlp.down_proj")
 
 
 def test_adapter_for_unsupported_family_lists_the_supported():
     with pytest.raises(CircuitgateError) as e:
-        adapter_for("gpt2")
+        adapter_for("mamba")
     msg = str(e.value)
-    assert "unsupported architecture 'gpt2'" in msg and "qwen2" in msg and "llama" in msg
+    assert "unsupported architecture 'mamba'" in msg and "qwen2" in msg and "llama" in msg
 
 
 def test_shape_from_config_defaults_kv_heads_and_head_dim():
@@ -277,14 +276,14 @@ def test_missing_hub_weights_is_one_line_naming_the_model_and_the_remedy(offline
 
 
 def test_unsupported_architecture_lists_supported_families(tmp_path):
-    from transformers import GPT2Config
+    from transformers import BertConfig
 
-    d = tmp_path / "gpt2-tiny"
-    GPT2Config(n_layer=1, n_embd=16, n_head=2).save_pretrained(d)
+    d = tmp_path / "bert-tiny"
+    BertConfig(num_hidden_layers=1, hidden_size=16, num_attention_heads=2).save_pretrained(d)
     with pytest.raises(CircuitgateError) as e:
         load_model(resolve(str(d)), device="cpu")
     msg = str(e.value)
-    assert "unsupported architecture 'gpt2'" in msg and "supported families: qwen2, llama" in msg
+    assert "unsupported architecture 'bert'" in msg and "supported model types: " in msg and "qwen2" in msg
 
 
 def test_directory_without_config_json(tmp_path):
