@@ -22,6 +22,8 @@ def _models(args: argparse.Namespace) -> int:
         if spec.builtin:
             recipe = VARIANTS[spec.builtin]
             target = f"built-in ({recipe.arch}, {recipe.plan})"
+        elif spec.packaged:
+            target = f"pip package {spec.packaged.package}"
         else:
             target = spec.hub
         mark = " (default)" if name == default else ""

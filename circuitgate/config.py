@@ -150,6 +150,7 @@ class PairedConfig:
 
 ABLATIONS = ("zero", "mean", "resample")
 METRICS = ("accuracy", "prob", "logit_diff")
+H5_PAIRS = ("known", "all")
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,13 @@ class H5Config:
     seed: int = 0  # bootstrap resamples and random control sets
     min_clean_accuracy: float = 0.5  # below this on either task, ablations cannot show impairment
     min_per_skill: int = 1  # selective targets needed for each skill ("and vice versa")
+    # Which pairs the ablations run on. known: the pairs whose two prompts the clean model answers right
+    # (an ablation cannot impair an answer the model does not give; the known-facts filter of Meng et
+    # al. 2022, ROME); all: every pair. max_pairs (0: no cap) then draws that many of them, stratified by
+    # template pair, with ``seed``; the rest are not used. Fewer than min_pairs left: inconclusive.
+    pairs: str = "known"
+    max_pairs: int = 0
+    min_pairs: int = 10
 
     def __post_init__(self) -> None:
         _check(self.ablation in ABLATIONS, f"h5.ablation must be one of {', '.join(ABLATIONS)}, got {self.ablation!r}")
@@ -173,6 +181,9 @@ class H5Config:
         _check(self.n_boot >= 1, "h5.n_boot must be >= 1")
         _check(0 <= self.min_clean_accuracy <= 1, "h5.min_clean_accuracy must be in [0, 1]")
         _check(self.min_per_skill >= 1, "h5.min_per_skill must be >= 1")
+        _check(self.pairs in H5_PAIRS, f"h5.pairs must be one of {', '.join(H5_PAIRS)}, got {self.pairs!r}")
+        _check(self.max_pairs >= 0, "h5.max_pairs must be >= 0 (0: every pair)")
+        _check(self.min_pairs >= 2, "h5.min_pairs must be >= 2")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import torch
 
 from circuitgate.analyses import expected_components, expected_verdict
+from circuitgate.analyses.h5 import clean_accuracy
 from circuitgate.verdicts import SCHEMA, hypothesis_entry, jsonable
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ def verdicts_document(run: "Run") -> dict[str, Any]:
         "model": run.model_info,
         "method": run.settings.method,
         "prompts": {"name": ps.name, "sha256": ps.sha256, "n_pairs": len(ps.pairs)},
+        # Can the model do the tasks at all? Every pair, whole answers, greedy (docs/design.md, Files).
+        "clean_accuracy": clean_accuracy(run),
         "expectations": expectations_source(run),
         **({"baseline": {"path": str(run.settings.baseline), "model": run.baseline.get("model")}}
            if run.baseline is not None else {}),
@@ -98,6 +101,7 @@ def manifest(run: "Run", finished: _dt.datetime | None = None) -> dict[str, Any]
         "settings": asdict(run.settings),
         "device": run.placement[0],
         "dtype": run.placement[1],
+        "remote": run.settings.remote,  # True: the traces ran on NDIF; "local": through nnsight's local stand-in
         "threads": torch.get_num_threads(),  # as set for this run (--threads)
         "methods": list(run.settings.methods),
         "hypotheses_run": list(run.results),

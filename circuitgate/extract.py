@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+import nnsight
 import numpy as np
 import torch
 from circuitgate.progress import progress_bar
@@ -61,16 +62,20 @@ def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
 
 @torch.no_grad()
 def _trace_batch(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, np.ndarray]:
-    m, ad = loaded.model, loaded.adapter
-    saved: dict[str, list] = {s: [] for s in SITES}
+    m, ad, n_layers = loaded.model, loaded.adapter, loaded.shape.n_layers
     inputs = {"input_ids": ids.to(loaded.device), "attention_mask": mask.to(loaded.device)}
-    with m.trace(inputs):
+    # Written for a remote trace too (docs/nnsight.md, Remote execution): only the block's saved
+    # variables leave it, by name, so the dict is made and saved inside, not filled from outside; each
+    # row is a copy, as a view would carry its whole [B, T, ...] storage. Rows may come back requiring
+    # grad (the server's grad mode, not this no_grad): they are stacked under this no_grad.
+    with loaded.trace(inputs):
+        saved = nnsight.save({s: [] for s in SITES})
         # Execution order within a layer: attention, gate_proj, down_proj input, layer output.
-        for i in range(loaded.shape.n_layers):
-            saved["attn"].append(ad.attention(m, i)[1][:, :, -1, :].save())
-            saved["gate"].append(ad.gate_pre(m, i)[:, -1, :].save())
-            saved["neurons"].append(ad.neurons(m, i)[:, -1, :].save())
-            saved["resid"].append(ad.residual(m, i)[:, -1, :].save())
+        for i in range(n_layers):
+            saved["attn"].append(ad.attention(m, i)[1][:, :, -1, :].clone())
+            saved["gate"].append(ad.gate_pre(m, i)[:, -1, :].clone())
+            saved["neurons"].append(ad.neurons(m, i)[:, -1, :].clone())
+            saved["resid"].append(ad.residual(m, i)[:, -1, :].clone())
     return {s: torch.stack(v, dim=1).float().cpu().numpy() for s, v in saved.items()}
 
 

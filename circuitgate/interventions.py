@@ -9,8 +9,10 @@ ablation reads from in the same pass.
 
 Batches are left-padded (position -1 is the last prompt token of every row) and built from prompts
 sorted by token length, so little is padded and a resample donor has about its receiver's length.
-Only the last position's logits are computed (``logits_to_keep=1`` reaches the HF forward through
-nnsight): full [rows, T, V] logits of a 152k vocabulary would dwarf everything else.
+Only the answer's positions get logits (``logits_to_keep`` reaches the HF forward through nnsight): full
+[rows, T, V] logits of a 152k vocabulary would dwarf everything else. Answers are scored whole
+(``answer_metrics``): the prompt is followed by the answer's tokens but its last, so "North America" is
+right only if both of its tokens are.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import nnsight
 import numpy as np
 import torch
 from circuitgate.progress import progress_bar
@@ -109,49 +112,84 @@ class PatchResult:
     clean_other: Metrics  # unpatched, other answers: the baseline that ``other`` is compared with
 
 
-def answer_token_ids(tokenizer: Any, answers: Sequence[str]) -> np.ndarray:
-    """First token of each answer as a continuation of the prompt (hence the leading space)."""
+def answer_tokens(tokenizer: Any, answers: Sequence[str]) -> list[tuple[int, ...]]:
+    """Every token of each answer as a continuation of the prompt (hence the leading space)."""
     if not answers:
-        return np.zeros(0, dtype=np.int64)
+        return []
     rows = tokenizer([" " + a for a in answers], add_special_tokens=False)["input_ids"]
     unk = getattr(tokenizer, "unk_token_id", None)
-    ids = []
     for answer, row in zip(answers, rows):
         if not row:
             raise CircuitgateError(f"answer {answer!r} tokenises to nothing")
-        if unk is not None and row[0] == unk:
+        if unk is not None and unk in row:
             raise CircuitgateError(f"answer {answer!r} tokenises to the unknown token; the model cannot name it")
-        ids.append(row[0])
-    return np.array(ids, dtype=np.int64)
+    return [tuple(row) for row in rows]
+
+
+def answer_token_ids(tokenizer: Any, answers: Sequence[str]) -> np.ndarray:
+    """First token of each answer as a continuation of the prompt."""
+    return np.array([row[0] for row in answer_tokens(tokenizer, answers)], dtype=np.int64)
 
 
 def metrics_from_logits(
     logits: torch.Tensor | np.ndarray, answer_ids: np.ndarray, candidate_ids: np.ndarray
 ) -> Metrics:
-    """Metrics of next-token logits [N, V] against one answer token per row.
+    """Metrics of next-token logits [N, V] against one answer token per row (``answer_metrics`` with
+    one-token answers)."""
+    lg = torch.as_tensor(logits)
+    return answer_metrics(lg[:, None, :], np.asarray(answer_ids)[:, None], candidate_ids)
 
-    The best wrong answer is the top logit among the distinct ``candidate_ids`` other than the row's
-    answer; with fewer than two distinct candidates there is no wrong candidate for some row, so the
-    whole vocabulary but the answer is used. Reductions run where the logits are (a GPU for a big
-    vocabulary); only [N] vectors are brought back and combined in float64.
+
+def answer_metrics(logits: torch.Tensor | np.ndarray, answers: np.ndarray, candidate_ids: np.ndarray) -> Metrics:
+    """Whole-answer metrics of teacher-forced logits [N, K, V] (position k predicts ``answers[:, k]``).
+
+    ``answers`` [N, K] holds each row's answer tokens right-aligned, -1 before a shorter answer's first
+    token. accuracy: greedy decoding gives every answer token (each is its position's argmax); prob: the
+    probability of the whole answer (product over its tokens); logit_diff: the smallest margin along the
+    answer: at its first token, the answer's logit minus the best wrong candidate's (the top logit among
+    the distinct first tokens of ``candidate_ids`` other than the row's own; with fewer than two distinct
+    candidates for some row, the whole vocabulary but the answer), and at each later token, its logit minus
+    the best other token's. With one-token answers these are the first-token metrics exactly, so the
+    organisms (one-token answers) score as before; multi-token answers ("North America", "New Delhi") are
+    scored on all of their tokens. Reductions run where the logits are (a GPU for a big vocabulary); only
+    [N, K] values come back and are combined in float64.
     """
     lg = torch.as_tensor(logits).float()
-    ans = torch.as_tensor(np.asarray(answer_ids), dtype=torch.long, device=lg.device)[:, None]
+    n = lg.shape[0]
+    ans = torch.as_tensor(np.asarray(answers), dtype=torch.long, device=lg.device)
+    valid = ans >= 0
+    safe = ans.clamp(min=0)
+    rows = torch.arange(n, device=lg.device)
+    first = (~valid).sum(1)  # the window position of each row's first answer token
+    target = lg.gather(2, safe[..., None])[..., 0]  # [N, K]
+    other = lg.scatter(2, safe[..., None], float("-inf")).max(2).values  # best token but the answer
+    correct = ((lg.argmax(2) == safe) | ~valid).all(1)
+
+    first_logits, first_answer = lg[rows, first], safe[rows, first][:, None]
     cands = torch.as_tensor(np.unique(candidate_ids), dtype=torch.long, device=lg.device)
     if len(cands) >= 2:
-        wrong = lg[:, cands].masked_fill(cands[None, :] == ans, float("-inf"))
+        wrong = first_logits[:, cands].masked_fill(cands[None, :] == first_answer, float("-inf"))
     else:
-        wrong = lg.scatter(1, ans, float("-inf"))
-    target = lg.gather(1, ans)[:, 0]
+        wrong = first_logits.scatter(1, first_answer, float("-inf"))
 
     def host(t: torch.Tensor) -> np.ndarray:
         return t.double().cpu().numpy()
 
-    return Metrics(
-        accuracy=host(lg.argmax(1) == ans[:, 0]),
-        prob=np.exp(host(target) - host(lg.logsumexp(1))),
-        logit_diff=host(target) - host(wrong.max(1).values),
-    )
+    is_valid = host(valid).astype(bool)
+    later = is_valid.copy()
+    later[np.arange(n), host(first).astype(int)] = False
+    logp = np.where(is_valid, host(target) - host(lg.logsumexp(2)), 0.0).sum(1)
+    margin_first = host(first_logits.gather(1, first_answer)[:, 0]) - host(wrong.max(1).values)
+    margin_later = np.where(later, host(target) - host(other), np.inf).min(1)
+    return Metrics(accuracy=host(correct), prob=np.exp(logp), logit_diff=np.minimum(margin_first, margin_later))
+
+
+def right_aligned(answers: Sequence[Sequence[int]], width: int) -> np.ndarray:
+    """[N, width] of each answer's tokens right-aligned, -1 before them (``answer_metrics``)."""
+    out = np.full((len(answers), width), -1, dtype=np.int64)
+    for i, a in enumerate(answers):
+        out[i, width - len(a):] = a
+    return out
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int, resample: bool = False) -> list[np.ndarray]:
@@ -235,15 +273,18 @@ def _inputs(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor) -> dict[
 
 @torch.no_grad()
 def _forward(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, copies: int,
-             edits: dict[SiteKey, list[Edit]]) -> torch.Tensor:
-    """Last-position logits [copies * B, V] of the batch repeated ``copies`` times, with edits applied."""
+             edits: dict[SiteKey, list[Edit]], keep: int = 1) -> torch.Tensor:
+    """Logits of the last ``keep`` positions [copies * B, keep, V] of the batch repeated ``copies``
+    times, with edits applied."""
     inputs = _inputs(loaded, ids.repeat(copies, 1), mask.repeat(copies, 1))
-    with loaded.model.trace(inputs, logits_to_keep=1):
+    # Written for a remote trace too (docs/nnsight.md, Remote execution): the result is a named, saved
+    # copy made inside the block.
+    with loaded.trace(inputs, logits_to_keep=keep):
         for key in sorted(edits, key=_trace_order):
             x = _site_value(loaded, *key)
             for edit in edits[key]:
                 edit(x)
-        logits = loaded.adapter.logits(loaded.model)[:, -1, :].save()
+        logits = loaded.adapter.logits(loaded.model)[:, -keep:, :].clone().save()
     return logits
 
 
@@ -262,11 +303,12 @@ def _site_means(loaded: LoadedModel, texts: Sequence[str], keys: set[SiteKey], b
     for start in progress_bar(starts, desc=f"{desc} (means)", unit="batch", enabled=progress, leave=False):
         ids, mask = left_pad(rows[start:start + batch_size], loaded.tokenizer.pad_token_id)
         weight = mask.to(torch.float64)[..., None]
-        part: dict[SiteKey, torch.Tensor] = {}
-        with loaded.model.trace(_inputs(loaded, ids, mask), logits_to_keep=1):
+        # Made and saved inside the block, so that a remote trace returns it (docs/nnsight.md).
+        with loaded.trace(_inputs(loaded, ids, mask), logits_to_keep=1):
+            part = nnsight.save({})
             for key in order:
                 x = _site_value(loaded, *key)
-                part[key] = (x.double() * weight.to(x.device)).sum((0, 1)).save()
+                part[key] = (x.double() * weight.to(x.device)).sum((0, 1))
         for key in order:
             sums[key] = sums[key] + part[key] if key in sums else part[key]
         count += int(mask.sum())
@@ -315,7 +357,7 @@ def _patch_edit(rows: slice, value: torch.Tensor) -> Edit:
 
 def _check_finite(logits: torch.Tensor, runs: list[str], prompts: Sequence[str], batch: np.ndarray) -> None:
     """One-line error naming the first run (``runs[copy]``) and prompt whose logits are not finite."""
-    bad = ~torch.isfinite(logits).all(1)
+    bad = ~torch.isfinite(logits.reshape(len(logits), -1)).all(1)
     if bool(bad.any()):
         copy, row = divmod(int(bad.nonzero()[0, 0]), len(batch))
         raise CircuitgateError(
@@ -349,7 +391,8 @@ def ablation_sweep(
 ) -> SweepResult:
     """Metrics of ``prompts`` clean and with each target ablated in turn (one target per run).
 
-    zero sets the target's activation to 0 at every position; mean to its mean over the real positions
+    zero sets the target's activation to 0 at every position (the answer's teacher-forced tokens
+    included: the ablated model produces the whole answer); mean to its mean over the real positions
     of ``reference`` (default: ``prompts``); resample to a donor prompt's clean activation at the same
     right-aligned position (``resample_donors``), or the mean where the donor has no such position.
     """
@@ -360,9 +403,11 @@ def ablation_sweep(
     _check_targets(targets, loaded.shape)
     if reference is not None and not reference:
         raise CircuitgateError("the reference prompt set for mean activations is empty")
-    rows = tokenize(loaded, prompts)
+    # Teacher forcing: each prompt is followed by its answer's tokens but the last, so the last len(answer)
+    # positions predict the whole answer (``answer_metrics``); a one-token answer adds nothing.
+    answer_rows = answer_tokens(loaded.tokenizer, answers)
+    rows = [r + list(a[:-1]) for r, a in zip(tokenize(loaded, prompts), answer_rows)]
     lengths = [len(r) for r in rows]
-    answer_ids = answer_token_ids(loaded.tokenizer, answers)
     candidate_ids = answer_token_ids(loaded.tokenizer, answers if candidates is None else candidates)
     donors = resample_donors(lengths, batch_size) if ablation == "resample" else None
     means = {} if ablation == "zero" else _site_means(
@@ -378,6 +423,8 @@ def ablation_sweep(
         for batch, chunks in plans:
             b = len(batch)
             ids, mask = left_pad([rows[i] for i in batch], loaded.tokenizer.pad_token_id)
+            keep = max(len(answer_rows[i]) for i in batch)
+            want = right_aligned([answer_rows[i] for i in batch], keep)
             # Donors of this batch as rows of the clean copy: the next prompt in the batch, cyclically.
             local = {int(p): j for j, p in enumerate(batch)}
             donor = torch.tensor([local[int(donors[p])] for p in batch]) if donors is not None else torch.arange(b)
@@ -388,9 +435,9 @@ def ablation_sweep(
                     rows_j = slice(j * b, (j + 1) * b)
                     edit = _ablation_edit(t, ablation, rows_j, loaded.shape, means, donor, donor_real)
                     edits.setdefault((t.layer, t.site), []).append(edit)
-                logits = _forward(loaded, ids, mask, 1 + len(chunk), edits)
+                logits = _forward(loaded, ids, mask, 1 + len(chunk), edits, keep)
                 _check_finite(logits, [_CLEAN, *(f"with {t.id} {ablation}-ablated" for t in chunk)], prompts, batch)
-                scores = metrics_from_logits(logits, np.tile(answer_ids[batch], 1 + len(chunk)), candidate_ids)
+                scores = answer_metrics(logits, np.tile(want, (1 + len(chunk), 1)), candidate_ids)
                 if n == 0:
                     clean.put(batch, scores, slice(0, b))
                 for j, t in enumerate(chunk, start=1):
@@ -441,7 +488,7 @@ def patch_residual(
                 edits: dict[SiteKey, list[Edit]] = {}
                 for j, layer in enumerate(chunk, start=1):
                     edits[(layer, "resid")] = [_patch_edit(slice(j * b, (j + 1) * b), src[:, layer])]
-                logits = _forward(loaded, ids, mask, 1 + len(chunk), edits)
+                logits = _forward(loaded, ids, mask, 1 + len(chunk), edits)[:, -1, :]
                 _check_finite(logits, [_CLEAN, *(f"with layer {layer} patched" for layer in chunk)], prompts, batch)
                 copies = 1 + len(chunk)
                 scores_own = metrics_from_logits(logits, np.tile(own_ids[batch], copies), candidate_ids)

@@ -50,15 +50,20 @@ class Settings:
     h4_model: str | None = None  # the second model H4 compares with; default: the model's registry twin
     baseline: str | None = None  # a previous verdicts.json: the expectations
     threads: str = "auto"  # torch CPU threads the plugin set: auto = 1 on a CPU, torch's own on a GPU
+    remote: bool | str = False  # --remote: True runs the traces on NDIF, "local" through nnsight's local stand-in
     progress: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", canonical_method(self.method))
         if self.method not in METHODS:
             raise CircuitgateError(f"unknown method {self.method!r} (known: {', '.join(METHODS)})")
-        from circuitgate.models.loading import resolve_device
+        from circuitgate.models.loading import REMOTE_VALUES, ndif_api_key, resolve_device
 
         resolve_device(self.device)  # --device cuda on a machine without one: say so before any work
+        if self.remote not in REMOTE_VALUES:
+            raise CircuitgateError(f"unknown remote setting {self.remote!r} (use False, True or 'local')")
+        if self.remote is True:
+            ndif_api_key()  # no key in the environment: say so before any work
         if self.batch_size != "auto" and not (str(self.batch_size).isdigit() and int(self.batch_size) >= 1):
             raise CircuitgateError(f"--batch-size must be a positive integer or auto, got {self.batch_size!r}")
 
@@ -115,7 +120,9 @@ class Run:
 
     @cached_property
     def model_dir(self) -> Path:
-        return ensure_built(self.spec.builtin) if self.spec.builtin else model_directory(self.spec)
+        if self.settings.remote is True:  # config and tokenizer only: the weights stay on NDIF
+            return model_directory(self.spec, self.settings.progress, remote=True)
+        return ensure_built(self.spec.builtin) if self.spec.builtin else model_directory(self.spec, self.settings.progress)
 
     @cached_property
     def shape(self) -> Shape:
@@ -148,7 +155,8 @@ class Run:
 
     @cached_property
     def loaded(self) -> LoadedModel:
-        return load_model(self.spec, self.settings.device, self.settings.dtype, self.settings.progress, self.model_dir)
+        return load_model(self.spec, self.settings.device, self.settings.dtype, self.settings.progress, self.model_dir,
+                          remote=self.settings.remote)
 
     @cached_property
     def model_info(self) -> dict[str, Any]:

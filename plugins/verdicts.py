@@ -110,6 +110,13 @@ def _threads(value: str) -> str | int:
     return value if value == "auto" else int(value)
 
 
+def _remote(value: str) -> str:
+    if value != "local":
+        raise CircuitgateError(f"--remote: unknown value {value!r} (--remote alone runs on NDIF, --remote local "
+                               "through nnsight's local stand-in; a bare --remote goes after the test paths)")
+    return value
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("circuitgate", "circuitgate: hypotheses about a model's internals")
     group.addoption("--model", default=None,
@@ -130,6 +137,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--threads", dest="cg_threads", default="auto", type=_option_type("--threads", _threads),
                     metavar="N|auto",
                     help="torch CPU threads; auto: 1 on the CPU (stable under contention), torch's own on a GPU")
+    group.addoption("--remote", nargs="?", const=True, default=False, type=_option_type("--remote", _remote),
+                    metavar="local",
+                    help="run the traces on NDIF (a hub model, no local weights; API key from $NDIF_API_KEY); "
+                         "--remote local: through nnsight's local stand-in for that path, on local weights")
     group.addoption("--report-dir", default=None, help="where reports go; default reports/<model>-<timestamp>/")
     group.addoption("--h4-model", default=None,
                     help="the second model H4 compares with (alias, hub id or directory); default: the model's twin")
@@ -173,7 +184,7 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = Settings(model=opt.model, method=opt.method, prompts=opt.prompts, config=opt.cg_config,
                             device=opt.device, dtype=opt.dtype, batch_size=opt.batch_size,
                             report_dir=opt.report_dir, h4_model=opt.h4_model, baseline=opt.baseline,
-                            threads=str(opt.cg_threads))
+                            threads=str(opt.cg_threads), remote=opt.remote)
         run = Run(settings, root=config.rootpath)
     except CircuitgateError as e:
         raise pytest.UsageError(str(e)) from None
@@ -258,6 +269,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     device = resolve_device(s.device)
     command = ["pytest", HYPOTHESES_DIR, "--model", s.model or spec.name, "--method", s.method,
                "--prompts", s.prompts or ps.name, "--device", device, "--dtype", resolve_dtype(s.dtype, device)]
+    if s.remote:
+        command += ["--remote"] if s.remote is True else ["--remote", s.remote]
     for option, value in (("--config", s.config), ("--h4-model", s.h4_model), ("--baseline", s.baseline),
                           ("-k", config.option.keyword), ("-m", config.option.markexpr)):
         if value:
@@ -452,8 +465,11 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     tr = terminalreporter
     document = config.stash[DOC_KEY]
     by_method = document.get("by_method") or {run.settings.methods[0]: document["hypotheses"]}
+    clean = document["clean_accuracy"]
     for method in run.settings.methods:
         tr.write_sep("=", f"circuitgate verdicts ({run.spec.name}, method {method})")
+        tr.write_line(f"clean accuracy (whole answers, every pair): recall {clean['recall']:.2f}, "
+                      f"reasoning {clean['reasoning']:.2f}")
         _summary_lines(tr, run, method)
         _circuit_lines(tr, by_method[method])
     if run.baseline is not None:

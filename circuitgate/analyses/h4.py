@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from circuitgate.analyses.base import Analysis
+from circuitgate.analyses.h5 import clean_scores
 from circuitgate.causal import agreed_classes, agreement_verdict, binned_classes, layer_interactions
 from circuitgate.ids import attn_target, depth_id, head_id, layer_id, mlp_target
 from circuitgate.config import H4Config
@@ -133,6 +134,7 @@ class H4Analysis(Analysis):
         # Every method's profiles while a model is loaded (--method both asks H4 of each): each model is
         # then loaded once, and only one is in memory at a time.
         mine = {m: {h: run.result(h, m) for h in PROFILES} for m in run.settings.methods}
+        clean_scores(run)  # reported by every run: measured before the model is released
         run.release()
         twin = run.twin
         theirs = {m: {h: twin.result(h, m) for h in PROFILES} for m in run.settings.methods}

@@ -19,8 +19,9 @@ from circuitgate.analyses.base import Analysis
 from circuitgate.causal import SKILLS, classify_targets, verdict_from_classes
 from circuitgate.config import METRICS, H5Config
 from circuitgate.ids import control_target, neuron_set_target
-from circuitgate.interventions import PatchResult, SweepResult, Target
+from circuitgate.interventions import Metrics, PatchResult, SweepResult, Target
 from circuitgate.results import ComponentResult, HypothesisResult
+from circuitgate.stats import stratified_subsample
 
 if TYPE_CHECKING:
     from circuitgate.session import Run
@@ -81,13 +82,27 @@ def _patching(patch: Mapping[str, PatchResult]) -> dict[str, Any]:
     return out
 
 
+def unmeasurable(clean: Mapping[str, float], n_pairs: int, cfg: H5Config) -> str | None:
+    """Why ablations cannot show an impairment here, or None: a task the clean model cannot do (below
+    ``min_clean_accuracy``), or too few pairs to ablate on."""
+    weak = [side for side, acc in clean.items() if acc < cfg.min_clean_accuracy]
+    if weak:
+        return (f"clean accuracy on {' and '.join(weak)} below h5.min_clean_accuracy {cfg.min_clean_accuracy}: "
+                "an ablation cannot impair a skill the model lacks")
+    if n_pairs < cfg.min_pairs:
+        return f"{n_pairs} pairs to ablate on (h5.pairs {cfg.pairs}), fewer than h5.min_pairs {cfg.min_pairs}"
+    return None
+
+
 def analyse_h5(recall: SweepResult, reasoning: SweepResult, targets: Sequence[Target], controls: Mapping[str, str],
-               cfg: H5Config, patch: Mapping[str, PatchResult] | None = None) -> HypothesisResult:
+               cfg: H5Config, patch: Mapping[str, PatchResult] | None = None,
+               clean_accuracy: Mapping[str, float] | None = None) -> HypothesisResult:
     """H5 from the two tasks' ablation sweeps (prompt i of each is pair i).
 
     ``targets`` are all swept targets; those named as a value in ``controls`` are controls, the rest
-    are components. A model that cannot do a task (clean accuracy below ``min_clean_accuracy``) gives
-    ``inconclusive``: ablating a skill it lacks cannot show an impairment.
+    are components. A model that cannot do a task (clean accuracy below ``min_clean_accuracy``, over
+    every pair of the prompt set: ``clean_accuracy``, default the swept pairs') gives ``inconclusive``:
+    ablating a skill it lacks cannot show an impairment; so do fewer than ``min_pairs`` swept pairs.
     """
     control_ids = set(controls.values())
     ids = [t.id for t in targets if t.id not in control_ids]
@@ -123,7 +138,8 @@ def analyse_h5(recall: SweepResult, reasoning: SweepResult, targets: Sequence[Ta
                                         effect_ci=(float(stats.interaction.ci_low[j]), float(stats.interaction.ci_high[j])))
 
     classes = {t: c.cls for t, c in components.items()}
-    clean = {"recall": float(recall.clean.accuracy.mean()), "reasoning": float(reasoning.clean.accuracy.mean())}
+    swept = {"recall": float(recall.clean.accuracy.mean()), "reasoning": float(reasoning.clean.accuracy.mean())}
+    clean = dict(clean_accuracy) if clean_accuracy is not None else swept
     selective = {skill: [t for t, c in classes.items() if c == skill] for skill in SKILLS}
     summary: dict[str, Any] = {
         "ablation": cfg.ablation,
@@ -135,6 +151,7 @@ def analyse_h5(recall: SweepResult, reasoning: SweepResult, targets: Sequence[Ta
         "n_pairs": n_pairs,
         "n_targets": len(ids),
         "clean_accuracy": clean,
+        "swept_clean_accuracy": swept,
         "n_recall": len(selective["recall"]),
         "n_reasoning": len(selective["reasoning"]),
         "n_mixed": sum(c == "mixed" for c in classes.values()),
@@ -145,20 +162,50 @@ def analyse_h5(recall: SweepResult, reasoning: SweepResult, targets: Sequence[Ta
     }
     if patch:
         summary["patching"] = _patching(patch)
-    weak = [side for side, acc in clean.items() if acc < cfg.min_clean_accuracy]
-    if weak:
-        summary["reason"] = (f"clean accuracy on {' and '.join(weak)} below h5.min_clean_accuracy "
-                             f"{cfg.min_clean_accuracy}: an ablation cannot impair a skill the model lacks")
+    reason = unmeasurable(clean, n_pairs, cfg)
+    if reason:
+        summary["reason"] = reason
         verdict = "inconclusive"
     else:
         verdict = verdict_from_classes(classes, cfg)
     summary["headline"] = (f"{summary['n_recall']} recall-selective, {summary['n_reasoning']} reasoning-selective "
-                           f"of {len(ids)} targets ({cfg.ablation} ablation, {cfg.metric}; "
+                           f"of {len(ids)} targets ({cfg.ablation} ablation, {cfg.metric}, {n_pairs} pairs; "
                            f"clean accuracy recall {clean['recall']:.2f}, reasoning {clean['reasoning']:.2f})")
     return HypothesisResult("H5", verdict, "causal", summary, components)
 
 
 # -- on a run ---------------------------------------------------------------------------------------
+def clean_scores(run: "Run") -> dict[str, Metrics]:
+    """task -> the clean model's whole-answer metrics on every pair of the prompt set: the clean accuracy
+    every run reports, and what ``h5.pairs: known`` selects by. Computed once per run."""
+    from circuitgate.interventions import ablation_sweep
+
+    ps = run.prompt_set
+    return run.memo("clean scores", lambda: {
+        side: ablation_sweep(run.loaded, ps.prompts(side), ps.answers(side), [], candidates=ps.answers(side),
+                             desc=f"clean {side} answers", **_intervention_args(run)).clean
+        for side in SKILLS})
+
+
+def clean_accuracy(run: "Run") -> dict[str, float]:
+    return {side: float(m.accuracy.mean()) for side, m in clean_scores(run).items()}
+
+
+def swept_pairs(run: "Run") -> np.ndarray:
+    """Indices of the pairs H5 ablates on (``h5.pairs``, ``h5.max_pairs``), sorted."""
+    def choose() -> np.ndarray:
+        cfg, ps = run.config.h5, run.prompt_set
+        pool = np.arange(len(ps.pairs))
+        if cfg.pairs == "known":
+            scores = clean_scores(run)
+            pool = np.flatnonzero((scores["recall"].accuracy == 1) & (scores["reasoning"].accuracy == 1))
+        if cfg.max_pairs and len(pool) > cfg.max_pairs:
+            strata = np.array([f"{ps.pairs[i].recall.template}|{ps.pairs[i].reasoning.template}" for i in pool])
+            pool = pool[stratified_subsample(strata, cfg.max_pairs, cfg.seed)]
+        return pool
+    return run.memo("H5 pairs", choose)
+
+
 def _intervention_args(run: "Run") -> dict[str, Any]:
     return {"batch_size": run.batch_size, "max_rows": MAX_ROWS.get(run.loaded.device, 512),
             "progress": run.settings.progress}
@@ -168,9 +215,11 @@ def _sweep(run: "Run", targets: list[Target], desc: str) -> dict[str, SweepResul
     """Both tasks' ablation sweeps over ``targets``."""
     from circuitgate.interventions import ablation_sweep
 
-    cfg, ps = run.config.h5, run.prompt_set
-    reference = ps.prompts("recall") + ps.prompts("reasoning")  # mean ablation: both tasks alike
-    return {side: ablation_sweep(run.loaded, ps.prompts(side), ps.answers(side), targets,
+    cfg, ps, rows = run.config.h5, run.prompt_set, swept_pairs(run)
+    prompts = {side: [ps.prompts(side)[i] for i in rows] for side in SKILLS}
+    answers = {side: [ps.answers(side)[i] for i in rows] for side in SKILLS}
+    reference = prompts["recall"] + prompts["reasoning"]  # mean ablation: both tasks alike
+    return {side: ablation_sweep(run.loaded, prompts[side], answers[side], targets,
                                  ablation=cfg.ablation, reference=reference, candidates=ps.answers(side),
                                  desc=f"{desc} ({side})", **_intervention_args(run))
             for side in SKILLS}
@@ -197,14 +246,16 @@ def _patch_residuals(run: "Run") -> dict[str, PatchResult]:
     """The last-token residual of the paired prompt patched in at every layer, both directions."""
     from circuitgate.interventions import patch_residual
 
-    ps, common = run.prompt_set, _intervention_args(run)
+    ps, common, rows = run.prompt_set, _intervention_args(run), swept_pairs(run)
     recall_acts, reasoning_acts = run.activations
+    prompts = {side: [ps.prompts(side)[i] for i in rows] for side in SKILLS}
+    answers = {side: [ps.answers(side)[i] for i in rows] for side in SKILLS}
     return {
-        "recall_into_reasoning": patch_residual(run.loaded, ps.prompts("reasoning"), ps.answers("reasoning"),
-                                                recall_acts.resid, ps.answers("recall"),
+        "recall_into_reasoning": patch_residual(run.loaded, prompts["reasoning"], answers["reasoning"],
+                                                recall_acts.resid[rows], answers["recall"],
                                                 candidates=ps.answers("reasoning"), desc="H5 patching", **common),
-        "reasoning_into_recall": patch_residual(run.loaded, ps.prompts("recall"), ps.answers("recall"),
-                                                reasoning_acts.resid, ps.answers("reasoning"),
+        "reasoning_into_recall": patch_residual(run.loaded, prompts["recall"], answers["recall"],
+                                                reasoning_acts.resid[rows], answers["reasoning"],
                                                 candidates=ps.answers("recall"), desc="H5 patching", **common),
     }
 
@@ -217,6 +268,13 @@ class H5Analysis(Analysis):
 
     def compute(self, run: "Run", method: str) -> HypothesisResult:
         h3 = run.result("H3", method)
+        cfg, ps, rows = run.config.h5, run.prompt_set, swept_pairs(run)
+        pairs = {"selection": cfg.pairs, "n": len(rows), "of": len(ps.pairs), "ids": [ps.ids[i] for i in rows]}
+        reason = unmeasurable(clean_accuracy(run), len(rows), cfg)
+        if len(rows) < cfg.min_pairs:  # too few to sweep: say why without running an ablation
+            summary = {"clean_accuracy": clean_accuracy(run), "pairs": pairs, "reason": reason,
+                       "headline": f"not measured: {reason}"}
+            return HypothesisResult("H5", "inconclusive", "causal", summary, {})
         sets, controls = neuron_targets(h3.arrays["specific"], h3.arrays["d"], run.config.h5.seed)
         neuron_sets = fixed_neuron_sets(run)
         fixed = fixed_targets(run, neuron_sets)
@@ -226,9 +284,9 @@ class H5Analysis(Analysis):
             sweeps = {side: SweepResult(sweeps[side].clean, {**sweeps[side].ablated, **extra[side].ablated},
                                         sweeps[side].ablation) for side in SKILLS}
         result = analyse_h5(sweeps["recall"], sweeps["reasoning"], fixed + sets, controls, run.config.h5,
-                            run.memo("H5 patching", lambda: _patch_residuals(run)))
+                            run.memo("H5 patching", lambda: _patch_residuals(run)), clean_accuracy(run))
         recorded = {tid: {"layer": layer, "neurons": list(neurons)} for tid, (layer, neurons) in neuron_sets.items()}
-        return replace(result, summary={**result.summary, "neuron_sets": recorded})
+        return replace(result, summary={**result.summary, "neuron_sets": recorded, "pairs": pairs})
 
 
 ANALYSIS = H5Analysis()

@@ -4,6 +4,11 @@ The HF model is loaded with transformers (so missing weights are reported by us,
 from deep inside the hub client) and wrapped in nnsight's ``TransformersModel``, as docs/nnsight.md
 prescribes: ``task="text-generation"`` (required offline), an explicit tokenizer, eager attention
 (attention probabilities exist only there).
+
+``remote=True`` (``--remote``) runs every trace on NDIF: the model is a hub id, wrapped on the meta
+device from its config and tokenizer alone, and no weights are read or downloaded. ``remote="local"``
+(``--remote local``) loads the weights as usual and runs every trace through nnsight's local
+stand-in for the remote path (docs/nnsight.md, Remote execution).
 """
 
 from __future__ import annotations
@@ -22,10 +27,14 @@ from circuitgate.progress import progress_bar
 
 from circuitgate import CircuitgateError
 from circuitgate.models.adapters import Adapter, Shape, adapter_for
+from circuitgate.models.packaged import converted_directory
 from circuitgate.models.registry import ModelSpec
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+_CONFIG_PATTERNS = ["*.json", "*.model", "*.txt", "*.tiktoken"]  # config and tokenizer files of a hub repo
+NDIF_API_KEY = "NDIF_API_KEY"  # the environment variable nnsight reads its key from (nnsight.CONFIG)
+REMOTE_DTYPE = "ndif"  # the dtype recorded under --remote: the NDIF deployment's, not chosen here
 
 
 @dataclass(frozen=True)
@@ -39,7 +48,25 @@ class LoadedModel:
     device: str
     dtype: str
     model_id: str  # hub id or local path
-    sha256: str  # of the weight files: keys activation caches and the manifest
+    sha256: str  # of the weight files (remote: of the hub id and commit): keys activation caches and the manifest
+    remote: bool | str = False  # True: traces run on NDIF; "local": through nnsight's local stand-in for that
+    revision: str | None = None  # remote: the commit of the config and tokenizer read, when the HF cache says
+
+    def trace(self, inputs: Any, **kwargs: Any) -> Any:
+        """A trace of ``inputs`` (``with loaded.trace(inputs): ...``), remote when the model is.
+
+        ``kwargs`` reach the HF forward (``logits_to_keep=1``). The ``with`` belongs in the caller:
+        nnsight captures the block of the frame that enters the tracer. A block that runs remotely
+        follows the rules of docs/nnsight.md, "Remote execution".
+        """
+        if self.remote:
+            import nnsight
+
+            # The server has no circuitgate: what a block uses of it (the adapter, an edit) is shipped by
+            # value; by reference it would not load there (docs/nnsight.md, Remote execution).
+            nnsight.register("circuitgate")
+            return self.model.trace(inputs, remote=self.remote, **kwargs)
+        return self.model.trace(inputs, **kwargs)
 
 
 def resolve_device(device: str) -> str:
@@ -82,11 +109,12 @@ def weights_sha256(directory: Path, progress: bool = True) -> str:
     return h.hexdigest()
 
 
-def _hub_snapshot(spec: ModelSpec) -> Path:
-    """The local snapshot of a hub model: from the HF cache, or downloaded when the hub is reachable."""
+def _hub_snapshot(spec: ModelSpec, weights: bool = True) -> Path:
+    """The local snapshot of a hub model: from the HF cache, or downloaded when the hub is reachable.
+    Without ``weights`` (``--remote``), its config and tokenizer files only."""
     from huggingface_hub import snapshot_download
 
-    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]
+    patterns = _CONFIG_PATTERNS + (["*.safetensors"] if weights else [])
     try:
         return Path(snapshot_download(spec.hub, local_files_only=True, allow_patterns=patterns))
     except Exception:
@@ -98,6 +126,12 @@ def _hub_snapshot(spec: ModelSpec) -> Path:
             return Path(snapshot_download(spec.hub, allow_patterns=patterns))
         except Exception as e:  # the hub client raises many types; all mean "no weights here"
             reason = f"the hub is unreachable ({type(e).__name__})"
+    if not weights:
+        raise CircuitgateError(
+            f"model {spec.name!r} ({spec.hub}): --remote needs its config and tokenizer (not its weights), and they "
+            f"are not in the Hugging Face cache and {reason}; fill the cache (HF_HOME) with `huggingface-cli download "
+            f"{spec.hub} --include {' '.join(repr(p) for p in _CONFIG_PATTERNS)}` on a connected machine"
+        )
     raise CircuitgateError(
         f"model {spec.name!r} ({spec.hub}): weights not in the Hugging Face cache and {reason}; "
         f"supply a local directory with --model PATH, or fill the cache (HF_HOME) with "
@@ -105,11 +139,17 @@ def _hub_snapshot(spec: ModelSpec) -> Path:
     )
 
 
-def model_directory(spec: ModelSpec) -> Path:
-    """Where a spec's weights are: its path, or its hub id's snapshot in the HF cache. A built-in
-    organism's is its build's, which the caller makes (``organism.ensure_built``) and passes on."""
+def model_directory(spec: ModelSpec, progress: bool = True, remote: bool = False) -> Path:
+    """Where a spec's weights are: its path, its packaged weights' conversion in the cache, or its hub
+    id's snapshot in the HF cache. A built-in organism's is its build's, which the caller makes
+    (``organism.ensure_built``) and passes on. ``remote`` (``--remote``): a hub model's config and
+    tokenizer, without weights."""
+    if remote:
+        return _hub_snapshot(_remote_spec(spec), weights=False)
     if spec.builtin:
         raise CircuitgateError(f"{spec.name} is built in: build it (`circuitgate organism build`) and load its directory")
+    if spec.packaged:
+        return converted_directory(spec.name, spec.packaged, progress)
     if spec.hub:
         return _hub_snapshot(spec)
     assert spec.path is not None
@@ -159,22 +199,65 @@ def transformers_bars(progress: bool) -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def load_model(spec: ModelSpec, device: str = "auto", dtype: str = "auto", progress: bool = True,
-               directory: Path | None = None) -> LoadedModel:
-    """The spec's model, wrapped for nnsight; ``directory``: where its weights are, when the caller
-    knows (a built-in organism's build), else ``model_directory(spec)``."""
-    from nnsight.modeling.transformers import TransformersModel
-    from transformers import AutoConfig, AutoModelForCausalLM
+REMOTE_VALUES = (False, True, "local")
 
-    device = resolve_device(device)
-    dtype = resolve_dtype(dtype, device)
-    directory = directory or model_directory(spec)
+
+def ndif_api_key() -> str:
+    """The NDIF API key ``--remote`` needs: from the environment variable nnsight reads (nnsight.CONFIG),
+    and from nowhere else."""
+    key = os.environ.get(NDIF_API_KEY, "").strip()
+    if not key:
+        raise CircuitgateError(f"--remote runs on NDIF and needs an API key in the environment variable {NDIF_API_KEY} "
+                               "(one from https://ndif.us); --remote local needs none")
+    return key
+
+
+def _remote_spec(spec: ModelSpec) -> ModelSpec:
+    if not spec.hub:
+        raise CircuitgateError(f"--remote runs a hub model on NDIF, and {spec.name!r} is none (a hub id owner/name, or "
+                               "a registry alias of one); --remote local runs a local model through the same path")
+    return spec
+
+
+def _snapshot_commit(directory: Path) -> str | None:
+    """The commit of a HF cache snapshot: the cache names each snapshot directory by it
+    (``models--owner--name/snapshots/<commit>/``)."""
+    return directory.name if directory.parent.name == "snapshots" else None
+
+
+def remote_sha256(hub: str, revision: str | None) -> str:
+    """What stands for the weight hash under ``--remote``, where no weight file is here to hash: the
+    sha256 of ``ndif:<hub id>@<commit>`` (``main`` when the commit is unknown)."""
+    return hashlib.sha256(f"ndif:{hub}@{revision or 'main'}".encode()).hexdigest()
+
+
+def _config(directory: Path) -> Any:
+    from transformers import AutoConfig
+
     if not (directory / "config.json").is_file():
         raise CircuitgateError(f"{directory} is not a Hugging Face model directory (no config.json)")
     try:
-        config = AutoConfig.from_pretrained(directory)
+        return AutoConfig.from_pretrained(directory)
     except Exception as e:
         raise CircuitgateError(f"cannot read the model config in {directory}: {e}") from None
+
+
+def load_model(spec: ModelSpec, device: str = "auto", dtype: str = "auto", progress: bool = True,
+               directory: Path | None = None, remote: bool | str = False) -> LoadedModel:
+    """The spec's model, wrapped for nnsight; ``directory``: where its weights are, when the caller
+    knows (a built-in organism's build), else ``model_directory(spec)``. ``remote``: False, True
+    (NDIF: ``directory`` holds only config and tokenizer) or "local" (module docstring)."""
+    from nnsight.modeling.transformers import TransformersModel
+    from transformers import AutoModelForCausalLM
+
+    if remote not in REMOTE_VALUES:
+        raise CircuitgateError(f"unknown remote setting {remote!r} (use False, True or 'local')")
+    if remote is True:
+        return _remote_model(spec, directory or model_directory(spec, progress, remote=True))
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
+    directory = directory or model_directory(spec, progress)
+    config = _config(directory)
     adapter = adapter_for(config.model_type)
     tokenizer = _tokenizer(directory)
     sha = weights_sha256(directory, progress)
@@ -199,17 +282,55 @@ def load_model(spec: ModelSpec, device: str = "auto", dtype: str = "auto", progr
         shape=Shape.from_config(config),
         device=device,
         dtype=dtype,
-        model_id=spec.hub or str(directory),
+        model_id=spec.hub or (spec.packaged.id if spec.packaged else str(directory)),
         sha256=sha,
+        remote=remote,
+    )
+
+
+def _remote_model(spec: ModelSpec, directory: Path) -> LoadedModel:
+    """A hub model wrapped for NDIF: built on the meta device from its config, no weights read. Inputs
+    are made on the CPU and shipped; the dtype and devices are the NDIF deployment's."""
+    from nnsight import CONFIG
+    from nnsight.modeling.transformers import TransformersModel
+
+    spec = _remote_spec(spec)
+    # nnsight read the variable when it was imported; set from it again here, so the key is the
+    # environment's now and never one from a file.
+    CONFIG.API.APIKEY = ndif_api_key()
+    config = _config(directory)
+    adapter = adapter_for(config.model_type)
+    tokenizer = _tokenizer(directory)
+    # nnsight sends the attention implementation with every request: the server runs eager attention
+    # too, so attention probabilities exist there (docs/nnsight.md, Remote execution).
+    model = TransformersModel(spec.hub, task="text-generation", tokenizer=tokenizer, config=config,
+                              attn_implementation="eager")
+    revision = _snapshot_commit(directory)
+    return LoadedModel(
+        spec=spec,
+        model=model,
+        hf=model._module,  # on the meta device: no plain forward, no torch hooks
+        tokenizer=tokenizer,
+        adapter=adapter,
+        shape=Shape.from_config(config),
+        device="cpu",
+        dtype=REMOTE_DTYPE,
+        model_id=spec.hub,
+        sha256=remote_sha256(spec.hub, revision),
+        remote=True,
+        revision=revision,
     )
 
 
 def model_info(loaded: LoadedModel) -> dict[str, Any]:
     """The model part of verdicts.json and manifest.json."""
-    return {
+    info = {
         "name": loaded.spec.name,
         "id": loaded.model_id,
         "sha256": loaded.sha256,
         "family": loaded.adapter.family,
         "shape": dataclasses.asdict(loaded.shape),
     }
+    if loaded.remote is True:  # no weights were hashed: the hub id and commit stand for them
+        info.update(remote="ndif", revision=loaded.revision)
+    return info

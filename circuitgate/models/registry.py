@@ -1,4 +1,5 @@
-"""Model aliases (registry.yaml) -> what to load: the built-in organism, a hub repo id or a local dir."""
+"""Model aliases (registry.yaml) -> what to load: the built-in organism, weights a pip package ships, a
+hub repo id or a local dir."""
 
 from __future__ import annotations
 
@@ -10,16 +11,18 @@ from pathlib import Path
 import yaml
 
 from circuitgate import CircuitgateError
+from circuitgate.models.packaged import PackagedWeights
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A resolved ``--model`` value. Exactly one of ``builtin``, ``hub``, ``path`` is set."""
+    """A resolved ``--model`` value. Exactly one of ``builtin``, ``packaged``, ``hub``, ``path`` is set."""
 
     name: str  # what the user typed (alias, hub id or path): names the report directory
     builtin: str | None = None  # an organism of the family: "organism" | "organism-llama" | "organism-null"
     hub: str | None = None
     path: Path | None = None
+    packaged: PackagedWeights | None = None  # a GGUF file in a pip package, converted once into the cache
     expectations: str | None = None
     prompts: str | None = None  # default prompt set for this model
     twin: str | None = None  # the model of another family H4 compares with by default
@@ -51,6 +54,7 @@ def _spec(name: str, entry: dict) -> ModelSpec:
         name=name,
         builtin=entry.get("builtin"),
         hub=entry.get("hub"),
+        packaged=PackagedWeights(**entry["packaged"]) if entry.get("packaged") else None,
         expectations=entry.get("expectations"),
         prompts=entry.get("prompts"),
         twin=entry.get("twin"),

@@ -1,7 +1,8 @@
-"""Generate the built-in prompt set ``geography`` (builtin/geography.yaml), the default set for real models.
+"""Generate the built-in prompt sets ``geography`` (questions) and ``geography-completion`` (the default set
+for real models: each prompt ends where its answer begins) from one list of facts.
 
-``python -m circuitgate.prompts.make_geography`` rewrites the file; ``render()`` returns its text (a test
-checks that the committed file is exactly what this module renders, so edit here, not there).
+``python -m circuitgate.prompts.make_geography`` rewrites both files; ``render(name)`` returns one's text (a
+test checks that the committed files are exactly what this module renders, so edit here, not there).
 
 What it fixes (docs/method.md, flaw 2): the paper's set asks every recall fact in one short template and every
 reasoning fact in one template about 3x longer, so "recall vs reasoning" is also "short vs long" and
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import random
 import sys
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -110,9 +112,68 @@ REASONING = {
     "s2": "X is the capital of {country}, and {country} lies in {continent}. So on which continent is X?",
 }
 
+# The completion form (geography-completion): the same facts and design, but each prompt ends where the
+# answer begins, so a base or instruct model's next tokens are the answer. The question forms above end in
+# "?", after which SmolLM2-135M-Instruct's next token is its end-of-turn token on every prompt (first-token
+# accuracy 0.00 on both tasks, measured), so H5 could not score it. Both tasks name the country twice and the
+# continent once around 12 fixed words (character counts within 2). Recall gives the continent as context and
+# asks for the capital; reasoning states the capital as X and the country's continent, and asks X's continent.
+# Chosen among measured variants by SmolLM2-135M-Instruct's whole-answer greedy accuracy over the 130 facts:
+# recall 0.49-0.52 per template (the model's knowledge is the limit: first-token accuracy 0.59-0.62 in the
+# same prompts), reasoning 0.59-0.82; "So X is in" and "X lies in" endings scored lower or 0.00.
+COMPLETION_RECALL = {
+    "c-r0": "And {country} is in {continent}, and so the capital of {country} is the city of",
+    "c-r1": "So {country} is in {continent}, and so the capital of {country} is the city of",
+    "c-r2": "{country} is in {continent}, and we know the capital of {country} is the city of",
+}
+COMPLETION_REASONING = {
+    "c-s0": "The capital of {country} is X, and {country} is in {continent}. Hence X is in",
+    "c-s1": "The capital of {country} is X, and {country} is in {continent}. Thus X is in",
+    "c-s2": "{country} is in {continent}, and the capital of {country} is X. Hence, X is in",
+}
+
+
+@dataclass(frozen=True)
+class Form:
+    """One built-in set generated from the facts: its name, templates and how the header describes them."""
+
+    name: str
+    description: str
+    recall: dict[str, str]
+    reasoning: dict[str, str]
+    about: str  # the header's paragraph on the templates
+
+
+FORMS = {
+    "geography": Form(
+        "geography", "real country/capital/continent facts; three length-matched templates per task; null controls",
+        RECALL, REASONING,
+        """\
+# - length-matched: r_k and s_k name the country twice and the continent once around the same number of
+#   fixed words, so every pair has equal word counts and character counts within one;
+# - recall carries the country's continent as neutral context but never the capital (it must come from the
+#   weights); reasoning is the paper's in-context composition: the prompt states that X is the capital of
+#   the country and that the country is in the continent, and the answer (the continent) is in the prompt.
+# - questions, as in the paper: a model answers after the "?" (an instruct model often ends its turn there;
+#   geography-completion is the form whose next tokens are the answer)."""),
+    "geography-completion": Form(
+        "geography-completion",
+        "the geography facts in completion form (the prompt ends where the answer begins); length-matched; null controls",
+        COMPLETION_RECALL, COMPLETION_REASONING,
+        """\
+# - length-matched: r_k and s_k name the country twice and the continent once around 12 fixed words, so
+#   every pair has equal word counts and character counts within two;
+# - recall carries the country's continent as neutral context but never the capital (it must come from the
+#   weights); reasoning states that X is the capital of the country and that the country is in the
+#   continent, and the answer (the continent) is in the prompt;
+# - completions: each prompt ends where its answer begins, so the model's next tokens are the answer, scored
+#   over every answer token (multi-token answers such as "North America" or "New Delhi")."""),
+}
+
+
 HEADER = """\
-# The default prompt set for real models (Qwen2.5-7B and the like): {n} real (country, capital, continent)
-# facts, each asked as recall and as reasoning (the pairs), plus null controls. Generated by
+# {n} real (country, capital, continent) facts, each asked as recall and as reasoning (the pairs), plus
+# null controls. Generated by
 # `python -m circuitgate.prompts.make_geography` (edit that, not this file); raw strings, no chat template.
 #
 # Why not the paper's set (geography-paper): it asks every recall fact in one short template and every reasoning
@@ -120,11 +181,7 @@ HEADER = """\
 # wording (attention entropy is bounded by ln(length)) separates "recall" from "reasoning" by construction.
 # Here:
 # - each task has three templates; pair i uses recall template r(i mod 3) with reasoning template s(i mod 3);
-# - length-matched: r_k and s_k name the country twice and the continent once around the same number of
-#   fixed words, so every pair has equal word counts and character counts within one;
-# - recall carries the country's continent as neutral context but never the capital (it must come from the
-#   weights); reasoning is the paper's in-context composition: the prompt states that X is the capital of
-#   the country and that the country is in the continent, and the answer (the continent) is in the prompt.
+{about}
 # Recall templates (answer: the capital):
 {recall}
 # Reasoning templates (answer: the continent):
@@ -169,44 +226,42 @@ def _listing(templates: dict[str, str]) -> str:
     return "\n".join(f"#   {k}: {v}" for k, v in templates.items())
 
 
-def render() -> str:
-    rec, rea = list(RECALL), list(REASONING)
+def render(name: str = "geography") -> str:
+    """The text of the built-in set ``name`` (a key of FORMS)."""
+    form = FORMS[name]
+    rec, rea = list(form.recall), list(form.reasoning)
     rows = facts()
-    lines = [HEADER.format(n=len(rows), recall=_listing(RECALL), reasoning=_listing(REASONING),
-                           seed=SEED).rstrip("\n")]
-    lines += ["schema: 2", "name: geography",
-              "description: real country/capital/continent facts; three length-matched templates per task; null controls",
-              "pairs:"]
+    lines = [HEADER.format(n=len(rows), about=form.about, recall=_listing(form.recall),
+                           reasoning=_listing(form.reasoning), seed=SEED).rstrip("\n")]
+    lines += ["schema: 2", f"name: {form.name}", f"description: {form.description}", "pairs:"]
     for i, (country, capital, continent) in enumerate(rows):
         k = i % len(rec)
         lines += [f"  - id: {slug(country)}",
-                  f"    recall:    {_side(fill(RECALL[rec[k]], country, continent), capital, rec[k])}",
-                  f"    reasoning: {_side(fill(REASONING[rea[k]], country, continent), continent, rea[k])}"]
+                  f"    recall:    {_side(fill(form.recall[rec[k]], country, continent), capital, rec[k])}",
+                  f"    reasoning: {_side(fill(form.reasoning[rea[k]], country, continent), continent, rea[k])}"]
     lines.append("controls:")
-    for i, (country, capital, continent) in enumerate(rows):
-        k = i % len(rec)
-        k2 = (k + 1) % len(rec)
-        lines += [f"  - id: {slug(country)}-recall", "    task: recall",
-                  f"    a: {_side(fill(RECALL[rec[k]], country, continent), capital, rec[k])}",
-                  f"    b: {_side(fill(RECALL[rec[k2]], country, continent), capital, rec[k2])}"]
-    for i, (country, capital, continent) in enumerate(rows):
-        k = i % len(rea)
-        k2 = (k + 1) % len(rea)
-        lines += [f"  - id: {slug(country)}-reasoning", "    task: reasoning",
-                  f"    a: {_side(fill(REASONING[rea[k]], country, continent), continent, rea[k])}",
-                  f"    b: {_side(fill(REASONING[rea[k2]], country, continent), continent, rea[k2])}"]
+    for task, templates, answer in (("recall", form.recall, 1), ("reasoning", form.reasoning, 2)):
+        keys = list(templates)
+        for i, fact in enumerate(rows):
+            country, continent = fact[0], fact[2]
+            k, k2 = keys[i % len(keys)], keys[(i + 1) % len(keys)]
+            lines += [f"  - id: {slug(country)}-{task}", f"    task: {task}",
+                      f"    a: {_side(fill(templates[k], country, continent), fact[answer], k)}",
+                      f"    b: {_side(fill(templates[k2], country, continent), fact[answer], k2)}"]
     return "\n".join(lines) + "\n"
 
 
-def builtin_path() -> Path:
-    return Path(str(resources.files("circuitgate.prompts").joinpath("builtin", "geography.yaml")))
+def builtin_path(name: str = "geography") -> Path:
+    return Path(str(resources.files("circuitgate.prompts").joinpath("builtin", f"{name}.yaml")))
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Rewrite every generated set (or, given a folder, write them there)."""
     args = sys.argv[1:] if argv is None else argv
-    path = Path(args[0]) if args else builtin_path()
-    path.write_text(render(), encoding="utf-8")
-    print(f"wrote {path} ({len(FACTS)} facts)")
+    for name in FORMS:
+        path = Path(args[0]) / f"{name}.yaml" if args else builtin_path(name)
+        path.write_text(render(name), encoding="utf-8")
+        print(f"wrote {path} ({len(FACTS)} facts)")
     return 0
 
 

@@ -120,13 +120,14 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 
 def default_prompts(spec: Any, method: str) -> str:
     """The prompt set a model runs on when none is named: its registry entry's; an organism's own; the
-    paper's 30 prompts under ``--method original`` (to replicate it); else ``geography``, the
-    length-matched set with controls the sound method needs (and so does the side-by-side run)."""
+    paper's 30 prompts under ``--method original`` (to replicate it); else ``geography-completion``, the
+    length-matched set with controls the sound method needs (and so does the side-by-side run), in the
+    completion form a real model's next tokens answer."""
     if spec.prompts:
         return spec.prompts
     if spec.expectations == "organism":
         return "organism"
-    return "geography-paper" if method == "original" else "geography"
+    return "geography-paper" if method == "original" else "geography-completion"
 
 
 def builtin_names() -> list[str]:

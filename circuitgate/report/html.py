@@ -218,6 +218,14 @@ def _circuit(doc: Mapping[str, Any]) -> list[str]:
     return parts
 
 
+def _clean_accuracy(clean: Mapping[str, float] | None) -> list[str]:
+    """Whether the model can do the tasks at all: without that, H5 has nothing to impair."""
+    if not clean:
+        return []
+    return [f"<p class='clean'>clean accuracy (whole answers, every pair): recall <b>{clean['recall']:.2f}</b>, "
+            f"reasoning <b>{clean['reasoning']:.2f}</b></p>"]
+
+
 def render_html(doc: Mapping[str, Any]) -> str:
     model, prompts = doc["model"], doc["prompts"]
     name = escape(str(model.get("name") or model["id"]))  # docs/design.md (Files) requires only id and sha256
@@ -228,6 +236,7 @@ def render_html(doc: Mapping[str, Any]) -> str:
         f"<p>model <code>{escape(model['id'])}</code> (sha256 <code>{escape(model['sha256'][:16])}</code>), "
         f"method <b>{escape(doc['method'])}</b>, prompts <b>{escape(prompts['name'])}</b> "
         f"({prompts.get('n_pairs', '?')} pairs), expectations from {escape(doc.get('expectations', 'none'))}.</p>",
+        *_clean_accuracy(doc.get("clean_accuracy")),
         "<h2>Verdicts</h2><table><tr><th>hypothesis</th><th>verdict</th><th>expected</th><th>passed</th>"
         "<th>numbers</th></tr>",
     ]

@@ -9,13 +9,14 @@ rank tests, sharing ``ranks``' tie-group pass), ``multiple`` (FDR corrections), 
 (percentile intervals), ``depth`` (depth profiles and their rank agreement, H4), ``splits`` (folds and half splits), ``inputs`` (input checks).
 """
 
+from circuitgate.stats.agreement import ScreenAgreement, auroc, average_ranks, screen_agreement, top_k_recall
 from circuitgate.stats.bootstrap import (BootstrapCI, Interval, PairedCI, _percentile_with_inf, bootstrap_d_ci,
                                          paired_bootstrap_dz, paired_bootstrap_means)
 from circuitgate.stats.depth import Agreement, depth_bins, depth_profile, profile_agreement, spearman_rows
 from circuitgate.stats.effects import Moments, cohens_d, d_z, nan_moments
 from circuitgate.stats.mann_whitney import MannWhitneyResult, mann_whitney_u, mann_whitney_u_dense
 from circuitgate.stats.multiple import BHResult, FDRResult, benjamini_hochberg, fdr_correction
-from circuitgate.stats.splits import kfold_indices, pair_splits
+from circuitgate.stats.splits import kfold_indices, pair_splits, stratified_subsample
 from circuitgate.stats.wilcoxon import (EXACT_MAX_N, WilcoxonResult, _doubled_ranks, _signed_rank_sort,
                                         _signed_rank_sort_torch, min_attainable_p, wilcoxon_signed_rank)
 
@@ -23,8 +24,9 @@ __all__ = [
     "Agreement", "BHResult", "BootstrapCI", "EXACT_MAX_N", "FDRResult", "Interval", "MannWhitneyResult",
     "Moments", "PairedCI", "WilcoxonResult", "benjamini_hochberg", "bootstrap_d_ci", "cohens_d", "d_z",
     "depth_bins", "depth_profile", "fdr_correction", "kfold_indices", "mann_whitney_u",
-    "mann_whitney_u_dense", "min_attainable_p", "nan_moments", "pair_splits", "paired_bootstrap_dz",
+    "mann_whitney_u_dense", "min_attainable_p", "nan_moments", "pair_splits", "paired_bootstrap_dz", "stratified_subsample",
     "paired_bootstrap_means", "profile_agreement", "spearman_rows", "wilcoxon_signed_rank",
+    "ScreenAgreement", "auroc", "average_ranks", "screen_agreement", "top_k_recall",
     # private helpers that tests/unit/test_paired_stats.py checks on their own (sort paths agree, the
     # tie-group ranks, percentiles next to infinities)
     "_doubled_ranks", "_percentile_with_inf", "_signed_rank_sort", "_signed_rank_sort_torch",

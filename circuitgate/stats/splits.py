@@ -47,3 +47,26 @@ def pair_splits(n_pairs: int, n_splits: int, seed: int) -> list[tuple[np.ndarray
         order = rng.permutation(n_pairs)
         splits.append((np.sort(order[:half]), np.sort(order[half:])))
     return splits
+
+
+def stratified_subsample(strata: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``n`` of the samples, drawn without replacement so that every stratum keeps
+    (to within one) its share: a stratum's samples in a random order from ``default_rng(seed)``, then
+    the strata taken in turn by how far each falls short of its share. All samples when n covers them."""
+    strata = np.asarray(strata)
+    if n < 1:
+        raise CircuitgateError(f"a subsample needs n >= 1, got {n}")
+    if n >= len(strata):
+        return np.arange(len(strata))
+    rng = np.random.default_rng(seed)
+    labels, inverse = np.unique(strata, return_inverse=True)
+    queues = [list(rng.permutation(np.flatnonzero(inverse == k))) for k in range(len(labels))]
+    share = np.array([len(q) for q in queues], dtype=float) / len(strata)
+    taken = np.zeros(len(labels))
+    chosen = []
+    for _ in range(n):  # n draws of a handful of strata, not a loop over units
+        shortfall = np.where([bool(q) for q in queues], share * (len(chosen) + 1) - taken, -np.inf)
+        k = int(np.argmax(shortfall))
+        chosen.append(queues[k].pop(0))
+        taken[k] += 1
+    return np.sort(np.array(chosen, dtype=np.int64))

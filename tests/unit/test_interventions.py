@@ -15,7 +15,7 @@ import torch
 
 from circuitgate import CircuitgateError
 from circuitgate.interventions import (
-    ABLATIONS, Metrics, Target, ablation_sweep, answer_token_ids, metrics_from_logits, patch_residual,
+    ABLATIONS, Metrics, Target, ablation_sweep, answer_metrics, answer_token_ids, metrics_from_logits, patch_residual,
     plan_batches, resample_donors, standard_targets,
 )
 from circuitgate.models import load_model, resolve
@@ -274,6 +274,55 @@ def test_metrics_hand_computed():
     np.testing.assert_array_equal(m.get("accuracy"), [0.0, 1.0])
     with pytest.raises(CircuitgateError, match="unknown metric 'acc'"):
         m.get("acc")
+
+
+def test_whole_answer_metrics_hand_computed():
+    # Two positions; row 0 has a two-token answer (3 then 1), row 1 a one-token answer (2, right-aligned).
+    logits = np.array([
+        [[0.0, 1.0, 0.0, 2.0], [0.0, 3.0, 1.0, 0.0]],  # row 0: 3 is top at position 0, 1 is top at 1
+        [[9.0, 9.0, 9.0, 9.0], [1.0, 0.0, 2.5, 2.0]],  # row 1: position 0 is not its answer's
+    ])
+    answers = np.array([[3, 1], [-1, 2]])
+    m = answer_metrics(logits, answers, np.array([3, 2, 0]))
+    np.testing.assert_array_equal(m.accuracy, [1.0, 1.0])
+    lse = lambda v: np.log(np.exp(v).sum())  # noqa: E731
+    np.testing.assert_allclose(m.prob, [np.exp(2.0 - lse(logits[0, 0]) + 3.0 - lse(logits[0, 1])),
+                                        np.exp(2.5 - lse(logits[1, 1]))], rtol=1e-6)
+    # row 0: first token against the other candidates' first tokens (2, 0): 2 - 0; later token 1 against
+    # the best other token (2): 3 - 1; the smaller. row 1: 2.5 against candidates 3 and 0: 2.5 - 2.
+    np.testing.assert_allclose(m.logit_diff, [min(2.0 - 0.0, 3.0 - 1.0), 0.5], rtol=1e-6)
+    # A wrong second token makes the whole answer wrong.
+    m = answer_metrics(logits, np.array([[3, 2], [-1, 2]]), np.array([3, 2, 0]))
+    np.testing.assert_array_equal(m.accuracy, [0.0, 1.0])
+    np.testing.assert_allclose(m.logit_diff[0], 1.0 - 3.0, rtol=1e-6)
+
+
+def test_sweep_scores_multi_token_answers_whole(qwen):
+    """Clean and zero-ablated metrics of two-token answers equal a plain forward of prompt + first
+    answer token, read at the last two positions."""
+    prompts, answers = ["w5 w7 w9", "w3 w4", "w10 w11 w12 w13"], ["w20 w21", "w22", "w23 w24"]
+    target = Target("mlp-L1", "mlp", 1)
+    res = ablation_sweep(qwen, prompts, answers, [target], batch_size=2, progress=False)
+    tok = qwen.tokenizer
+    cands = answer_token_ids(tok, answers)
+    for ablated, got in ((False, res.clean), (True, res.ablated["mlp-L1"])):
+        hooks = [(1, "mlp", lambda x: torch.zeros_like(x))] if ablated else []
+        for i, (p, a) in enumerate(zip(prompts, answers)):
+            want = tok(a, add_special_tokens=False)["input_ids"]
+            handles = [_hook(qwen, layer, site, fn) for layer, site, fn in hooks]
+            try:
+                with torch.no_grad():
+                    ids = torch.tensor([tok(p)["input_ids"] + want[:-1]])
+                    lg = qwen.hf(input_ids=ids).logits[0, -len(want):].double().numpy()
+            finally:
+                for h in handles:
+                    h.remove()
+            logp = [lg[k, w] - np.log(np.exp(lg[k]).sum()) for k, w in enumerate(want)]
+            first = _reference_metrics(lg[0], want[0], cands)
+            later = [lg[k, w] - np.delete(lg[k], w).max() for k, w in enumerate(want)][1:]
+            assert got.accuracy[i] == float(all(lg[k].argmax() == w for k, w in enumerate(want))), (ablated, i)
+            np.testing.assert_allclose(got.prob[i], np.exp(sum(logp)), atol=1e-6)
+            np.testing.assert_allclose(got.logit_diff[i], min([first["logit_diff"], *later]), atol=1e-5)
 
 
 def test_answer_token_ids(qwen):

@@ -247,14 +247,15 @@ def test_every_builtin_loads():
         assert ps.name == name and ps.pairs
 
 
-# -- the built-in set geography (schema 2: several length-matched templates, null controls) ------
+# -- the built-in sets geography and geography-completion (schema 2: several length-matched templates,
+# null controls; generated from one list of facts) ---------------------------------------------------
 
 CONTINENTS = {"Africa", "Asia", "Europe", "North America", "South America", "Oceania"}
 
 
-@pytest.fixture(scope="module")
-def geography():
-    return load_prompt_set("geography")
+@pytest.fixture(scope="module", params=["geography", "geography-completion"])
+def geography(request):
+    return load_prompt_set(request.param)
 
 
 def words(text: str) -> int:
@@ -263,7 +264,7 @@ def words(text: str) -> int:
 
 def test_geography_loads_with_enough_facts(geography):
     ps = geography
-    assert ps.name == "geography" and ps.schema == 2 and Path(ps.source).name == "geography.yaml"
+    assert ps.schema == 2 and Path(ps.source).name == f"{ps.name}.yaml"
     assert len(ps.pairs) >= 100 and len(set(ps.ids)) == len(ps.ids)
     assert all(re.fullmatch(r"[a-z]+(-[a-z]+)*", i) for i in ps.ids)
     assert set(ps.answers("reasoning")) == CONTINENTS
@@ -289,7 +290,10 @@ def test_geography_recall_needs_the_weights_and_reasoning_states_its_answer(geog
     for p in geography.pairs:
         assert p.recall.answer.lower() not in p.recall.prompt.lower(), p.id
         assert p.reasoning.answer in p.reasoning.prompt, p.id
-        assert p.recall.prompt.endswith("?") and p.reasoning.prompt.endswith("?")
+        if geography.name == "geography":  # questions
+            assert p.recall.prompt.endswith("?") and p.reasoning.prompt.endswith("?")
+        else:  # completions: the prompt ends where the answer begins
+            assert p.recall.prompt.endswith(" of") and p.reasoning.prompt.endswith(" in"), p.id
     for c in geography.controls_of("recall"):
         for side in (c.a, c.b):
             assert side.answer.lower() not in side.prompt.lower(), c.id
@@ -333,7 +337,7 @@ def test_geography_keeps_the_paper_facts_and_conventions(geography):
 def test_geography_is_what_its_generator_renders(geography):
     from circuitgate.prompts import make_geography
 
-    assert Path(geography.source).read_text(encoding="utf-8") == make_geography.render()
+    assert Path(geography.source).read_text(encoding="utf-8") == make_geography.render(geography.name)
     assert len(make_geography.FACTS) == len(geography.pairs)
     assert len({slug for slug in map(make_geography.slug, (f[0] for f in make_geography.FACTS))}) == len(
         make_geography.FACTS
