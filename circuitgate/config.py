@@ -165,11 +165,13 @@ class H5Config:
     seed: int = 0  # bootstrap resamples and random control sets
     min_clean_accuracy: float = 0.5  # below this on either task, ablations cannot show impairment
     min_per_skill: int = 1  # selective targets needed for each skill ("and vice versa")
-    # Which pairs the ablations run on. known: the pairs whose two prompts the clean model answers right
-    # (an ablation cannot impair an answer the model does not give; the known-facts filter of Meng et
-    # al. 2022, ROME); all: every pair. max_pairs (0: no cap) then draws that many of them, stratified by
-    # template pair, with ``seed``; the rest are not used. Fewer than min_pairs left: inconclusive.
-    pairs: str = "known"
+    # Which pairs the ablations run on. all: every pair (the organisms' ground truth is measured so);
+    # known: the pairs whose two prompts the clean model answers right (an ablation cannot impair an
+    # answer the model does not give; the known-facts filter of Meng et al. 2022, ROME), for a real
+    # model that knows only some of the facts. max_pairs (0: no cap) then draws that many of them,
+    # stratified by template pair, with ``seed``; the rest are not used. Fewer than min_pairs left:
+    # inconclusive.
+    pairs: str = "all"
     max_pairs: int = 0
     min_pairs: int = 10
 

@@ -124,13 +124,9 @@ def suite(pytester: pytest.Pytester, tiny_qwen_dir, prompt_file, tmp_path, monke
     # its junit_family (xunit1: per-test properties; pytest would write xunit2 otherwise).
     pytester.makeini("[pytest]\njunit_family = xunit1\n")
     monkeypatch.setenv("CIRCUITGATE_CACHE", str(tmp_path / "cache"))
-    # A random model answers no prompt, so H5's default (only the pairs it answers) would leave nothing
-    # to ablate: the plumbing these tests check runs on every pair (of a handful) instead.
-    (pytester.path / "tiny.yaml").write_text("h5:\n  pairs: all\n  min_pairs: 2\n")
 
-    def run(*args: str, defaults: bool = False) -> pytest.RunResult:
-        config = () if defaults or "--config" in args else ("--config", "tiny.yaml")
+    def run(*args: str) -> pytest.RunResult:
         return pytester.runpytest("hypotheses", "--model", str(tiny_qwen_dir), "--prompts", str(prompt_file),
-                                  "-p", "no:cacheprovider", *config, *args)
+                                  "-p", "no:cacheprovider", *args)
 
     return run

@@ -65,6 +65,12 @@ def specialisation_gate(models: tuple[str, str], h5: tuple[HypothesisResult, Hyp
 def analyse_h4(models: tuple[str, str], results: tuple[Mapping[str, HypothesisResult], Mapping[str, HypothesisResult]],
                shapes: tuple[Any, Any], cfg: H4Config) -> HypothesisResult:
     """H4 from two models' H1, H2 and H5 results (``models`` names them, ``shapes`` are their Shapes)."""
+    unmeasured = [(m, r["H5"]) for m, r in zip(models, results) if not r["H5"].components]
+    if unmeasured:  # no causal profile to compare (h5.min_pairs): H4 cannot be judged
+        model, h5 = unmeasured[0]
+        reason = f"{model}: H5 was not measured ({h5.summary.get('reason')})"
+        return HypothesisResult("H4", "inconclusive", "cross-architecture",
+                                {"models": list(models), "reason": reason, "headline": reason}, {})
     profiles = [layer_profiles(r, s.n_layers, s.n_heads) for r, s in zip(results, shapes)]
     verdict, numbers = agreement_verdict(profiles[0], profiles[1], cfg)
     gate = specialisation_gate(models, (results[0]["H5"], results[1]["H5"]))

