@@ -151,6 +151,7 @@ class PairedConfig:
 ABLATIONS = ("zero", "mean", "resample")
 METRICS = ("accuracy", "prob", "logit_diff")
 H5_PAIRS = ("known", "all")
+H5_SCREENS = ("auto", "exact", "attribution")
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,17 @@ class H5Config:
     pairs: str = "all"
     max_pairs: int = 0
     min_pairs: int = 10
+    # Which targets are measured exactly (docs/design.md, "H5 at scale"). exact: every target (the
+    # organisms' path); attribution: an attribution screen of every target (circuitgate/attribution.py),
+    # then exact ablation of its top 2 * top_k targets per skill plus random_fraction of the rest, the
+    # only targets classified; auto: exact up to exact_max targets, the screen beyond.
+    screen: str = "auto"
+    top_k: int = 10
+    random_fraction: float = 0.05
+    # 1: attribution patching; > 1: integrated gradients. Measured on the organism at top_k 4: plain
+    # attribution patching left 4 of its 14 planted components out of the top, 4 steps 1 (docs/design.md).
+    screen_steps: int = 4
+    exact_max: int = 64
 
     def __post_init__(self) -> None:
         _check(self.ablation in ABLATIONS, f"h5.ablation must be one of {', '.join(ABLATIONS)}, got {self.ablation!r}")
@@ -186,6 +198,11 @@ class H5Config:
         _check(self.pairs in H5_PAIRS, f"h5.pairs must be one of {', '.join(H5_PAIRS)}, got {self.pairs!r}")
         _check(self.max_pairs >= 0, "h5.max_pairs must be >= 0 (0: every pair)")
         _check(self.min_pairs >= 2, "h5.min_pairs must be >= 2")
+        _check(self.screen in H5_SCREENS, f"h5.screen must be one of {', '.join(H5_SCREENS)}, got {self.screen!r}")
+        _check(self.top_k >= 1, "h5.top_k must be >= 1")
+        _check(0 <= self.random_fraction <= 1, "h5.random_fraction must be in [0, 1]")
+        _check(self.screen_steps >= 1, "h5.screen_steps must be >= 1")
+        _check(self.exact_max >= 0, "h5.exact_max must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,20 @@ PROFILES = ("H1", "H2", "H5")
 
 
 def layer_classes(h5: HypothesisResult, n_layers: int) -> list[str]:
-    """Per layer: the causal class of its attention and MLP together (as the ground truth's layers)."""
-    return [combine_classes([h5.components[attn_target(i)].cls, h5.components[mlp_target(i)].cls]) for i in range(n_layers)]
+    """Per layer: the causal class of its attention and MLP together (as the ground truth's layers). A
+    target the attribution screen left unmeasured was not among the largest estimated drops: none."""
+    def cls(tid: str) -> str:
+        return h5.components[tid].cls if tid in h5.components else "none"
+    return [combine_classes([cls(attn_target(i)), cls(mlp_target(i))]) for i in range(n_layers)]
+
+
+def _interactions(h5: HypothesisResult) -> dict[str, float]:
+    """Each attention and MLP target's interaction (recall drop minus reasoning drop): exact where it was
+    measured, else the attribution screen's estimate of it (docs/design.md, "H5 at scale")."""
+    estimates = (h5.summary.get("screen") or {}).get("estimates", {})
+    out = {t: e["recall"] - e["reasoning"] for t, e in estimates.items() if t.startswith(("attn-", "mlp-"))}
+    out.update({t: c.details["interaction"] for t, c in h5.components.items() if t.startswith(("attn-", "mlp-"))})
+    return out
 
 
 def layer_profiles(results: Mapping[str, HypothesisResult], n_layers: int, n_heads: int) -> dict[str, np.ndarray]:
@@ -43,8 +55,7 @@ def layer_profiles(results: Mapping[str, HypothesisResult], n_layers: int, n_hea
     return {
         "H1": np.array([h1.components[layer_id(i)].effect for i in range(n_layers)]),
         "H2": heads.mean(axis=1),
-        "H5": layer_interactions({t: c.details["interaction"] for t, c in h5.components.items()
-                                  if t.startswith(("attn-", "mlp-"))}, n_layers),
+        "H5": layer_interactions(_interactions(h5), n_layers),
     }
 
 

@@ -260,9 +260,62 @@ def _patch_residuals(run: "Run") -> dict[str, PatchResult]:
     }
 
 
+def screen_path(run: "Run") -> str:
+    """exact or attribution: which targets are measured exactly (``h5.screen``; auto: the screen once
+    the exact sweep would ablate more than ``h5.exact_max`` attention, MLP and head targets)."""
+    cfg = run.config.h5
+    if cfg.screen != "auto":
+        return cfg.screen
+    return "exact" if len(fixed_targets(run, {})) <= cfg.exact_max else "attribution"
+
+
+def _screens(run: "Run") -> dict[str, Any]:
+    """Both tasks' attribution screens over the swept pairs: every head, sublayer and neuron."""
+    from circuitgate.attribution import SCREEN_ABLATIONS, attribution_screen
+
+    cfg, ps, rows = run.config.h5, run.prompt_set, swept_pairs(run)
+    prompts = {side: [ps.prompts(side)[i] for i in rows] for side in SKILLS}
+    # Resample has no first-order path of its own: the screen ranks by the mean ablation, which the
+    # exact confirmation then replaces by the configured one.
+    ablation = cfg.ablation if cfg.ablation in SCREEN_ABLATIONS else "mean"
+    return {side: attribution_screen(run.loaded, prompts[side], [ps.answers(side)[i] for i in rows],
+                                     ablation=ablation, reference=prompts["recall"] + prompts["reasoning"],
+                                     candidates=ps.answers(side), steps=cfg.screen_steps, seed=cfg.seed,
+                                     desc=f"H5 screen ({side})", **_intervention_args(run))
+            for side in SKILLS}
+
+
+def screened(screens: Mapping[str, Any], targets: Sequence[Target], controls: Mapping[str, str], cfg: H5Config,
+             salt: int = 0) -> tuple[list[Target], dict[str, Any]]:
+    """The targets to measure exactly: per skill the 2 * top_k with the largest mean estimated drop on
+    it, plus ``random_fraction`` of the rest drawn at random (to catch what the screen missed), each
+    neuron set with its control. Returns them (in ``targets``' order) and the screen's record: each
+    candidate's estimated mean drop per skill and why it was chosen."""
+    control_ids = set(controls.values())
+    candidates = [t for t in targets if t.id not in control_ids]
+    if not candidates:
+        return [], {}
+    estimate = {side: screens[side].estimates(candidates).mean(0) for side in SKILLS}
+    top: set[str] = set()
+    for side in SKILLS:
+        top.update(candidates[j].id for j in np.argsort(-estimate[side], kind="stable")[:2 * cfg.top_k])
+    rest = [t.id for t in candidates if t.id not in top]
+    rng = np.random.default_rng(cfg.seed + salt)
+    n_random = min(len(rest), int(np.ceil(cfg.random_fraction * len(rest))))
+    random = set(rng.choice(rest, size=n_random, replace=False).tolist()) if n_random else set()
+    chosen = top | random
+    chosen |= {controls[t] for t in chosen if t in controls}
+    record = {t.id: {"recall": float(estimate["recall"][j]), "reasoning": float(estimate["reasoning"][j]),
+                     "chosen": "top" if t.id in top else ("random" if t.id in random else None)}
+              for j, t in enumerate(candidates)}
+    return [t for t in targets if t.id in chosen], record
+
+
 class H5Analysis(Analysis):
-    """Ablate every fixed target on both tasks (once per run: the same under every method), and the
-    method's H3 neuron sets with their random controls; patch residuals across tasks; classify."""
+    """Ablate the fixed targets on both tasks (once per run: the same under every method), and the
+    method's H3 neuron sets with their random controls; patch residuals across tasks; classify. Beyond
+    ``h5.exact_max`` targets (or under ``h5.screen: attribution``) an attribution screen picks which of
+    them are measured exactly, and only those are classified."""
 
     hypothesis = "H5"
 
@@ -275,18 +328,47 @@ class H5Analysis(Analysis):
             summary = {"clean_accuracy": clean_accuracy(run), "pairs": pairs, "reason": reason,
                        "headline": f"not measured: {reason}"}
             return HypothesisResult("H5", "inconclusive", "causal", summary, {})
-        sets, controls = neuron_targets(h3.arrays["specific"], h3.arrays["d"], run.config.h5.seed)
+        sets, controls = neuron_targets(h3.arrays["specific"], h3.arrays["d"], cfg.seed)
         neuron_sets = fixed_neuron_sets(run)
         fixed = fixed_targets(run, neuron_sets)
+        path = screen_path(run)
+        screen: dict[str, Any] = {"path": path}
+        if path == "attribution":
+            screens = run.memo("H5 screen", lambda: _screens(run))
+            fixed, fixed_record = run.memo("H5 screened", lambda: screened(screens, fixed, {}, cfg))
+            sets, set_record = screened(screens, sets, controls, cfg, salt=1)
+            controls = {t: c for t, c in controls.items() if any(s.id == t for s in sets)}
+            first = next(iter(screens.values()))
+            screen.update(method=first.method, steps=first.steps, metric=first.metric, ablation=first.ablation,
+                          top_k=cfg.top_k, random_fraction=cfg.random_fraction,
+                          n_screened=len(fixed_record) + len(set_record) + int(np.prod(first.neurons.shape[1:])),
+                          estimates={**fixed_record, **set_record})
         sweeps = run.memo("H5 sweeps", lambda: _sweep(run, fixed, "H5 ablations"))
         if sets:
             extra = _sweep(run, sets, f"H5 {method} neuron ablations")
             sweeps = {side: SweepResult(sweeps[side].clean, {**sweeps[side].ablated, **extra[side].ablated},
                                         sweeps[side].ablation) for side in SKILLS}
-        result = analyse_h5(sweeps["recall"], sweeps["reasoning"], fixed + sets, controls, run.config.h5,
+        result = analyse_h5(sweeps["recall"], sweeps["reasoning"], fixed + sets, controls, cfg,
                             run.memo("H5 patching", lambda: _patch_residuals(run)), clean_accuracy(run))
+        if path == "attribution":
+            screen.update(_confirmed(result, screen["estimates"]))
         recorded = {tid: {"layer": layer, "neurons": list(neurons)} for tid, (layer, neurons) in neuron_sets.items()}
-        return replace(result, summary={**result.summary, "neuron_sets": recorded, "pairs": pairs})
+        return replace(result, summary={**result.summary, "neuron_sets": recorded, "pairs": pairs, "screen": screen})
+
+
+def _confirmed(result: HypothesisResult, estimates: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The screen beside the exact measurement: each confirmed target's estimated and exact mean drops,
+    and how many of the random checks (not in the screen's top) turned out to matter."""
+    rows = {}
+    for tid, c in result.components.items():
+        e = estimates[tid]
+        rows[tid] = {"chosen": e["chosen"], "class": c.cls,
+                     "estimate": {"recall": e["recall"], "reasoning": e["reasoning"]},
+                     "exact": {side: c.details["recall_drop" if side == "recall" else "reasoning_drop"][0]
+                               for side in SKILLS}}
+    random = [t for t, r in rows.items() if r["chosen"] == "random"]
+    return {"confirmed": rows, "n_confirmed": len(rows),
+            "random_checks": {"n": len(random), "mattered": [t for t in random if rows[t]["class"] != "none"]}}
 
 
 ANALYSIS = H5Analysis()

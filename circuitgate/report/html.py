@@ -218,6 +218,35 @@ def _circuit(doc: Mapping[str, Any]) -> list[str]:
     return parts
 
 
+def _screen(screen: Mapping[str, Any] | None, metric: str | None) -> list[str]:
+    """Which H5 path ran; under the attribution screen, each confirmed target's estimated mean drops
+    beside its exact ones, and what the random checks found."""
+    if not screen:
+        return []
+    if screen["path"] != "attribution":
+        return ["<h2>H5 targets</h2><p>every target measured exactly (no screen: "
+                "<code>h5.screen</code> exact, or few enough targets for <code>h5.exact_max</code>).</p>"]
+    checks = screen["random_checks"]
+    found = ", ".join(escape(t) for t in checks["mattered"]) or "none"
+    parts = [
+        "<h2>H5 screen and exact confirmation</h2>",
+        f"<p>{screen['method']} screen ({screen['steps']} step(s), {escape(screen['metric'])}, "
+        f"{escape(screen['ablation'])} ablation) of {screen['n_screened']} targets, neurons included; "
+        f"{screen['n_confirmed']} measured exactly: the top {2 * screen['top_k']} per skill and "
+        f"{checks['n']} drawn at random from the rest ({screen['random_fraction']:.0%}), of which these "
+        f"mattered: {found}. Only measured targets are classified.</p>",
+        "<table><tr><th>target</th><th>chosen</th><th>class</th>"
+        + "".join(f"<th>{side}: screen ({escape(screen['metric'])})</th><th>{side}: exact ({escape(str(metric))})</th>"
+                  for side in ("recall", "reasoning")) + "</tr>",
+    ]
+    for tid, r in screen["confirmed"].items():
+        est, exact = r["estimate"], r["exact"]
+        parts.append(_row([escape(tid), _fmt(r["chosen"]), _fmt(r["class"]), _fmt(est["recall"]), _fmt(exact["recall"]),
+                           _fmt(est["reasoning"]), _fmt(exact["reasoning"])], "info"))
+    parts.append("</table>")
+    return parts
+
+
 def _clean_accuracy(clean: Mapping[str, float] | None) -> list[str]:
     """Whether the model can do the tasks at all: without that, H5 has nothing to impair."""
     if not clean:
@@ -254,6 +283,8 @@ def render_html(doc: Mapping[str, Any]) -> str:
     parts += _controls(hyps)
     if "H4" in hyps and "binned" in hyps["H4"]["summary"]:
         parts += _h4_profiles(hyps["H4"]["summary"])
+    if "H5" in hyps:
+        parts += _screen(hyps["H5"]["summary"].get("screen"), hyps["H5"]["summary"].get("metric"))
     for h, e in hyps.items():
         extra = _H5_COLUMNS if h == "H5" else ()
         parts.append(f"<h2>{escape(h)} components</h2><table><tr><th>component</th><th>class</th><th>expected</th>"

@@ -177,3 +177,40 @@ def test_bin_classes_and_no_second_model():
         "D0": "recall", "D1": "none", "D2": "reasoning", "D3": "none"}
     r = no_second_model("qwen0.5b")
     assert r.verdict == "inconclusive" and "--h4-model" in r.summary["reason"] and not r.components
+
+
+# -- the attribution screen's choice of targets to measure exactly -----------------------------------
+
+class _FakeScreen:
+    """Fixed estimated drops per target id (one prompt)."""
+
+    def __init__(self, drops: dict[str, float]) -> None:
+        self.drops = drops
+
+    def estimates(self, targets):
+        return np.array([[self.drops.get(t.id, 0.0) for t in targets]])
+
+
+def test_screened_takes_the_top_per_skill_a_random_share_of_the_rest_and_the_controls():
+    from circuitgate.analyses.h5 import screened
+    from circuitgate.config import H5Config
+    from circuitgate.interventions import Target
+
+    targets = [Target(f"head-L0H{h}", "head", 0, head=h) for h in range(20)]
+    targets += [Target("neurons-L0-recall", "neurons", 0, neurons=(1, 2)),
+                Target("neurons-L0-recall-control", "neurons", 0, neurons=(3, 4))]
+    controls = {"neurons-L0-recall": "neurons-L0-recall-control"}
+    screens = {"recall": _FakeScreen({"head-L0H3": 5.0, "head-L0H4": 4.0, "neurons-L0-recall": 3.0}),
+               "reasoning": _FakeScreen({"head-L0H7": 2.0, "head-L0H8": 1.5})}
+    cfg = H5Config(top_k=1, random_fraction=0.25)
+    chosen, record = screened(screens, targets, controls, cfg)
+    ids = [t.id for t in chosen]
+    top = {t for t, r in record.items() if r["chosen"] == "top"}
+    assert top == {"head-L0H3", "head-L0H4", "head-L0H7", "head-L0H8"}  # 2 * top_k per skill
+    random = {t for t, r in record.items() if r["chosen"] == "random"}
+    assert len(random) == 5 and not random & top  # ceil(25% of the 17 others)
+    assert set(ids) == top | random | ({"neurons-L0-recall-control"} if "neurons-L0-recall" in random else set())
+    assert ids == [t.id for t in targets if t.id in set(ids)]  # in the targets' order
+    assert record["head-L0H3"] == {"recall": 5.0, "reasoning": 0.0, "chosen": "top"}
+    assert "neurons-L0-recall-control" not in record  # controls are not candidates
+    assert screened(screens, targets, controls, cfg)[0] == chosen  # seeded
