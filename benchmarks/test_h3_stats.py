@@ -1,4 +1,4 @@
-"""H3's statistics at the paper's scale (issue 3): Qwen2.5-7B has 28 layers x 18,944 MLP neurons =
+"""H3's statistics at the paper's scale: Qwen2.5-7B has 28 layers x 18,944 MLP neurons =
 530,432 neurons; the original method tests all of them on 30 recall + 30 reasoning prompts.
 
 Synthetic gate pre-activations of that shape go through ``analyse_h3`` (moments, the rank test of

@@ -79,6 +79,18 @@ def _h4_model(run: "Run") -> dict[str, Any]:
     return {}
 
 
+def peak_memory() -> dict[str, Any]:
+    """The process's peak resident memory, and on a GPU torch's peak allocation, in bytes."""
+    import resource
+
+    # ru_maxrss is in KiB on Linux, bytes on macOS.
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    out: dict[str, Any] = {"rss_bytes": int(rss)}
+    if torch.cuda.is_available():
+        out["cuda_max_allocated_bytes"] = int(torch.cuda.max_memory_allocated())
+    return out
+
+
 def manifest(run: "Run", finished: _dt.datetime | None = None) -> dict[str, Any]:
     """manifest.json: what produced the run (weights, prompts, config, versions, device, times)."""
     versions = {}
@@ -103,6 +115,7 @@ def manifest(run: "Run", finished: _dt.datetime | None = None) -> dict[str, Any]
         "dtype": run.placement[1],
         "remote": run.settings.remote,  # True: the traces ran on NDIF; "local": through nnsight's local stand-in
         "threads": torch.get_num_threads(),  # as set for this run (--threads)
+        "peak_memory": peak_memory(),
         "methods": list(run.settings.methods),
         "hypotheses_run": list(run.results),
         "started": run.started.isoformat(timespec="seconds"),

@@ -49,6 +49,7 @@ def test_writes_the_four_files_and_a_summary(suite, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["device"] == "cpu" and manifest["packages"]["torch"]
     assert manifest["threads"] == 1 and manifest["settings"]["threads"] == "auto"  # --threads auto on a CPU
+    assert manifest["peak_memory"]["rss_bytes"] > 100 * 2**20  # the process, torch and a model are resident
     assert manifest["prompts"]["sha256"] == doc["prompts"]["sha256"]
     assert "<table>" in (out / "report.html").read_text()
 
