@@ -17,8 +17,9 @@ right only if both of its tokens are.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import nnsight
 import numpy as np
@@ -271,15 +272,65 @@ def _inputs(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor) -> dict[
     return {"input_ids": ids.to(loaded.device), "attention_mask": mask.to(loaded.device)}
 
 
+class _Replay(torch.nn.Module):
+    """Stands in for a decoder layer below every edit of a pass: returns the clean batch's output of
+    that layer, repeated once per copy, instead of computing it (the copies are identical there)."""
+
+    def __init__(self, output: torch.Tensor | None, copies: int) -> None:
+        super().__init__()
+        self.output, self.copies = output, copies
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if self.output is None:  # a layer below the last replayed one: its output is never read
+            return hidden_states
+        return self.output.to(hidden_states).repeat(self.copies, 1, 1)
+
+
+@contextmanager
+def _replayed(loaded: LoadedModel, below: int, clean: list[torch.Tensor] | None, copies: int) -> Iterator[None]:
+    """Layers 0..below-1 of ``loaded.hf`` replaced by ``_Replay`` for the duration (none if below is 0)."""
+    if below == 0 or clean is None:
+        yield
+        return
+    from circuitgate.models.adapters import _get
+
+    layers = _get(loaded.hf, loaded.adapter.layers_path)
+    originals = [layers[i] for i in range(below)]
+    for i in range(below):
+        layers[i] = _Replay(clean[i] if i == below - 1 else None, copies)
+    try:
+        yield
+    finally:
+        for i, layer in enumerate(originals):
+            layers[i] = layer
+
+
+@torch.no_grad()
+def _layer_outputs(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, n: int) -> list[torch.Tensor]:
+    """The clean batch's output of layers 0..n-1 (torch hooks on the HF modules)."""
+    out: list[torch.Tensor] = []
+    ad = loaded.adapter
+    handles = [ad.layer(loaded.hf, i).register_forward_hook(
+        lambda m, a, o: out.append((o[0] if isinstance(o, tuple) else o).detach())) for i in range(n)]
+    try:
+        loaded.hf(**_inputs(loaded, ids, mask), logits_to_keep=1)
+    finally:
+        for h in handles:
+            h.remove()
+    return out
+
+
 @torch.no_grad()
 def _forward(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, copies: int,
-             edits: dict[SiteKey, list[Edit]], keep: int = 1) -> torch.Tensor:
+             edits: dict[SiteKey, list[Edit]], keep: int = 1, clean: list[torch.Tensor] | None = None) -> torch.Tensor:
     """Logits of the last ``keep`` positions [copies * B, keep, V] of the batch repeated ``copies``
-    times, with edits applied."""
+    times, with edits applied. With ``clean`` (the clean batch's layer outputs), the layers below the
+    first edited one are not computed but replayed from it: the copies differ only from there on."""
     inputs = _inputs(loaded, ids.repeat(copies, 1), mask.repeat(copies, 1))
+    below = min((layer for layer, _ in edits), default=0)
     # Written for a remote trace too (docs/nnsight.md, Remote execution): the result is a named, saved
     # copy made inside the block.
-    with loaded.trace(inputs, logits_to_keep=keep):
+    with _replayed(loaded, below, clean, copies), loaded.trace(inputs, logits_to_keep=keep):
         for key in sorted(edits, key=_trace_order):
             x = _site_value(loaded, *key)
             for edit in edits[key]:
@@ -387,7 +438,7 @@ def _chunks(items: Sequence[Any], batch_rows: int, max_rows: int) -> list[Sequen
 def ablation_sweep(
     loaded: LoadedModel, prompts: Sequence[str], answers: Sequence[str], targets: Sequence[Target], *,
     ablation: str = "zero", reference: Sequence[str] | None = None, candidates: Sequence[str] | None = None,
-    batch_size: int = 16, max_rows: int = 512, progress: bool = True, desc: str = "ablations",
+    batch_size: int = 16, max_rows: int = 512, progress: bool = True, desc: str = "ablations", reuse: bool = True,
 ) -> SweepResult:
     """Metrics of ``prompts`` clean and with each target ablated in turn (one target per run).
 
@@ -415,7 +466,9 @@ def ablation_sweep(
         batch_size, progress, desc)
 
     batches = plan_batches(lengths, batch_size, resample=ablation == "resample")
-    plans = [(batch, _chunks(targets, len(batch), max_rows)) for batch in batches]
+    # By layer, so that a pass's copies share as many clean layers below their edits as can be replayed.
+    by_layer = sorted(targets, key=lambda t: t.layer)
+    plans = [(batch, _chunks(by_layer, len(batch), max_rows)) for batch in batches]
     clean = _Collector(len(prompts))
     ablated = {t.id: _Collector(len(prompts)) for t in targets}
     with progress_bar(total=sum(len(c) for _, c in plans), desc=desc, unit="pass", enabled=progress,
@@ -429,13 +482,17 @@ def ablation_sweep(
             local = {int(p): j for j, p in enumerate(batch)}
             donor = torch.tensor([local[int(donors[p])] for p in batch]) if donors is not None else torch.arange(b)
             donor_real = mask[donor].bool()[..., None]
+            # Chunks after the first replay the clean layers below their first edit (``_forward``);
+            # a remote model has no local layers to run, so it computes every layer.
+            deepest = max(min((t.layer for t in chunk), default=0) for chunk in chunks)
+            replay = _layer_outputs(loaded, ids, mask, deepest) if reuse and deepest and not loaded.remote else None
             for n, chunk in enumerate(chunks):
                 edits: dict[SiteKey, list[Edit]] = {}
                 for j, t in enumerate(chunk, start=1):
                     rows_j = slice(j * b, (j + 1) * b)
                     edit = _ablation_edit(t, ablation, rows_j, loaded.shape, means, donor, donor_real)
                     edits.setdefault((t.layer, t.site), []).append(edit)
-                logits = _forward(loaded, ids, mask, 1 + len(chunk), edits, keep)
+                logits = _forward(loaded, ids, mask, 1 + len(chunk), edits, keep, replay)
                 _check_finite(logits, [_CLEAN, *(f"with {t.id} {ablation}-ablated" for t in chunk)], prompts, batch)
                 scores = answer_metrics(logits, np.tile(want, (1 + len(chunk), 1)), candidate_ids)
                 if n == 0:
