@@ -261,10 +261,19 @@ def _build(cls: type, data: Any, where: str) -> Any:
     return cls(**kwargs)
 
 
-def load_config(path: str | Path | None) -> Config:
-    """Load thresholds from YAML; ``None`` gives the defaults."""
+def _merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, section by section."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) else value
+    return out
+
+
+def load_config(path: str | Path | None, model: Mapping[str, Any] | None = None) -> Config:
+    """Load thresholds from YAML; ``None`` gives the defaults. ``model``: the model's own settings
+    (its registry entry's ``config``), which the file's override key by key."""
     if path is None:
-        return Config()
+        return _build(Config, dict(model or {}), "the model's registry config")
     p = Path(path)
     _check(p.is_file(), f"config file not found: {p}")
     try:
@@ -273,4 +282,6 @@ def load_config(path: str | Path | None) -> Config:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
         raise CircuitgateError(f"{p}:{line} is not valid YAML") from None
+    if model and (data is None or isinstance(data, Mapping)):
+        data = _merged(model, data or {})
     return _build(Config, data, str(p))

@@ -94,7 +94,7 @@ class Run:
 
     @cached_property
     def config(self) -> Config:
-        return load_config(self.settings.config)
+        return load_config(self.settings.config, self.spec.config)
 
     @cached_property
     def prompt_set(self) -> PromptSet:

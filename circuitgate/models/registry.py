@@ -3,10 +3,11 @@ hub repo id or a local dir."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any, Mapping
 
 import yaml
 
@@ -26,6 +27,8 @@ class ModelSpec:
     expectations: str | None = None
     prompts: str | None = None  # default prompt set for this model
     twin: str | None = None  # the model of another family H4 compares with by default
+    # Settings this model runs with unless the --config file sets them (a mapping like the config file).
+    config: Mapping[str, Any] | None = field(default=None, hash=False)
     description: str = ""
 
     @property
@@ -58,6 +61,7 @@ def _spec(name: str, entry: dict) -> ModelSpec:
         expectations=entry.get("expectations"),
         prompts=entry.get("prompts"),
         twin=entry.get("twin"),
+        config=entry.get("config"),
         description=entry.get("description", ""),
     )
 

@@ -31,7 +31,7 @@ def test_aliases_in_file_order_with_their_targets():
     assert known["llama8b"].hub == "meta-llama/Llama-3.1-8B-Instruct"
     for name, spec in known.items():
         assert spec.name == name
-        assert sum(x is not None for x in (spec.builtin, spec.hub, spec.path)) == 1
+        assert sum(x is not None for x in (spec.builtin, spec.hub, spec.path, spec.packaged)) == 1
 
 
 def test_default_is_the_organism():

