@@ -268,6 +268,10 @@ def attribution_screen(
     along ``groups`` paths, units dealt to them by ``unit_groups(shape, groups, seed)`` (module
     docstring). A pass holds as many copies of a batch as fit in ``max_rows``, at least one.
     """
+    if loaded.remote:
+        # The screen reads gradients through torch hooks and frozen local weights (module docstring);
+        # a remote model has neither here.
+        raise CircuitgateError("the attribution screen runs on local weights only: under --remote set h5.screen: exact")
     if not prompts:
         raise CircuitgateError("no prompts to screen")
     if len(prompts) != len(answers):

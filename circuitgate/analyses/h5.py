@@ -262,11 +262,13 @@ def _patch_residuals(run: "Run") -> dict[str, PatchResult]:
 
 def screen_path(run: "Run") -> str:
     """exact or attribution: which targets are measured exactly (``h5.screen``; auto: the screen once
-    the exact sweep would ablate more than ``h5.exact_max`` attention, MLP and head targets)."""
+    the exact sweep would ablate more than ``h5.exact_max`` attention, MLP and head targets, on local
+    weights: the screen does not run remotely)."""
     cfg = run.config.h5
     if cfg.screen != "auto":
         return cfg.screen
-    return "exact" if len(fixed_targets(run, {})) <= cfg.exact_max else "attribution"
+    small = len(fixed_targets(run, {})) <= cfg.exact_max
+    return "exact" if small or run.loaded.remote else "attribution"
 
 
 def _screens(run: "Run") -> dict[str, Any]:

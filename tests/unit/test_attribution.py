@@ -342,3 +342,10 @@ def test_zero_ablation_refuses_a_biased_o_proj(tiny_qwen_dir):
         attribution_screen(model, PROMPTS[:2], ANSWERS[:2], progress=False)
     assert isinstance(attribution_screen(model, PROMPTS[:2], ANSWERS[:2], ablation="mean", steps=1, progress=False),
                       Attribution)
+
+
+def test_the_screen_refuses_a_remote_model_in_one_line(loaded):
+    from dataclasses import replace
+
+    with pytest.raises(CircuitgateError, match="the attribution screen runs on local weights only"):
+        attribution_screen(replace(loaded, remote="local"), ["w5 w7"], ["w9"])
