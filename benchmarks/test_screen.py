@@ -58,6 +58,8 @@ def test_screen_against_forward_backward(benchmark, setting):
     loaded, texts, answers, _, forward_backward = setting
     screen = benchmark(lambda: attribution_screen(loaded, texts, answers, steps=1, batch_size=B, progress=False))
     assert screen.neurons.shape == (B, SHAPE["num_hidden_layers"], SHAPE["intermediate_size"])
+    if benchmark.disabled:  # --benchmark-disable: run once, no timings to compare
+        return
     reference = _median(forward_backward)
     benchmark.extra_info.update(forward_backward_s=reference,
                                 screen_per_forward_backward=benchmark.stats.stats.median / reference)
@@ -67,6 +69,8 @@ def test_confirmation_per_target_against_forward(benchmark, setting):
     loaded, texts, answers, forward, _ = setting
     targets = [Target(f"head-L{i}H0", "head", i, head=0) for i in range(SHAPE["num_hidden_layers"])]
     benchmark(lambda: ablation_sweep(loaded, texts, answers, targets, batch_size=B, progress=False))
+    if benchmark.disabled:
+        return
     clean = _median(lambda: ablation_sweep(loaded, texts, answers, [], batch_size=B, progress=False))
     reference = _median(forward)
     per_target = (benchmark.stats.stats.median - clean) / len(targets)
