@@ -19,6 +19,7 @@ def test_benchmarks_run():
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_the_gpu_benchmark_script_runs_on_a_tiny_shape(tmp_path):
     """benchmarks/gpu_7b.py is run by hand on a GPU machine: its smoke shape keeps it working here."""
     out = tmp_path / "figures.json"

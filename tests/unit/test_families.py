@@ -29,6 +29,9 @@ from circuitgate.models.adapters import FAMILIES
 from circuitgate.organism.perturb import perturb
 from circuitgate.truth import INFO_FILE, SCHEMA
 
+# 11 model types x every site and ablation: about 10 s, in CI's full run, not the inner loop.
+pytestmark = pytest.mark.slow
+
 SUPPORTED = ("gemma", "gemma2", "gemma3_text", "gpt2", "llama", "mistral", "olmo", "olmo2", "phi3", "qwen2", "qwen3")
 # Lengths 3 2 6 1 4: at batch size 3 both batches are left-padded.
 PROMPTS = ["w5 w7 w9", "w3 w4", "w10 w11 w12 w13 w14 w15", "w20", "w8 w9 w10 w11"]
