@@ -275,9 +275,13 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
                           ("-k", config.option.keyword), ("-m", config.option.markexpr)):
         if value:
             command += [option, value]
+    # A registry entry's own settings sit under the file (docs/design.md, Command-line contract).
+    settings = s.config or "defaults"
+    if spec.config:
+        settings = f"{s.config} over {spec.name}'s registry settings" if s.config else f"{spec.name}'s registry settings"
     return [
         f"circuitgate: model {spec.name} ({weights}), method {s.method}, prompts {ps.name} "
-        f"(sha256 {ps.sha256[:12]}), config {s.config or 'defaults'} (sha256 {config_sha256(run)[:12]})",
+        f"(sha256 {ps.sha256[:12]}), config {settings} (sha256 {config_sha256(run)[:12]})",
         f"circuitgate: reproduce: {shlex.join(command)}",
     ]
 
