@@ -6,6 +6,12 @@ same-size controls) is ablated on both tasks' prompts (``circuitgate.interventio
 verdict is the task x target interaction (docs/method.md flaw 7): per prompt pair, the drop on the
 recall prompt minus the drop on the reasoning prompt, with paired bootstrap intervals over pairs and,
 for neuron sets, net of the random control's interaction (``causal.classify_targets``).
+
+At scale (more than ``h5.exact_max`` targets, or ``h5.screen: attribution``) an attribution screen
+(``circuitgate.attribution``) estimates every target's drop first, and only its top targets per skill
+and a random share of the rest are ablated and classified (``screened``; docs/design.md "H5 at
+scale"). The pairs ablated on are ``h5.pairs`` (all, or those the clean model answers), capped by
+``h5.max_pairs``; the clean accuracy every run reports is measured here (``clean_scores``).
 """
 
 from __future__ import annotations
