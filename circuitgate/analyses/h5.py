@@ -212,6 +212,13 @@ def swept_pairs(run: "Run") -> np.ndarray:
     return run.memo("H5 pairs", choose)
 
 
+def swept(run: "Run") -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """task -> the prompts and task -> the answers of the pairs H5 ablates on (``swept_pairs``)."""
+    ps, rows = run.prompt_set, swept_pairs(run)
+    return ({side: [ps.prompts(side)[i] for i in rows] for side in SKILLS},
+            {side: [ps.answers(side)[i] for i in rows] for side in SKILLS})
+
+
 def _intervention_args(run: "Run") -> dict[str, Any]:
     return {"batch_size": run.batch_size, "max_rows": MAX_ROWS.get(run.loaded.device, 512),
             "progress": run.settings.progress}
@@ -221,9 +228,8 @@ def _sweep(run: "Run", targets: list[Target], desc: str) -> dict[str, SweepResul
     """Both tasks' ablation sweeps over ``targets``."""
     from circuitgate.interventions import ablation_sweep
 
-    cfg, ps, rows = run.config.h5, run.prompt_set, swept_pairs(run)
-    prompts = {side: [ps.prompts(side)[i] for i in rows] for side in SKILLS}
-    answers = {side: [ps.answers(side)[i] for i in rows] for side in SKILLS}
+    cfg, ps = run.config.h5, run.prompt_set
+    prompts, answers = swept(run)
     reference = prompts["recall"] + prompts["reasoning"]  # mean ablation: both tasks alike
     return {side: ablation_sweep(run.loaded, prompts[side], answers[side], targets,
                                  ablation=cfg.ablation, reference=reference, candidates=ps.answers(side),
@@ -254,8 +260,7 @@ def _patch_residuals(run: "Run") -> dict[str, PatchResult]:
 
     ps, common, rows = run.prompt_set, _intervention_args(run), swept_pairs(run)
     recall_acts, reasoning_acts = run.activations
-    prompts = {side: [ps.prompts(side)[i] for i in rows] for side in SKILLS}
-    answers = {side: [ps.answers(side)[i] for i in rows] for side in SKILLS}
+    prompts, answers = swept(run)
     return {
         "recall_into_reasoning": patch_residual(run.loaded, prompts["reasoning"], answers["reasoning"],
                                                 recall_acts.resid[rows], answers["recall"],
@@ -281,12 +286,12 @@ def _screens(run: "Run") -> dict[str, Any]:
     """Both tasks' attribution screens over the swept pairs: every head, sublayer and neuron."""
     from circuitgate.attribution import SCREEN_ABLATIONS, attribution_screen
 
-    cfg, ps, rows = run.config.h5, run.prompt_set, swept_pairs(run)
-    prompts = {side: [ps.prompts(side)[i] for i in rows] for side in SKILLS}
+    cfg, ps = run.config.h5, run.prompt_set
+    prompts, answers = swept(run)
     # Resample has no first-order path of its own: the screen ranks by the mean ablation, which the
     # exact confirmation then replaces by the configured one.
     ablation = cfg.ablation if cfg.ablation in SCREEN_ABLATIONS else "mean"
-    return {side: attribution_screen(run.loaded, prompts[side], [ps.answers(side)[i] for i in rows],
+    return {side: attribution_screen(run.loaded, prompts[side], answers[side],
                                      ablation=ablation, reference=prompts["recall"] + prompts["reasoning"],
                                      candidates=ps.answers(side), steps=cfg.screen_steps, seed=cfg.seed,
                                      desc=f"H5 screen ({side})", **_intervention_args(run))
