@@ -17,7 +17,14 @@ Timing: each screen and the exact sweep against one plain forward and backward o
 Run from the repository root with circuitgate importable (installed, or PYTHONPATH=.):
 
     CIRCUITGATE_CACHE=/tmp/cg4 python benchmarks/validate_screen.py organism organism-llama --out screen.json
-    python benchmarks/validate_screen.py --model path/to/hf-dir --prompts geography-paper
+    python benchmarks/validate_screen.py --model smollm2 --prompts geography-completion --pairs known \
+        --max-pairs 16 --neuron-sample 1024 --variant atp=1x1 --variant ig=4x32 --variant ig-small=2x8
+
+On a real model the exhaustive exact sweep over every single neuron is out of a CPU's reach (smollm2:
+46,080 neurons at about 0.7 s each per 16 prompts), so ``--neuron-sample N`` measures N neurons drawn
+at random (seeded) exactly and compares the screen with them on that sample: every head and sublayer
+is still measured. ``--pairs known`` keeps the pairs the clean model answers on both tasks (H5's
+``pairs: known``) and ``--max-pairs`` a stratified subsample of them (H5's ``max_pairs``).
 
 Prints a markdown table per model; writes everything (per-target exact and estimated drops included)
 to --out as JSON.
@@ -44,21 +51,43 @@ from circuitgate.models import load_model, resolve
 from circuitgate.organism import ensure_built
 from circuitgate.prompts import load_prompt_set
 from circuitgate.stats import screen_agreement
+from circuitgate.stats.splits import stratified_subsample
 from circuitgate.truth import is_organism_dir, read_info
 
 TASKS = ("recall", "reasoning")
 TAU_ACCURACY = 0.1  # H5's min_drop: a target hurts a skill when it costs 10% of the items
 
 
-def _targets(loaded: Any, model_dir: Path) -> tuple[list[Target], list[Target]]:
-    """(components, single neurons): every head, sublayer and organism neuron block; every neuron."""
+DEFAULT_VARIANTS = {"atp": (1, 1), "ig-joint": (16, 1), "ig": (4, 32)}  # name: (steps, groups)
+
+
+def _targets(loaded: Any, model_dir: Path | None, neuron_sample: int = 0,
+             seed: int = 0) -> tuple[list[Target], list[Target]]:
+    """(components, single neurons): every head, sublayer and organism neuron block; every neuron, or
+    ``neuron_sample`` of them drawn at random (in layer order)."""
     components = standard_targets(loaded.shape)
-    if is_organism_dir(model_dir):
+    if model_dir is not None and is_organism_dir(model_dir):
         components += [Target(tid, "neurons", layer, neurons=idx)
                        for tid, (layer, idx) in neuron_sets(read_info(model_dir)).items()]
-    neurons = [Target(f"n-L{layer}N{j}", "neurons", layer, neurons=(j,))
-               for layer in range(loaded.shape.n_layers) for j in range(loaded.shape.ffn)]
+    n_layers, ffn = loaded.shape.n_layers, loaded.shape.ffn
+    flat = np.arange(n_layers * ffn)
+    if 0 < neuron_sample < len(flat):
+        flat = np.sort(np.random.default_rng(seed).choice(flat, size=neuron_sample, replace=False))
+    neurons = [Target(f"n-L{i // ffn}N{i % ffn}", "neurons", int(i // ffn), neurons=(int(i % ffn),)) for i in flat]
     return components, neurons
+
+
+def chosen_pairs(loaded: Any, ps: Any, pairs: str, max_pairs: int, seed: int, batch_size: int) -> np.ndarray:
+    """Indices of the pairs to validate on, as H5 chooses them (``h5.pairs``, ``h5.max_pairs``)."""
+    pool = np.arange(len(ps.pairs))
+    if pairs == "known":
+        known = [ablation_sweep(loaded, ps.prompts(side), ps.answers(side), [], candidates=ps.answers(side),
+                                batch_size=batch_size).clean.accuracy == 1 for side in TASKS]
+        pool = np.flatnonzero(known[0] & known[1])
+    if max_pairs and len(pool) > max_pairs:
+        strata = np.array([f"{ps.pairs[i].recall.template}|{ps.pairs[i].reasoning.template}" for i in pool])
+        pool = pool[stratified_subsample(strata, max_pairs, seed)]
+    return pool
 
 
 def forward_backward_seconds(loaded: Any, prompts: Sequence[str], answers: Sequence[str], batch_size: int) -> float:
@@ -94,21 +123,31 @@ def _planted(info: dict, ablation: str, task: str, ids: list[str], est: np.ndarr
             "missed": sorted(t for t, r in rank.items() if r > 2 * k)}
 
 
-def validate_model(model_dir: Path, prompts_name: str, *, ablation: str = "zero", steps: int = 4, groups: int = 32,
-                   joint_steps: int = 16, batch_size: int = 16, neuron_k: int = 20, tau_logit: float = 0.2,
-                   progress: bool = False) -> dict:
-    """Every number of the validation for one model, both tasks, every screen variant."""
-    loaded = load_model(resolve(str(model_dir)), device="cpu", dtype="float32", progress=False)
+def validate_model(model: str, prompts_name: str, *, ablation: str = "zero",
+                   variants: dict[str, tuple[int, int]] | None = None, batch_size: int = 16, neuron_k: int = 20,
+                   tau_logit: float = 0.2, pairs: str = "all", max_pairs: int = 0, neuron_sample: int = 0,
+                   seed: int = 0, progress: bool = False) -> dict:
+    """Every number of the validation for one model (an organism's directory, a model directory or a
+    registry name), both tasks, every screen variant (name: (steps, groups))."""
+    spec = resolve(model)
+    loaded = load_model(spec, device="cpu", dtype="float32", progress=False)
+    model_dir = Path(model) if Path(model).is_dir() else None
     ps = load_prompt_set(prompts_name)
-    components, neurons = _targets(loaded, model_dir)
+    rows = chosen_pairs(loaded, ps, pairs, max_pairs, seed, batch_size)
+    components, neurons = _targets(loaded, model_dir, neuron_sample, seed)
     comp_ids = [t.id for t in components]
-    info = read_info(model_dir) if is_organism_dir(model_dir) else None
-    reference = ps.prompts("recall") + ps.prompts("reasoning")  # mean ablation: both tasks alike, as H5
-    variants = {"atp": (1, 1), "ig-joint": (joint_steps, 1), "ig": (steps, groups)}  # name: (steps, groups)
-    result: dict[str, Any] = {"model": str(model_dir), "prompts": prompts_name, "ablation": ablation,
-                              "variants": variants, "shape": dataclasses.asdict(loaded.shape), "tasks": {}}
+    neuron_layer = np.array([t.layer for t in neurons])
+    neuron_index = np.array([t.neurons[0] for t in neurons])
+    info = read_info(model_dir) if model_dir is not None and is_organism_dir(model_dir) else None
+    task_prompts = {task: [ps.prompts(task)[i] for i in rows] for task in TASKS}
+    reference = task_prompts["recall"] + task_prompts["reasoning"]  # mean ablation: both tasks alike, as H5
+    variants = variants or DEFAULT_VARIANTS
+    result: dict[str, Any] = {"model": model, "prompts": prompts_name, "ablation": ablation,
+                              "variants": variants, "shape": dataclasses.asdict(loaded.shape),
+                              "pairs": {"selection": pairs, "n": len(rows), "of": len(ps.pairs)},
+                              "neurons_measured": len(neurons), "tasks": {}}
     for task in TASKS:
-        prompts, answers = ps.prompts(task), ps.answers(task)
+        prompts, answers = task_prompts[task], [ps.answers(task)[i] for i in rows]
         common = {"ablation": ablation, "reference": reference, "candidates": answers, "batch_size": batch_size,
                   "progress": progress}
         start = time.perf_counter()
@@ -136,7 +175,7 @@ def validate_model(model_dir: Path, prompts_name: str, *, ablation: str = "zero"
                                                      desc=f"{variant} ({task})", **common)
             seconds = time.perf_counter() - start
             est = {"components": screen.estimates(components).mean(0),
-                   "neurons": screen.neurons.reshape(len(prompts), -1).mean(0)}
+                   "neurons": screen.neurons[:, neuron_layer, neuron_index].mean(0, dtype=np.float64)}
             entry = {
                 "steps": n_steps, "groups": n_groups, "seconds": seconds, "ratio_to_forward_backward": seconds / fb,
                 "estimate": {g: v.tolist() for g, v in est.items()},
@@ -161,7 +200,11 @@ def _fmt(x: float | None) -> str:
 def table(result: dict) -> str:
     """Markdown: one row per task x screen x target group x exact metric."""
     spec = ", ".join(f"{v}: {s} steps x {g} groups" for v, (s, g) in result["variants"].items())
-    lines = [f"### {result['model']} ({result['ablation']} ablation; {spec})", "",
+    n_neurons = result["shape"]["n_layers"] * result["shape"]["ffn"]
+    sample = result.get("neurons_measured", n_neurons)
+    scope = f"{result['pairs']['n']} pairs" if "pairs" in result else "every pair"
+    scope += "" if sample == n_neurons else f", {sample} of {n_neurons} neurons"
+    lines = [f"### {result['model']} ({result['ablation']} ablation; {scope}; {spec})", "",
              "| task | screen | targets | vs exact | k | recall@k | recall@2k | AUROC (n+) | Spearman (n) "
              "| planted in top-2k | screen s | x fwd+bwd |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -187,12 +230,18 @@ def table(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("organisms", nargs="*", default=[], help="built-in organisms (default: organism)")
-    parser.add_argument("--model", action="append", default=[], help="a model directory (repeatable)")
+    parser.add_argument("--model", action="append", default=[],
+                        help="a model directory or registry name, e.g. smollm2 (repeatable)")
     parser.add_argument("--prompts", default="organism", help="prompt set (default: organism)")
     parser.add_argument("--ablation", default="zero", choices=("zero", "mean"))
-    parser.add_argument("--steps", type=int, default=4, help="steps of the ig screen (default 4, the library's)")
-    parser.add_argument("--groups", type=int, default=32, help="paths per site kind of the ig screen (default 32)")
-    parser.add_argument("--joint-steps", type=int, default=16, help="steps of the ig-joint screen (default 16)")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=STEPSxGROUPS",
+                        help="a screen to validate (repeatable; default: atp=1x1, ig-joint=16x1 and ig=4x32, "
+                             "the library's default)")
+    parser.add_argument("--pairs", default="all", choices=("all", "known"), help="as h5.pairs (default all)")
+    parser.add_argument("--max-pairs", type=int, default=0, help="as h5.max_pairs (default 0: every pair)")
+    parser.add_argument("--neuron-sample", type=int, default=0,
+                        help="measure this many single neurons, drawn at random (default 0: every neuron)")
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--neuron-k", type=int, default=20, help="exact top-k of single neurons (default 20)")
     parser.add_argument("--tau-logit", type=float, default=0.2,
@@ -202,14 +251,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    try:
+        variants = {name: (int(steps), int(groups)) for name, spec in (v.split("=", 1) for v in args.variant)
+                    for steps, groups in [spec.lower().split("x", 1)]}
+    except ValueError:
+        parser.error(f"--variant takes NAME=STEPSxGROUPS, e.g. ig=4x32 (got {args.variant})")
     names = args.organisms or ([] if args.model else ["organism"])
-    dirs = [Path(ensure_built(name, progress=args.progress)) for name in names]
-    dirs += [Path(d) for d in args.model]
+    models = [str(ensure_built(name, progress=args.progress)) for name in names] + args.model
     results = []
-    for d in dirs:
-        res = validate_model(d, args.prompts, ablation=args.ablation, steps=args.steps, groups=args.groups,
-                             joint_steps=args.joint_steps, batch_size=args.batch_size, neuron_k=args.neuron_k,
-                             tau_logit=args.tau_logit, progress=args.progress)
+    for model in models:
+        res = validate_model(model, args.prompts, ablation=args.ablation, variants=variants or None,
+                             batch_size=args.batch_size, neuron_k=args.neuron_k, tau_logit=args.tau_logit,
+                             pairs=args.pairs, max_pairs=args.max_pairs, neuron_sample=args.neuron_sample,
+                             seed=args.seed, progress=args.progress)
         results.append(res)
         print(table(res), end="\n\n", flush=True)
     args.out.write_text(json.dumps(results, indent=1))

@@ -17,8 +17,14 @@ the clean run and steep near full ablation (measured, a top recall neuron's mean
 at half ablation, 0.24 at full). Measured there (benchmarks/validate_screen.py, zero ablation): AtP
 put 43-71% of the planted components and 55-70% of the exact top-20 neurons in its top-2k.
 
-The fix used here is integrated gradients (Hanna et al. 2024, "EAP-IG"); AtP*'s attention-softmax
-recomputation is not implemented. ``steps=S > 1`` walks a path from clean (alpha = 0) to ablated
+The fix used here is integrated gradients (Hanna et al. 2024, "EAP-IG"). AtP*'s two fixes do not fit
+these units. Its QK fix recomputes a head's attention softmax exactly when the patched nodes are that
+head's queries or keys; the units here are a head's output (after its softmax) and MLP neurons, so
+ablating one never moves its own head's pattern. Where a unit's ablation shifts later heads'
+patterns, those later softmaxes are nonlinear in it, and IG walks through them. GradDrop (its
+second fix, against direct and indirect effects cancelling at the clean point) costs one backward
+per layer; IG's path away from the clean point addresses the same blind spot and was measured to
+recover every planted component (below). ``steps=S > 1`` walks a path from clean (alpha = 0) to ablated
 (alpha = 1), unit <- unit + alpha (a' - unit), and averages each unit's -(a' - a(alpha)) . g(alpha)
 over the S Riemann midpoints of alpha. Downstream activations are recomputed at every point, so
 ``a(alpha)`` is the unit's unedited value there, not the clean one; with it the attributions of one

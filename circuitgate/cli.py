@@ -129,7 +129,8 @@ def parser() -> argparse.ArgumentParser:
     pt.add_argument("--organism", default="organism", choices=list(VARIANTS), help="the organism to copy")
     pt.add_argument("--zero", nargs="+", required=True, metavar="TARGET",
                     help="components to zero: mlp-L<i> (down_proj), attn-L<i> (o_proj), head-L<i>H<h> (its o_proj "
-                         "columns), neurons-L<i>-B<k> (a neuron block's down_proj columns)")
+                         "columns), neurons-L<i>-B<k> (a neuron block's down_proj columns), neuron-L<i>N<j> (one "
+                         "down_proj column)")
     pt.add_argument("--out", type=Path, required=True, help="the new model directory (a plain local model)")
     pt.add_argument("--cache", type=Path, default=None, help="cache root of the organism build")
     pt.add_argument("--force", action="store_true", help="replace --out if it exists")

@@ -4,8 +4,9 @@ Component ids, what H1-H4's component tests assert (``test_H2_head[L07H01]``): l
 ``L07H01``, neurons ``L04N00012``, H4's depth bins ``D0``. Target ids, what H5 ablates
 (``test_H5_ablation[head-L2H1]``): a layer's attention ``attn-L2`` or MLP ``mlp-L2``, a head
 ``head-L2H1``, an organism's neuron block ``neurons-L2-B0``, H3's task-specific neurons of a layer
-``neurons-L2-reasoning`` and their random control ``neurons-L2-reasoning-control``. Node ids carry
-these and never the model, so runs on two checkpoints compare test by test.
+``neurons-L2-reasoning`` and their random control ``neurons-L2-reasoning-control``, and a single
+neuron ``neuron-L2N17`` (measured when the attribution screen picks it). Node ids carry these and never
+the model, so runs on two checkpoints compare test by test.
 """
 
 from __future__ import annotations
@@ -58,18 +59,25 @@ def control_target(target: str) -> str:
     return f"{target}-control"
 
 
+def neuron_target(layer: int, neuron: int) -> str:
+    return f"neuron-L{layer}N{neuron}"
+
+
 _TARGET = re.compile(r"^(?P<kind>attn|mlp)-L(?P<layer>\d+)$|^head-L(?P<hlayer>\d+)H(?P<head>\d+)$"
-                     r"|^neurons-L(?P<nlayer>\d+)-(?:B(?P<block>\d+)|(?P<skill>recall|reasoning))(?P<control>-control)?$")
+                     r"|^neurons-L(?P<nlayer>\d+)-(?:B(?P<block>\d+)|(?P<skill>recall|reasoning))(?P<control>-control)?$"
+                     r"|^neuron-L(?P<slayer>\d+)N(?P<neuron>\d+)$")
 
 
 @dataclass(frozen=True)
 class TargetId:
-    """A parsed target id: ``kind`` is attn, mlp, head or neurons; a neuron target is a block (its
-    index) or H3's set for a skill (``control`` for the set's random control)."""
+    """A parsed target id: ``kind`` is attn, mlp, head, neurons or neuron; a neurons target is a block
+    (its index) or H3's set for a skill (``control`` for the set's random control); a neuron target is
+    one neuron (its index in the layer)."""
 
     kind: str
     layer: int
     head: int | None = None
+    neuron: int | None = None
     block: int | None = None
     skill: str | None = None
     control: bool = False
@@ -79,10 +87,12 @@ def parse_target(target: str) -> TargetId:
     m = _TARGET.match(target)
     if m is None:
         raise CircuitgateError(f"{target!r} is not a target id: attn-L<i>, mlp-L<i>, head-L<i>H<h>, "
-                               f"neurons-L<i>-B<k> or neurons-L<i>-recall|reasoning")
+                               f"neurons-L<i>-B<k>, neurons-L<i>-recall|reasoning or neuron-L<i>N<j>")
     if m["kind"]:
         return TargetId(m["kind"], int(m["layer"]))
     if m["hlayer"]:
         return TargetId("head", int(m["hlayer"]), head=int(m["head"]))
+    if m["slayer"]:
+        return TargetId("neuron", int(m["slayer"]), neuron=int(m["neuron"]))
     block = int(m["block"]) if m["block"] is not None else None
     return TargetId("neurons", int(m["nlayer"]), block=block, skill=m["skill"], control=bool(m["control"]))

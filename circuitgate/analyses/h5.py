@@ -8,9 +8,9 @@ recall prompt minus the drop on the reasoning prompt, with paired bootstrap inte
 for neuron sets, net of the random control's interaction (``causal.classify_targets``).
 
 At scale (more than ``h5.exact_max`` targets, or ``h5.screen: attribution``) an attribution screen
-(``circuitgate.attribution``) estimates every target's drop first, and only its top targets per skill
-and a random share of the rest are ablated and classified (``screened``; docs/design.md "H5 at
-scale"). The pairs ablated on are ``h5.pairs`` (all, or those the clean model answers), capped by
+(``circuitgate.attribution``) estimates every target's drop first, single neurons included, and only
+its top targets per skill and a random share of the rest are ablated and classified (``screened``,
+``screened_neurons``; docs/design.md "H5 at scale"). The pairs ablated on are ``h5.pairs`` (all, or those the clean model answers), capped by
 ``h5.max_pairs``; the clean accuracy every run reports is measured here (``clean_scores``).
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 from circuitgate.analyses.base import Analysis
 from circuitgate.causal import SKILLS, classify_targets, verdict_from_classes
 from circuitgate.config import METRICS, H5Config
-from circuitgate.ids import control_target, neuron_set_target
+from circuitgate.ids import control_target, neuron_set_target, neuron_target, parse_target
 from circuitgate.interventions import Metrics, PatchResult, SweepResult, Target
 from circuitgate.results import ComponentResult, HypothesisResult
 from circuitgate.stats import stratified_subsample
@@ -324,6 +324,28 @@ def screened(screens: Mapping[str, Any], targets: Sequence[Target], controls: Ma
     return [t for t in targets if t.id in chosen], record
 
 
+def screened_neurons(screens: Mapping[str, Any], cfg: H5Config) -> tuple[list[Target], dict[str, Any]]:
+    """The single neurons to measure exactly: per skill the 2 * top_k with the largest mean estimated
+    drop on it, plus ``neuron_random_fraction`` of the rest drawn at random, in layer order. Returns
+    them and their record as ``screened``'s (the unchosen are not listed: 530k on a 7B model)."""
+    means = {side: screens[side].neurons.mean(axis=0, dtype=np.float64) for side in SKILLS}  # [L, F]
+    ffn = means["recall"].shape[1]
+    flat = {side: m.reshape(-1) for side, m in means.items()}
+    top = np.unique(np.concatenate([np.argsort(-flat[side], kind="stable")[:2 * cfg.top_k] for side in SKILLS]))
+    rest = np.setdiff1d(np.arange(flat["recall"].size), top, assume_unique=True)
+    n_random = min(rest.size, int(np.ceil(cfg.neuron_random_fraction * rest.size)))
+    random = np.random.default_rng(cfg.seed + 2).choice(rest, size=n_random, replace=False)
+    chosen = np.concatenate([top, random])
+    order = np.argsort(chosen, kind="stable")
+    targets, record = [], {}
+    for i, why in zip(chosen[order], np.array(["top"] * top.size + ["random"] * n_random)[order]):
+        layer, j = int(i // ffn), int(i % ffn)
+        tid = neuron_target(layer, j)
+        targets.append(Target(tid, "neurons", layer, neurons=(j,)))
+        record[tid] = {"recall": float(flat["recall"][i]), "reasoning": float(flat["reasoning"][i]), "chosen": str(why)}
+    return targets, record
+
+
 class H5Analysis(Analysis):
     """Ablate the fixed targets on both tasks (once per run: the same under every method), and the
     method's H3 neuron sets with their random controls; patch residuals across tasks; classify. Beyond
@@ -348,14 +370,22 @@ class H5Analysis(Analysis):
         screen: dict[str, Any] = {"path": path}
         if path == "attribution":
             screens = run.memo("H5 screen", lambda: _screens(run))
-            fixed, fixed_record = run.memo("H5 screened", lambda: screened(screens, fixed, {}, cfg))
+
+            def screen_fixed() -> tuple[list[Target], dict[str, Any]]:
+                components, record = screened(screens, fixed, {}, cfg)
+                neurons, neuron_record = screened_neurons(screens, cfg)
+                return components + neurons, {**record, **neuron_record}
+
+            fixed, fixed_record = run.memo("H5 screened", screen_fixed)
             sets, set_record = screened(screens, sets, controls, cfg, salt=1)
             controls = {t: c for t, c in controls.items() if any(s.id == t for s in sets)}
             first = next(iter(screens.values()))
+            n_neurons = int(np.prod(first.neurons.shape[1:]))
             screen.update(method=first.method, steps=first.steps, metric=first.metric, ablation=first.ablation,
                           top_k=cfg.top_k, random_fraction=cfg.random_fraction,
-                          n_screened=len(fixed_record) + len(set_record) + int(np.prod(first.neurons.shape[1:])),
+                          neuron_random_fraction=cfg.neuron_random_fraction, n_neurons=n_neurons,
                           estimates={**fixed_record, **set_record})
+            screen["n_screened"] = n_neurons + sum(parse_target(t).kind != "neuron" for t in screen["estimates"])
         sweeps = run.memo("H5 sweeps", lambda: _sweep(run, fixed, "H5 ablations"))
         if sets:
             extra = _sweep(run, sets, f"H5 {method} neuron ablations")
@@ -380,8 +410,13 @@ def _confirmed(result: HypothesisResult, estimates: Mapping[str, Mapping[str, An
                      "exact": {side: c.details["recall_drop" if side == "recall" else "reasoning_drop"][0]
                                for side in SKILLS}}
     random = [t for t, r in rows.items() if r["chosen"] == "random"]
+    neurons = {t for t in random if parse_target(t).kind == "neuron"}
+    checks = {kind: {"n": len(ids), "mattered": [t for t in ids if rows[t]["class"] != "none"]}
+              for kind, ids in (("components", [t for t in random if t not in neurons]),
+                                ("neurons", [t for t in random if t in neurons]))}
     return {"confirmed": rows, "n_confirmed": len(rows),
-            "random_checks": {"n": len(random), "mattered": [t for t in random if rows[t]["class"] != "none"]}}
+            "random_checks": {"n": len(random), "mattered": [t for t in random if rows[t]["class"] != "none"],
+                              **checks}}
 
 
 ANALYSIS = H5Analysis()

@@ -23,7 +23,7 @@ NOTE_FILE = "perturbed.json"  # what was zeroed, from which weights
 
 def parse_targets(targets: Sequence[str]) -> list[TargetId]:
     """The targets' spelling, checked before anything is built or loaded: a layer's attention or MLP,
-    a head or a neuron block (H3's neuron sets are a run's, not the weights')."""
+    a head, a neuron block or one neuron (H3's neuron sets are a run's, not the weights')."""
     parsed = []
     for t in targets:
         try:
@@ -31,8 +31,8 @@ def parse_targets(targets: Sequence[str]) -> list[TargetId]:
         except CircuitgateError:
             target = None
         if target is None or target.skill is not None:
-            raise CircuitgateError(f"cannot zero {t!r}: targets are mlp-L<i>, attn-L<i>, head-L<i>H<h> or "
-                                   f"neurons-L<i>-B<k>")
+            raise CircuitgateError(f"cannot zero {t!r}: targets are mlp-L<i>, attn-L<i>, head-L<i>H<h>, "
+                                   f"neurons-L<i>-B<k> or neuron-L<i>N<j>")
         parsed.append(target)
     return parsed
 
@@ -57,7 +57,12 @@ def _edits(targets: Sequence[str], model_type: str, shape: Shape,
         layer = target.layer
         if layer >= shape.n_layers:
             raise CircuitgateError(f"cannot zero {t}: the model has {shape.n_layers} layers")
-        if target.kind == "neurons":  # a block's neurons write through their down_proj inputs
+        if target.kind == "neuron":  # one neuron writes through its down_proj input
+            if target.neuron >= shape.ffn:
+                raise CircuitgateError(f"cannot zero {t}: layer {layer} has {shape.ffn} neurons")
+            edits.append((adapter.weight_name(layer, adapter.down_path),
+                          adapter.weight_inputs(slice(target.neuron, target.neuron + 1)), True))
+        elif target.kind == "neurons":  # a block's neurons write through their down_proj inputs
             if block_size is None:
                 raise CircuitgateError(f"cannot zero {t}: the source is not an organism, it has no neuron blocks")
             block = target.block

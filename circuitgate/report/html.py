@@ -227,14 +227,19 @@ def _screen(screen: Mapping[str, Any] | None, metric: str | None) -> list[str]:
         return ["<h2>H5 targets</h2><p>every target measured exactly (no screen: "
                 "<code>h5.screen</code> exact, or few enough targets for <code>h5.exact_max</code>).</p>"]
     checks = screen["random_checks"]
-    found = ", ".join(escape(t) for t in checks["mattered"]) or "none"
+
+    def found(kind: str) -> str:
+        c = checks[kind]
+        return f"{c['n']} drawn at random, of which these mattered: {', '.join(escape(t) for t in c['mattered']) or 'none'}"
+
     parts = [
         "<h2>H5 screen and exact confirmation</h2>",
         f"<p>{screen['method']} screen ({screen['steps']} step(s), {escape(screen['metric'])}, "
-        f"{escape(screen['ablation'])} ablation) of {screen['n_screened']} targets, neurons included; "
-        f"{screen['n_confirmed']} measured exactly: the top {2 * screen['top_k']} per skill and "
-        f"{checks['n']} drawn at random from the rest ({screen['random_fraction']:.0%}), of which these "
-        f"mattered: {found}. Only measured targets are classified.</p>",
+        f"{escape(screen['ablation'])} ablation) of {screen['n_screened']} targets, {screen['n_neurons']} single "
+        f"neurons included; {screen['n_confirmed']} measured exactly. Heads, sublayers and neuron sets: the top "
+        f"{2 * screen['top_k']} per skill and {screen['random_fraction']:.0%} of the rest, {found('components')}. "
+        f"Single neurons: the top {2 * screen['top_k']} per skill and {screen['neuron_random_fraction']:.1%} of the "
+        f"rest, {found('neurons')}. Only measured targets are classified.</p>",
         "<table><tr><th>target</th><th>chosen</th><th>class</th>"
         + "".join(f"<th>{side}: screen ({escape(screen['metric'])})</th><th>{side}: exact ({escape(str(metric))})</th>"
                   for side in ("recall", "reasoning")) + "</tr>",

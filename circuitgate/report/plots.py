@@ -274,7 +274,9 @@ def _targets(components: Mapping[str, Any]) -> tuple[dict[str, dict[int, Mapping
             t = parse_target(cid)
         except CircuitgateError:  # not a target id this report knows: left out of the plots
             continue
-        if t.control:  # a neuron set's random control is in its set's numbers already
+        # A neuron set's random control is in its set's numbers already; single neurons, a few per
+        # layer picked by the screen, are in the report's screen table, not on a series over depth.
+        if t.control or t.kind == "neuron":
             continue
         if t.kind == "head":
             heads[t.layer, t.head] = c

@@ -1,12 +1,20 @@
 """H5's attribution path on the organism, against its measured truth: the screen picks which targets
-are measured exactly, and after confirmation every planted component must be there with its class."""
+are measured exactly, and after confirmation every planted component must be there with its class;
+the single neurons it confirms are selective only inside a planted block of their class."""
 
 from __future__ import annotations
 
 import pytest
 
+import json
+import math
+
 from circuitgate.analyses import expected_components
+from circuitgate.documents import verdicts_document
+from circuitgate.ids import parse_target
+from circuitgate.report import render_html
 from circuitgate.session import Run, Settings
+from circuitgate.truth import read_info
 
 pytestmark = pytest.mark.slow
 
@@ -32,3 +40,29 @@ def test_every_planted_component_is_confirmed_with_its_class(screened_run):
     assert set(h5.components) == set(screen["confirmed"])
     assert len(h5.components) < len(screen["estimates"])
     assert h5.verdict == "supported"
+
+
+def test_single_neurons_are_confirmed_and_selective_only_in_planted_blocks(screened_run, organism_family):
+    h5 = screened_run.result("H5")
+    screen = h5.summary["screen"]
+    neurons = {tid: r for tid, r in screen["confirmed"].items() if parse_target(tid).kind == "neuron"}
+    top = [t for t, r in neurons.items() if r["chosen"] == "top"]
+    assert 0 < len(top) <= 2 * 2 * 5  # top_k 5: at most ten per skill
+    # 5% of the rest of the organism's 4 x 256 neurons, drawn at random
+    assert screen["random_checks"]["neurons"]["n"] == math.ceil(0.05 * (screen["n_neurons"] - len(top)))
+    info = read_info(organism_family["organism"])
+    size, truth = info["plan"]["block_size"], info["ground_truth"]["ablations"]["zero"]
+    selective = {t: r["class"] for t, r in neurons.items() if r["class"] in ("recall", "reasoning")}
+    assert selective  # measured: 8 single reasoning neurons of the planted blocks of layers 2 and 3
+    for tid, cls in selective.items():
+        n = parse_target(tid)
+        block = f"neurons-L{n.layer}-B{n.neuron // size}"
+        assert truth.get(block, {}).get("class") == cls, (tid, cls, block)
+
+
+def test_the_report_shows_each_confirmed_target_beside_its_estimate(screened_run):
+    screened_run.result("H5")
+    html = render_html(json.loads(json.dumps(verdicts_document(screened_run))))
+    assert "H5 screen and exact confirmation" in html and "single neurons included" in html
+    for tid in screened_run.result("H5").summary["screen"]["confirmed"]:
+        assert f"<td>{tid}</td>" in html

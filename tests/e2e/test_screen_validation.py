@@ -31,7 +31,8 @@ def _validator():
 def test_default_screen_finds_the_organisms_neurons_and_planted_components(organism_family):
     defaults = inspect.signature(attribution_screen).parameters
     steps, groups = defaults["steps"].default, defaults["groups"].default
-    result = _validator().validate_model(organism_family["organism"], "organism", steps=steps, groups=groups)
+    result = _validator().validate_model(str(organism_family["organism"]), "organism",
+                                         variants={"ig": (steps, groups)})
     for task, t in result["tasks"].items():
         screen = t["screens"]["ig"]
         assert (screen["steps"], screen["groups"]) == (steps, groups)

@@ -214,3 +214,39 @@ def test_screened_takes_the_top_per_skill_a_random_share_of_the_rest_and_the_con
     assert record["head-L0H3"] == {"recall": 5.0, "reasoning": 0.0, "chosen": "top"}
     assert "neurons-L0-recall-control" not in record  # controls are not candidates
     assert screened(screens, targets, controls, cfg)[0] == chosen  # seeded
+
+
+class _FakeNeuronScreen:
+    """Fixed per-prompt estimated drops of every single neuron, [P, L, F]."""
+
+    def __init__(self, neurons: np.ndarray) -> None:
+        self.neurons = neurons
+
+
+def test_screened_neurons_takes_the_top_per_skill_and_a_random_share_of_the_rest():
+    from circuitgate.analyses.h5 import screened_neurons
+    from circuitgate.config import H5Config
+    from circuitgate.ids import parse_target
+
+    rng = np.random.default_rng(0)
+    recall = rng.normal(0, 0.01, size=(3, 4, 50)).astype(np.float32)  # 3 prompts, 4 layers, 50 neurons
+    reasoning = rng.normal(0, 0.01, size=(3, 4, 50)).astype(np.float32)
+    recall[:, 2, 7], recall[:, 0, 3] = 2.0, 1.0  # the recall top 2
+    reasoning[:, 3, 49], reasoning[:, 1, 0] = 3.0, 1.5  # the reasoning top 2
+    screens = {"recall": _FakeNeuronScreen(recall), "reasoning": _FakeNeuronScreen(reasoning)}
+    cfg = H5Config(top_k=1, neuron_random_fraction=0.05)
+    targets, record = screened_neurons(screens, cfg)
+    top = {t for t, r in record.items() if r["chosen"] == "top"}
+    assert top == {"neuron-L2N7", "neuron-L0N3", "neuron-L3N49", "neuron-L1N0"}
+    random = {t for t, r in record.items() if r["chosen"] == "random"}
+    assert len(random) == 10 and not random & top  # ceil(5% of the 196 others)
+    assert [t.id for t in targets] == list(record) and set(record) == top | random
+    order = [(t.layer, t.neurons[0]) for t in targets]
+    assert order == sorted(order)  # in layer order
+    for t in targets:
+        parsed = parse_target(t.id)
+        assert (parsed.kind, parsed.layer, parsed.neuron) == ("neuron", t.layer, t.neurons[0]) and t.kind == "neurons"
+    assert record["neuron-L2N7"]["recall"] == pytest.approx(2.0) and record["neuron-L2N7"]["chosen"] == "top"
+    assert [t.id for t in screened_neurons(screens, cfg)[0]] == list(record)  # seeded
+    none = screened_neurons(screens, H5Config(top_k=1, neuron_random_fraction=0.0))[1]
+    assert set(none) == top

@@ -58,8 +58,22 @@ def test_zeroes_an_organisms_neuron_block(tiny_model_dir, tmp_path):
         perturb(source, tmp_path / "broken2", ["neurons-L1-B4"])
 
 
+def test_zeroes_one_neuron(tiny_model_dir, tmp_path):
+    """A single neuron (what the attribution screen confirms) is its one down_proj input column."""
+    out = perturb(tiny_model_dir, tmp_path / "broken", ["neuron-L1N5"])
+    before, after = _weights(tiny_model_dir), _weights(out)
+    arch = json.loads((tiny_model_dir / "config.json").read_text())["model_type"]
+    down = FAMILIES[arch].weight_name(1, FAMILIES[arch].down_path)
+    assert not after[down][:, 5].any() and before[down][:, 5].any()
+    keep = torch.ones(before[down].shape[1], dtype=torch.bool)
+    keep[5] = False
+    assert torch.equal(after[down][:, keep], before[down][:, keep])
+    assert all(torch.equal(before[k], after[k]) for k in before if k != down)
+
+
 @pytest.mark.parametrize("target, message", [
     ("mlp-L9", "the model has 2 layers"), ("head-L0H7", "layer 0 has 4 heads"), ("mlp2", "targets are"),
+    ("neuron-L0N999", "layer 0 has 64 neurons"),
     ("neurons-L0-B0", "the source is not an organism, it has no neuron blocks"),
 ])
 def test_bad_targets_are_refused_and_leave_nothing(tiny_qwen_dir, tmp_path, target, message):
