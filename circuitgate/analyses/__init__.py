@@ -72,6 +72,11 @@ def component_ids(run: "Run", hypothesis: str) -> list[str]:
     return analysis(hypothesis).component_ids(run)
 
 
+def baseline_component_ids(run: "Run", hypothesis: str) -> set[str]:
+    """Every unit the baseline has for a hypothesis, under any method it ran (empty without one)."""
+    return {cid for m in run.settings.methods for cid in (_baseline_entry(run, hypothesis, m) or {}).get("components", {})}
+
+
 def baseline_neuron_sets(run: "Run") -> dict[str, tuple[int, tuple[int, ...]]] | None:
     """The neuron sets the baseline's H5 ablated as targets of their own, or None without a baseline
     H5: a gate ablates what the baseline ablated, also on a copy that no longer knows its blocks."""
@@ -81,5 +86,5 @@ def baseline_neuron_sets(run: "Run") -> dict[str, tuple[int, tuple[int, ...]]] |
     return {tid: (s["layer"], tuple(s["neurons"])) for tid, s in entry.get("summary", {}).get("neuron_sets", {}).items()}
 
 
-__all__ = ["ANALYSES", "Analysis", "analysis", "baseline_neuron_sets", "component_ids", "expected_components",
+__all__ = ["ANALYSES", "Analysis", "analysis", "baseline_component_ids", "baseline_neuron_sets", "component_ids", "expected_components",
            "expected_verdict"]

@@ -17,7 +17,7 @@ its top targets per skill and a random share of the rest are ablated and classif
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -299,11 +299,12 @@ def _screens(run: "Run") -> dict[str, Any]:
 
 
 def screened(screens: Mapping[str, Any], targets: Sequence[Target], controls: Mapping[str, str], cfg: H5Config,
-             salt: int = 0) -> tuple[list[Target], dict[str, Any]]:
+             salt: int = 0, keep: Collection[str] = ()) -> tuple[list[Target], dict[str, Any]]:
     """The targets to measure exactly: per skill the 2 * top_k with the largest mean estimated drop on
-    it, plus ``random_fraction`` of the rest drawn at random (to catch what the screen missed), each
-    neuron set with its control. Returns them (in ``targets``' order) and the screen's record: each
-    candidate's estimated mean drop per skill and why it was chosen."""
+    it, plus ``random_fraction`` of the rest drawn at random (to catch what the screen missed), plus
+    those named in ``keep`` (a baseline's), each neuron set with its control. Returns them (in
+    ``targets``' order) and the screen's record: each candidate's estimated mean drop per skill and why
+    it was chosen."""
     control_ids = set(controls.values())
     candidates = [t for t in targets if t.id not in control_ids]
     if not candidates:
@@ -316,29 +317,36 @@ def screened(screens: Mapping[str, Any], targets: Sequence[Target], controls: Ma
     rng = np.random.default_rng(cfg.seed + salt)
     n_random = min(len(rest), int(np.ceil(cfg.random_fraction * len(rest))))
     random = set(rng.choice(rest, size=n_random, replace=False).tolist()) if n_random else set()
-    chosen = top | random
+    kept = {t.id for t in candidates if t.id in keep} - top - random
+    chosen = top | random | kept
     chosen |= {controls[t] for t in chosen if t in controls}
+    why = {**{t: "baseline" for t in kept}, **{t: "random" for t in random}, **{t: "top" for t in top}}
     record = {t.id: {"recall": float(estimate["recall"][j]), "reasoning": float(estimate["reasoning"][j]),
-                     "chosen": "top" if t.id in top else ("random" if t.id in random else None)}
+                     "chosen": why.get(t.id)}
               for j, t in enumerate(candidates)}
     return [t for t in targets if t.id in chosen], record
 
 
-def screened_neurons(screens: Mapping[str, Any], cfg: H5Config) -> tuple[list[Target], dict[str, Any]]:
+def screened_neurons(screens: Mapping[str, Any], cfg: H5Config,
+                     keep: Sequence[tuple[int, int]] = ()) -> tuple[list[Target], dict[str, Any]]:
     """The single neurons to measure exactly: per skill the 2 * top_k with the largest mean estimated
-    drop on it, plus ``neuron_random_fraction`` of the rest drawn at random, in layer order. Returns
-    them and their record as ``screened``'s (the unchosen are not listed: 530k on a 7B model)."""
+    drop on it, plus ``neuron_random_fraction`` of the rest drawn at random, plus the (layer, neuron)s
+    in ``keep`` (a baseline's), in layer order. Returns them and their record as ``screened``'s (the
+    unchosen are not listed: 530k on a 7B model)."""
     means = {side: screens[side].neurons.mean(axis=0, dtype=np.float64) for side in SKILLS}  # [L, F]
-    ffn = means["recall"].shape[1]
+    n_layers, ffn = means["recall"].shape
     flat = {side: m.reshape(-1) for side, m in means.items()}
     top = np.unique(np.concatenate([np.argsort(-flat[side], kind="stable")[:2 * cfg.top_k] for side in SKILLS]))
     rest = np.setdiff1d(np.arange(flat["recall"].size), top, assume_unique=True)
     n_random = min(rest.size, int(np.ceil(cfg.neuron_random_fraction * rest.size)))
     random = np.random.default_rng(cfg.seed + 2).choice(rest, size=n_random, replace=False)
-    chosen = np.concatenate([top, random])
+    kept = np.array([layer * ffn + j for layer, j in keep if layer < n_layers and j < ffn], dtype=np.int64)
+    kept = np.setdiff1d(kept, np.concatenate([top, random]))
+    chosen = np.concatenate([top, random, kept])
+    reasons = np.array(["top"] * top.size + ["random"] * n_random + ["baseline"] * kept.size)
     order = np.argsort(chosen, kind="stable")
     targets, record = [], {}
-    for i, why in zip(chosen[order], np.array(["top"] * top.size + ["random"] * n_random)[order]):
+    for i, why in zip(chosen[order], reasons[order]):
         layer, j = int(i // ffn), int(i % ffn)
         tid = neuron_target(layer, j)
         targets.append(Target(tid, "neurons", layer, neurons=(j,)))
@@ -369,15 +377,21 @@ class H5Analysis(Analysis):
         path = screen_path(run)
         screen: dict[str, Any] = {"path": path}
         if path == "attribution":
+            from circuitgate.analyses import baseline_component_ids
+
             screens = run.memo("H5 screen", lambda: _screens(run))
+            baseline = baseline_component_ids(run, "H5")
 
             def screen_fixed() -> tuple[list[Target], dict[str, Any]]:
-                components, record = screened(screens, fixed, {}, cfg)
-                neurons, neuron_record = screened_neurons(screens, cfg)
+                # A gate measures every target its baseline classified, whatever the screen ranks now:
+                # a target left unmeasured would be a failing test ("absent") that says nothing.
+                components, record = screened(screens, fixed, {}, cfg, keep=baseline)
+                ids = [parse_target(t) for t in baseline if t.startswith("neuron-")]
+                neurons, neuron_record = screened_neurons(screens, cfg, [(n.layer, n.neuron) for n in ids])
                 return components + neurons, {**record, **neuron_record}
 
             fixed, fixed_record = run.memo("H5 screened", screen_fixed)
-            sets, set_record = screened(screens, sets, controls, cfg, salt=1)
+            sets, set_record = screened(screens, sets, controls, cfg, salt=1, keep=baseline)
             controls = {t: c for t, c in controls.items() if any(s.id == t for s in sets)}
             first = next(iter(screens.values()))
             n_neurons = int(np.prod(first.neurons.shape[1:]))

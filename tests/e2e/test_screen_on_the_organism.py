@@ -66,3 +66,21 @@ def test_the_report_shows_each_confirmed_target_beside_its_estimate(screened_run
     assert "H5 screen and exact confirmation" in html and "single neurons included" in html
     for tid in screened_run.result("H5").summary["screen"]["confirmed"]:
         assert f"<td>{tid}</td>" in html
+
+
+def test_a_gate_measures_every_target_its_baseline_classified(screened_run, tmp_path):
+    """A gate on a screened model ablates the baseline's targets whatever its own screen ranks: with
+    top_k 1 the screen alone would leave most of them unmeasured."""
+    screened_run.result("H5")
+    baseline = tmp_path / "verdicts.json"
+    baseline.write_text(json.dumps(verdicts_document(screened_run)))
+    config = tmp_path / "gate.yaml"
+    config.write_text("h5:\n  screen: attribution\n  top_k: 1\n  random_fraction: 0\n  neuron_random_fraction: 0\n")
+    gate = Run(Settings(model="organism", config=str(config), baseline=str(baseline), device="cpu", progress=False))
+    h5 = gate.result("H5")
+    before = screened_run.result("H5").components
+    assert set(before) <= set(h5.components)
+    chosen = {r["chosen"] for r in h5.summary["screen"]["confirmed"].values()}
+    assert chosen == {"top", "baseline"}
+    planted = {cid: e.value for cid, e in expected_components(screened_run, "H5").items() if e.value != "none"}
+    assert {cid: h5.components[cid].cls for cid in planted} == planted

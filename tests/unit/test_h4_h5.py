@@ -214,6 +214,11 @@ def test_screened_takes_the_top_per_skill_a_random_share_of_the_rest_and_the_con
     assert record["head-L0H3"] == {"recall": 5.0, "reasoning": 0.0, "chosen": "top"}
     assert "neurons-L0-recall-control" not in record  # controls are not candidates
     assert screened(screens, targets, controls, cfg)[0] == chosen  # seeded
+    # a baseline's targets are measured too, a neuron set with its control
+    rest = [t.id for t in targets[:20] if t.id not in top | random]
+    kept_ids, kept = screened(screens, targets, controls, cfg, keep={rest[0], "neurons-L0-recall", "head-L9H9"})
+    assert kept[rest[0]]["chosen"] == "baseline" and "head-L9H9" not in kept
+    assert {rest[0], "neurons-L0-recall", "neurons-L0-recall-control"} <= {t.id for t in kept_ids}
 
 
 class _FakeNeuronScreen:
@@ -250,3 +255,8 @@ def test_screened_neurons_takes_the_top_per_skill_and_a_random_share_of_the_rest
     assert [t.id for t in screened_neurons(screens, cfg)[0]] == list(record)  # seeded
     none = screened_neurons(screens, H5Config(top_k=1, neuron_random_fraction=0.0))[1]
     assert set(none) == top
+    # a baseline's neurons are measured too; one the screen chose keeps its reason, one out of the
+    # model's shape is left out
+    kept = screened_neurons(screens, H5Config(top_k=1, neuron_random_fraction=0.0), [(0, 10), (2, 7), (9, 0)])[1]
+    assert set(kept) == top | {"neuron-L0N10"}
+    assert kept["neuron-L0N10"]["chosen"] == "baseline" and kept["neuron-L2N7"]["chosen"] == "top"
