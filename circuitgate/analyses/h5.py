@@ -293,7 +293,7 @@ def _screens(run: "Run") -> dict[str, Any]:
     ablation = cfg.ablation if cfg.ablation in SCREEN_ABLATIONS else "mean"
     return {side: attribution_screen(run.loaded, prompts[side], answers[side],
                                      ablation=ablation, reference=prompts["recall"] + prompts["reasoning"],
-                                     candidates=ps.answers(side), steps=cfg.screen_steps, seed=cfg.seed,
+                                     candidates=ps.answers(side), steps=cfg.screen_steps, groups=cfg.screen_groups, seed=cfg.seed,
                                      desc=f"H5 screen ({side})", **_intervention_args(run))
             for side in SKILLS}
 
@@ -395,7 +395,7 @@ class H5Analysis(Analysis):
             controls = {t: c for t, c in controls.items() if any(s.id == t for s in sets)}
             first = next(iter(screens.values()))
             n_neurons = int(np.prod(first.neurons.shape[1:]))
-            screen.update(method=first.method, steps=first.steps, metric=first.metric, ablation=first.ablation,
+            screen.update(method=first.method, steps=first.steps, groups=first.groups, metric=first.metric, ablation=first.ablation,
                           top_k=cfg.top_k, random_fraction=cfg.random_fraction,
                           neuron_random_fraction=cfg.neuron_random_fraction, n_neurons=n_neurons,
                           estimates={**fixed_record, **set_record})

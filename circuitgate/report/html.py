@@ -234,7 +234,9 @@ def _screen(screen: Mapping[str, Any] | None, metric: str | None) -> list[str]:
 
     parts = [
         "<h2>H5 screen and exact confirmation</h2>",
-        f"<p>{screen['method']} screen ({screen['steps']} step(s), {escape(screen['metric'])}, "
+        f"<p>{screen['method']} screen ({screen['steps']} step(s)"
+        + (f" x {screen['groups']} groups" if screen.get("groups", 1) > 1 else "")
+        + f", {escape(screen['metric'])}, "
         f"{escape(screen['ablation'])} ablation) of {screen['n_screened']} targets, {screen['n_neurons']} single "
         f"neurons included; {screen['n_confirmed']} measured exactly. Heads, sublayers and neuron sets: the top "
         f"{2 * screen['top_k']} per skill and {screen['random_fraction']:.0%} of the rest, {found('components')}. "

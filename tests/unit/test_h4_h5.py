@@ -260,3 +260,11 @@ def test_screened_neurons_takes_the_top_per_skill_and_a_random_share_of_the_rest
     kept = screened_neurons(screens, H5Config(top_k=1, neuron_random_fraction=0.0), [(0, 10), (2, 7), (9, 0)])[1]
     assert set(kept) == top | {"neuron-L0N10"}
     assert kept["neuron-L0N10"]["chosen"] == "baseline" and kept["neuron-L2N7"]["chosen"] == "top"
+
+
+@pytest.mark.parametrize("key, value", [("screen_groups", 0), ("screen_steps", 0), ("neuron_random_fraction", 1.5)])
+def test_screen_settings_are_checked(key, value):
+    from circuitgate import CircuitgateError
+
+    with pytest.raises(CircuitgateError, match=f"h5.{key} must be"):
+        H5Config(**{key: value})
