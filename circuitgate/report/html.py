@@ -239,8 +239,8 @@ def _screen(screen: Mapping[str, Any] | None, metric: str | None) -> list[str]:
         + f", {escape(screen['metric'])}, "
         f"{escape(screen['ablation'])} ablation) of {screen['n_screened']} targets, {screen['n_neurons']} single "
         f"neurons included; {screen['n_confirmed']} measured exactly. Heads, sublayers and neuron sets: the top "
-        f"{2 * screen['top_k']} per skill and {screen['random_fraction']:.0%} of the rest, {found('components')}. "
-        f"Single neurons: the top {2 * screen['top_k']} per skill and {screen['neuron_random_fraction']:.1%} of the "
+        f"{2 * screen['top_k']} per skill and {screen['random_fraction'] * 100:g}% of the rest, {found('components')}. "
+        f"Single neurons: the top {2 * screen['top_k']} per skill and {screen['neuron_random_fraction'] * 100:g}% of the "
         f"rest, {found('neurons')}. Only measured targets are classified.</p>",
         "<table><tr><th>target</th><th>chosen</th><th>class</th>"
         + "".join(f"<th>{side}: screen ({escape(screen['metric'])})</th><th>{side}: exact ({escape(str(metric))})</th>"

@@ -64,7 +64,8 @@ def test_single_neurons_are_confirmed_and_selective_only_in_planted_blocks(scree
 def test_the_report_shows_each_confirmed_target_beside_its_estimate(screened_run):
     screened_run.result("H5")
     html = render_html(json.loads(json.dumps(verdicts_document(screened_run))))
-    assert "H5 screen and exact confirmation" in html and "single neurons included" in html
+    assert "H5 screen and exact confirmation" in html and "1024 single neurons included" in html
+    assert "Single neurons: the top 10 per skill and 5% of the rest, 51 drawn at random" in html
     for tid in screened_run.result("H5").summary["screen"]["confirmed"]:
         assert f"<td>{tid}</td>" in html
 
