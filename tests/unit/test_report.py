@@ -142,6 +142,7 @@ def test_report_command_rebuilds_the_same_page(both_html, tmp_path, capsys):
     assert (tmp_path / "again.html").read_text() == both_html
 
 
+@pytest.mark.slow  # a scale test: the 7B-sized document alone takes about 6 s to build and render
 def test_a_7b_sized_document_renders_in_seconds_and_stays_small(big_render):
     html, seconds = big_render
     assert set(images(html)) == plot_ids("paired")
