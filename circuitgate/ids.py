@@ -64,8 +64,8 @@ def neuron_target(layer: int, neuron: int) -> str:
 
 
 _TARGET = re.compile(r"^(?P<kind>attn|mlp)-L(?P<layer>\d+)$|^head-L(?P<hlayer>\d+)H(?P<head>\d+)$"
-                     r"|^neurons-L(?P<nlayer>\d+)-(?:B(?P<block>\d+)|(?P<skill>recall|reasoning))(?P<control>-control)?$"
-                     r"|^neuron-L(?P<slayer>\d+)N(?P<neuron>\d+)$")
+                     r"|^neurons-L(?P<nlayer>\d+)-(?:B(?P<block>\d+)|(?P<skill>recall|reasoning))"
+                     r"(?P<control>-control)?$|^neuron-L(?P<slayer>\d+)N(?P<neuron>\d+)$")
 
 
 @dataclass(frozen=True)

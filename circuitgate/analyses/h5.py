@@ -10,8 +10,9 @@ for neuron sets, net of the random control's interaction (``causal.classify_targ
 At scale (more than ``h5.exact_max`` targets, or ``h5.screen: attribution``) an attribution screen
 (``circuitgate.attribution``) estimates every target's drop first, single neurons included, and only
 its top targets per skill and a random share of the rest are ablated and classified (``screened``,
-``screened_neurons``; docs/design.md "H5 at scale"). The pairs ablated on are ``h5.pairs`` (all, or those the clean model answers), capped by
-``h5.max_pairs``; the clean accuracy every run reports is measured here (``clean_scores``).
+``screened_neurons``; docs/design.md "H5 at scale"). The pairs ablated on are ``h5.pairs`` (all, or
+those the clean model answers), capped by ``h5.max_pairs``; the clean accuracy every run reports is
+measured here (``clean_scores``).
 """
 
 from __future__ import annotations
@@ -293,7 +294,8 @@ def _screens(run: "Run") -> dict[str, Any]:
     ablation = cfg.ablation if cfg.ablation in SCREEN_ABLATIONS else "mean"
     return {side: attribution_screen(run.loaded, prompts[side], answers[side],
                                      ablation=ablation, reference=prompts["recall"] + prompts["reasoning"],
-                                     candidates=ps.answers(side), steps=cfg.screen_steps, groups=cfg.screen_groups, seed=cfg.seed,
+                                     candidates=ps.answers(side), steps=cfg.screen_steps, groups=cfg.screen_groups,
+                                     seed=cfg.seed,
                                      desc=f"H5 screen ({side})", **_intervention_args(run))
             for side in SKILLS}
 
@@ -350,7 +352,8 @@ def screened_neurons(screens: Mapping[str, Any], cfg: H5Config,
         layer, j = int(i // ffn), int(i % ffn)
         tid = neuron_target(layer, j)
         targets.append(Target(tid, "neurons", layer, neurons=(j,)))
-        record[tid] = {"recall": float(flat["recall"][i]), "reasoning": float(flat["reasoning"][i]), "chosen": str(why)}
+        record[tid] = {"recall": float(flat["recall"][i]), "reasoning": float(flat["reasoning"][i]),
+                       "chosen": str(why)}
     return targets, record
 
 
@@ -395,7 +398,8 @@ class H5Analysis(Analysis):
             controls = {t: c for t, c in controls.items() if any(s.id == t for s in sets)}
             first = next(iter(screens.values()))
             n_neurons = int(np.prod(first.neurons.shape[1:]))
-            screen.update(method=first.method, steps=first.steps, groups=first.groups, metric=first.metric, ablation=first.ablation,
+            screen.update(method=first.method, steps=first.steps, groups=first.groups, metric=first.metric,
+                          ablation=first.ablation,
                           top_k=cfg.top_k, random_fraction=cfg.random_fraction,
                           neuron_random_fraction=cfg.neuron_random_fraction, n_neurons=n_neurons,
                           estimates={**fixed_record, **set_record})

@@ -228,20 +228,20 @@ def _screen(screen: Mapping[str, Any] | None, metric: str | None) -> list[str]:
                 "<code>h5.screen</code> exact, or few enough targets for <code>h5.exact_max</code>).</p>"]
     checks = screen["random_checks"]
 
-    def found(kind: str) -> str:
+    def chosen(kind: str, fraction: float) -> str:
         c = checks[kind]
-        return f"{c['n']} drawn at random, of which these mattered: {', '.join(escape(t) for t in c['mattered']) or 'none'}"
+        mattered = ", ".join(escape(t) for t in c["mattered"]) or "none"
+        return (f"the top {2 * screen['top_k']} per skill and {fraction * 100:g}% of the rest, {c['n']} drawn at "
+                f"random, of which these mattered: {mattered}")
 
+    groups = f" x {screen['groups']} groups" if screen.get("groups", 1) > 1 else ""
     parts = [
         "<h2>H5 screen and exact confirmation</h2>",
-        f"<p>{screen['method']} screen ({screen['steps']} step(s)"
-        + (f" x {screen['groups']} groups" if screen.get("groups", 1) > 1 else "")
-        + f", {escape(screen['metric'])}, "
+        f"<p>{screen['method']} screen ({screen['steps']} step(s){groups}, {escape(screen['metric'])}, "
         f"{escape(screen['ablation'])} ablation) of {screen['n_screened']} targets, {screen['n_neurons']} single "
-        f"neurons included; {screen['n_confirmed']} measured exactly. Heads, sublayers and neuron sets: the top "
-        f"{2 * screen['top_k']} per skill and {screen['random_fraction'] * 100:g}% of the rest, {found('components')}. "
-        f"Single neurons: the top {2 * screen['top_k']} per skill and {screen['neuron_random_fraction'] * 100:g}% of the "
-        f"rest, {found('neurons')}. Only measured targets are classified.</p>",
+        f"neurons included; {screen['n_confirmed']} measured exactly. Heads, sublayers and neuron sets: "
+        f"{chosen('components', screen['random_fraction'])}. Single neurons: "
+        f"{chosen('neurons', screen['neuron_random_fraction'])}. Only measured targets are classified.</p>",
         "<table><tr><th>target</th><th>chosen</th><th>class</th>"
         + "".join(f"<th>{side}: screen ({escape(screen['metric'])})</th><th>{side}: exact ({escape(str(metric))})</th>"
                   for side in ("recall", "reasoning")) + "</tr>",
