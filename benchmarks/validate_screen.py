@@ -46,6 +46,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from circuitgate.analyses.h5 import chosen_pairs
 from circuitgate.attribution import Attribution, attribution_screen
 from circuitgate.expectations import neuron_sets
 from circuitgate.extract import left_pad, tokenize
@@ -54,7 +55,6 @@ from circuitgate.models import load_model, resolve
 from circuitgate.organism import ensure_built
 from circuitgate.prompts import load_prompt_set
 from circuitgate.stats import screen_agreement
-from circuitgate.stats.splits import stratified_subsample
 from circuitgate.truth import is_organism_dir, read_info
 
 TASKS = ("recall", "reasoning")
@@ -82,17 +82,13 @@ def _targets(loaded: Any, model_dir: Path | None, neuron_sample: int = 0, seed: 
     return components, neurons
 
 
-def chosen_pairs(loaded: Any, ps: Any, pairs: str, max_pairs: int, seed: int, batch_size: int) -> np.ndarray:
+def validated_pairs(loaded: Any, ps: Any, pairs: str, max_pairs: int, seed: int, batch_size: int) -> np.ndarray:
     """Indices of the pairs to validate on, as H5 chooses them (``h5.pairs``, ``h5.max_pairs``)."""
-    pool = np.arange(len(ps.pairs))
+    scores = None
     if pairs == "known":
-        known = [ablation_sweep(loaded, ps.prompts(side), ps.answers(side), [], candidates=ps.answers(side),
-                                batch_size=batch_size).clean.accuracy == 1 for side in TASKS]
-        pool = np.flatnonzero(known[0] & known[1])
-    if max_pairs and len(pool) > max_pairs:
-        strata = np.array([f"{ps.pairs[i].recall.template}|{ps.pairs[i].reasoning.template}" for i in pool])
-        pool = pool[stratified_subsample(strata, max_pairs, seed)]
-    return pool
+        scores = {side: ablation_sweep(loaded, ps.prompts(side), ps.answers(side), [], candidates=ps.answers(side),
+                                       batch_size=batch_size).clean for side in TASKS}
+    return chosen_pairs(ps, pairs, max_pairs, seed, scores)
 
 
 def forward_backward_seconds(loaded: Any, prompts: Sequence[str], answers: Sequence[str], batch_size: int) -> float:
@@ -138,7 +134,7 @@ def validate_model(model: str, prompts_name: str, *, ablation: str = "zero",
     loaded = load_model(spec, device="cpu", dtype="float32", progress=False)
     model_dir = Path(model) if Path(model).is_dir() else None
     ps = load_prompt_set(prompts_name)
-    rows = chosen_pairs(loaded, ps, pairs, max_pairs, seed, batch_size)
+    rows = validated_pairs(loaded, ps, pairs, max_pairs, seed, batch_size)
     components, neurons = _targets(loaded, model_dir, neuron_sample, seed, neuron_layers)
     comp_ids = [t.id for t in components]
     neuron_layer = np.array([t.layer for t in neurons])

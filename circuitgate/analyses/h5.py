@@ -198,19 +198,25 @@ def clean_accuracy(run: "Run") -> dict[str, float]:
     return {side: float(m.accuracy.mean()) for side, m in clean_scores(run).items()}
 
 
+def chosen_pairs(ps: Any, pairs: str, max_pairs: int, seed: int,
+                 scores: Mapping[str, Metrics] | None = None) -> np.ndarray:
+    """Indices of the pairs to ablate on, sorted: every pair, or (``pairs`` known) those whose two
+    prompts the clean model answers by ``scores`` (``clean_scores``), then a subsample of ``max_pairs``
+    (0: no cap) stratified by template pair."""
+    pool = np.arange(len(ps.pairs))
+    if pairs == "known":
+        pool = np.flatnonzero((scores["recall"].accuracy == 1) & (scores["reasoning"].accuracy == 1))
+    if max_pairs and len(pool) > max_pairs:
+        strata = np.array([f"{ps.pairs[i].recall.template}|{ps.pairs[i].reasoning.template}" for i in pool])
+        pool = pool[stratified_subsample(strata, max_pairs, seed)]
+    return pool
+
+
 def swept_pairs(run: "Run") -> np.ndarray:
     """Indices of the pairs H5 ablates on (``h5.pairs``, ``h5.max_pairs``), sorted."""
-    def choose() -> np.ndarray:
-        cfg, ps = run.config.h5, run.prompt_set
-        pool = np.arange(len(ps.pairs))
-        if cfg.pairs == "known":
-            scores = clean_scores(run)
-            pool = np.flatnonzero((scores["recall"].accuracy == 1) & (scores["reasoning"].accuracy == 1))
-        if cfg.max_pairs and len(pool) > cfg.max_pairs:
-            strata = np.array([f"{ps.pairs[i].recall.template}|{ps.pairs[i].reasoning.template}" for i in pool])
-            pool = pool[stratified_subsample(strata, cfg.max_pairs, cfg.seed)]
-        return pool
-    return run.memo("H5 pairs", choose)
+    cfg = run.config.h5
+    return run.memo("H5 pairs", lambda: chosen_pairs(run.prompt_set, cfg.pairs, cfg.max_pairs, cfg.seed,
+                                                     clean_scores(run) if cfg.pairs == "known" else None))
 
 
 def swept(run: "Run") -> tuple[dict[str, list[str]], dict[str, list[str]]]:
