@@ -48,6 +48,7 @@ class TargetStats(NamedTuple):
     reasoning_drop: Interval
     interaction: Interval
     cls: np.ndarray  # [T] str: "recall" | "reasoning" | "mixed" | "none"
+    pair_interaction: np.ndarray  # [P, T] per pair: recall drop - reasoning drop, net of the control's
     n_pairs: int
     n_boot: int
     level: float
@@ -121,7 +122,7 @@ def classify_targets(recall_drop: np.ndarray, reasoning_drop: np.ndarray, *, tau
         ["none", "mixed", "recall", "reasoning"],
         default="mixed",  # one side hurt, but not selectively beyond pair noise and control
     )
-    return TargetStats(recall, reasoning, interaction, cls, r.shape[0], n_boot, level, tau, BOOTSTRAP_METHOD)
+    return TargetStats(recall, reasoning, interaction, cls, diff, r.shape[0], n_boot, level, tau, BOOTSTRAP_METHOD)
 
 
 

@@ -47,7 +47,7 @@ def _compare(args: argparse.Namespace) -> int:
     from circuitgate.compare import FORMATS, compare, load_document
 
     a, b = load_document(args.a), load_document(args.b)
-    comparison = compare(a, b, args.label[0], args.label[1])
+    comparison = compare(a, b, args.label[0], args.label[1], strict=True if args.strict else None)
     text = FORMATS[args.format](comparison)
     if args.output:
         Path(args.output).write_text(text)
@@ -143,13 +143,15 @@ def parser() -> argparse.ArgumentParser:
     acc.add_argument("--cache", type=Path, default=None, help="cache root of the organism builds")
     acc.add_argument("-o", "--output", default=None, help="write here instead of stdout")
     acc.set_defaults(func=_organism_accuracy)
-    c = sub.add_parser("compare", help="verdict and component flips and effect changes between two verdicts.json; "
-                                       "exit 1 when something regressed")
+    c = sub.add_parser("compare", help="B judged against A by the gate's rule (skills, verdicts, units: regressed, "
+                                       "unresolved, held, added); exit 1 when something regressed")
     c.add_argument("a", help="the reference run's verdicts.json (e.g. the released checkpoint)")
     c.add_argument("b", help="the run to check against it (e.g. the candidate)")
     c.add_argument("--format", default="table", choices=["table", "json", "markdown"],
                    help="markdown: for a pull-request comment")
     c.add_argument("--label", nargs=2, default=["A", "B"], metavar=("A", "B"), help="names of the two runs in the output")
+    c.add_argument("--strict", action="store_true",
+                   help="unresolved changes fail too (default: B's gate.strict setting)")
     c.add_argument("-o", "--output", default=None, help="write here instead of stdout")
     c.set_defaults(func=_compare)
     r = sub.add_parser("report", help="rebuild report.html from a verdicts.json")

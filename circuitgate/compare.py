@@ -1,31 +1,26 @@
-"""Two verdicts.json documents side by side: verdict and class flips, effect changes with CIs.
+"""Two verdicts.json documents side by side, decided by the gate's rule (``circuitgate.gate``):
+``circuitgate compare A.json B.json`` prints it (a table, JSON or markdown for a pull-request comment);
+``--baseline`` judges a run by the same rule, so a failing test and a regression here are one thing.
 
-``circuitgate compare A.json B.json`` prints it; ``--baseline`` judges a run by the same rule, so a
-failing test and a regression in the comparison are the same thing:
-
-- a verdict or class that changed is a **regression** (see ``circuitgate.verdicts``: the baseline is
-  the expectation; an intended change is accepted by re-baselining);
-- a component A had and B lacks regressed unless it was ``none``; one only B has is **added**;
-- an effect **changed** when A's and B's intervals are disjoint.
-
-Documents compare only when made with the same schema, method and prompt set (name and hash).
+Documents compare only when made with comparable schemas, the same method, the same prompt set (name
+and hash) and models of the same shape; everything else is named in one line.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from circuitgate import CircuitgateError
+from circuitgate.gate import DECISIONS, SKILLS_KEY, Decision, GateReport, compare_entries, gate_config, method_entries
 from circuitgate.methods import canonical_method
 from circuitgate.prompts import renamed_prompts
-from circuitgate.verdicts import SCHEMA, format_interval, jsonable, outcome
+from circuitgate.verdicts import COMPARABLE_SCHEMAS, SCHEMA, format_interval, jsonable
 
 REQUIRED_KEYS = ("schema", "method", "prompts", "hypotheses")
-MAX_ROWS = 15  # effect changes shown in a table or a comment; JSON has them all
 
 
 def load_document(path: str | Path) -> dict[str, Any]:
@@ -65,13 +60,16 @@ def incompatibilities(a: Mapping[str, Any], b: Mapping[str, Any], a_label: str =
                       b_label: str = "B") -> list[str]:
     """What makes two documents incomparable: another schema, method or prompt set, each named."""
     problems = []
-    if a["schema"] != b["schema"]:
+    if a["schema"] != b["schema"] and not {a["schema"], b["schema"]} <= set(COMPARABLE_SCHEMAS):
         problems.append(f"schema: {a_label} {a['schema']}, {b_label} {b['schema']}")
     if a["method"] != b["method"]:
         problems.append(f"method: {a_label} {a['method']}, {b_label} {b['method']}")
     pa, pb = a["prompts"], b["prompts"]
     if (pa.get("name"), pa.get("sha256")) != (pb.get("name"), pb.get("sha256")):
         problems.append(f"prompt set: {a_label} {_prompts(a)}, {b_label} {_prompts(b)}")
+    sa, sb = _shape(a), _shape(b)
+    if sa and sb and sa != sb:  # its units are other units: a layer or head of one is not the other's
+        problems.append(f"model shape: {a_label} {sa}, {b_label} {sb}")
     return problems
 
 
@@ -81,6 +79,11 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
         return load_document(path)
     except CircuitgateError as e:
         raise CircuitgateError(f"--baseline: {e}") from None
+
+
+def baseline_method(path: str | Path | None) -> str | None:
+    """With no --method, a gate runs the baseline's method (it must, to compare)."""
+    return load_baseline(path)["method"] if path else None
 
 
 def baseline_prompts(doc: Mapping[str, Any] | None, path: str | Path | None) -> str | None:
@@ -105,100 +108,25 @@ def check_baseline(doc: Mapping[str, Any], path: str | Path, method: str, prompt
         raise CircuitgateError(f"--baseline {path} was made with another " + "; another ".join(problems))
 
 
-def method_entries(doc: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """method -> {hypothesis: entry}: each method's under ``--method both``, else the one method's."""
-    return dict(doc["by_method"]) if "by_method" in doc else {doc["method"]: doc["hypotheses"]}
+def check_shape(doc: Mapping[str, Any], path: str | Path, shape: Mapping[str, Any]) -> None:
+    """Refuse a candidate whose shape differs from its baseline's model's: none of its units would be
+    the baseline's."""
+    problems = incompatibilities(doc, {**doc, "model": {"shape": dict(shape)}}, "baseline", "this model")
+    if problems:
+        raise CircuitgateError(f"--baseline {path} was made on a model of another shape: " + "; ".join(problems))
 
 
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
-
-
-def _ci(c: Mapping[str, Any] | None) -> list[float] | None:
-    ci = (c or {}).get("effect_ci")
-    return list(ci) if ci and all(_finite(v) for v in ci) else None
-
-
-@dataclass(frozen=True)
-class Change:
-    """One hypothesis verdict or one component class in A and in B."""
-
-    method: str
-    hypothesis: str
-    component: str | None  # None: the hypothesis's verdict
-    before: str | None
-    after: str | None
-    outcome: str
-    effect_before: float | None = None
-    ci_before: list[float] | None = None
-    effect_after: float | None = None
-    ci_after: list[float] | None = None
-
-    @property
-    def delta(self) -> float | None:
-        if _finite(self.effect_before) and _finite(self.effect_after):
-            return self.effect_after - self.effect_before
+def _shape(doc: Mapping[str, Any]) -> str | None:
+    shape = (doc.get("model") or {}).get("shape")
+    if not isinstance(shape, Mapping):
         return None
-
-    @property
-    def disjoint(self) -> bool:
-        """The effect moved beyond both intervals' reach: A's and B's intervals do not overlap."""
-        a, b = self.ci_before, self.ci_after
-        return a is not None and b is not None and (b[0] > a[1] or b[1] < a[0])
-
-    @property
-    def name(self) -> str:
-        return self.hypothesis if self.component is None else f"{self.hypothesis} {self.component}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "delta": self.delta, "ci_disjoint": self.disjoint}
+    return f"{shape.get('n_layers')} layers x {shape.get('n_heads')} heads, {shape.get('ffn')} MLP neurons per layer"
 
 
-@dataclass(frozen=True)
-class Comparison:
-    a: Mapping[str, Any]  # label, model, sha256
-    b: Mapping[str, Any]
-    method: str
-    prompts: str
-    hypotheses: list[Change]
-    components: list[Change]  # every component of a hypothesis both documents have
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def regressions(self) -> list[Change]:
-        return [c for c in self.hypotheses + self.components if c.outcome == "regression"]
-
-    @property
-    def flips(self) -> list[Change]:
-        """Components whose class changed (or that vanished or appeared)."""
-        return [c for c in self.components if c.outcome != "same"]
-
-    @property
-    def effect_changes(self) -> list[Change]:
-        """Components whose intervals are disjoint, the largest change first."""
-        moved = [c for c in self.components if c.disjoint]
-        return sorted(moved, key=lambda c: -abs(c.delta or 0.0))
-
-    def label(self, c: Change) -> str:
-        """A change's name, with its method under ``--method both`` (H1 L04 is in both methods)."""
-        return f"{c.method}: {c.name}" if "/" in self.method else c.name
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.regressions else 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"a": dict(self.a), "b": dict(self.b), "method": self.method, "prompts": self.prompts,
-                "n_regressions": len(self.regressions),
-                "regressions": [self.label(c) for c in self.regressions],
-                "hypotheses": [c.to_dict() for c in self.hypotheses],
-                "components": [c.to_dict() for c in self.components],
-                "notes": list(self.notes)}
-
-
-def _side(doc: Mapping[str, Any], label: str) -> dict[str, Any]:
-    model = doc.get("model") or {}
-    return {"label": label, "model": model.get("name") or model.get("id"), "sha256": model.get("sha256")}
+def config_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """Settings that differ between two runs: their verdicts may differ for that reason alone."""
+    fa, fb = dict(_flat(a.get("config") or {})), dict(_flat(b.get("config") or {}))
+    return [f"{k} {fa.get(k)} -> {fb.get(k)}" for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
 
 
 def _flat(d: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -209,78 +137,111 @@ def _flat(d: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
         yield prefix[:-1], d
 
 
-def config_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
-    """Thresholds that differ between two runs: their verdicts may differ for that reason alone."""
-    fa, fb = dict(_flat(a.get("config") or {})), dict(_flat(b.get("config") or {}))
-    return [f"{k} {fa.get(k)} -> {fb.get(k)}" for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+@dataclass(frozen=True)
+class Comparison:
+    """Two documents side by side: who they are, and the gate's decisions (``gate.GateReport``)."""
+
+    a: Mapping[str, Any]  # label, model, sha256
+    b: Mapping[str, Any]
+    method: str
+    prompts: str
+    report: GateReport
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failing(self) -> list[Decision]:
+        return self.report.failing
+
+    @property
+    def exit_code(self) -> int:
+        return self.report.exit_code
+
+    def label(self, d: Decision) -> str:
+        """A decision's name, with its method under ``--method both`` (H1 L04 is in both methods)."""
+        return f"{d.method}: {d.name}" if "/" in self.method else d.name
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.report
+        return {"a": dict(self.a), "b": dict(self.b), "method": self.method, "prompts": self.prompts,
+                "strict": r.strict, "n_failing": len(r.failing), "failing": [self.label(d) for d in r.failing],
+                "counts": r.counts(), "noise_floor": r.noise_floor,
+                "skills": [d.to_dict() for d in r.skills], "hypotheses": [d.to_dict() for d in r.hypotheses],
+                "units": [d.to_dict() for d in r.units], "notes": list(self.notes)}
 
 
-def compare(a: Mapping[str, Any], b: Mapping[str, Any], a_label: str = "A", b_label: str = "B") -> Comparison:
-    """A compared with B; raises CircuitgateError when they cannot be compared (saying why)."""
+def _side(doc: Mapping[str, Any], label: str) -> dict[str, Any]:
+    model = doc.get("model") or {}
+    return {"label": label, "model": model.get("name") or model.get("id"), "sha256": model.get("sha256")}
+
+
+def compare(a: Mapping[str, Any], b: Mapping[str, Any], a_label: str = "A", b_label: str = "B",
+            strict: bool | None = None) -> Comparison:
+    """B against A by the gate's rule (``gate.compare_entries``, with B's gate settings: a gate run
+    carries its baseline's); raises CircuitgateError when they cannot be compared (saying why)."""
     problems = incompatibilities(a, b, a_label, b_label)
     if problems:
         raise CircuitgateError(f"{a_label} and {b_label} cannot be compared: " + "; ".join(problems))
-    hyps: list[Change] = []
-    comps: list[Change] = []
-    notes = []
-    ea, eb = method_entries(a), method_entries(b)
-    for method in ea:
-        ha, hb = ea[method], eb.get(method, {})
-        only = sorted(set(ha) ^ set(hb))
-        if only:
-            notes.append(f"{method}: not in both runs, not compared: "
-                         + ", ".join(f"{h} (only {a_label if h in ha else b_label})" for h in only))
-        for h in sorted(set(ha) & set(hb)):
-            x, y = ha[h], hb[h]
-            hyps.append(Change(method, h, None, x["verdict"], y["verdict"],
-                               outcome(x["verdict"], y["verdict"])))
-            ca, cb = x.get("components") or {}, y.get("components") or {}
-            for cid in list(ca) + [c for c in cb if c not in ca]:
-                p, q = ca.get(cid), cb.get(cid)
-                comps.append(Change(
-                    method, h, cid, p and p["class"], q and q["class"],
-                    outcome(p and p["class"], q and q["class"]),
-                    p and p.get("effect"), _ci(p), q and q.get("effect"), _ci(q)))
+    cfg = gate_config(b if (b.get("config") or {}).get("gate") else a)
+    if strict is not None:
+        cfg = replace(cfg, strict=strict)
+    report = compare_entries(a, b, cfg)
+    notes = list(report.notes)
     differences = config_differences(a, b)
     if differences:
-        notes.append("thresholds differ (verdicts may differ for that reason alone): " + "; ".join(differences))
-    return Comparison(_side(a, a_label), _side(b, b_label), "/".join(ea), _prompts(a), hyps, comps, notes)
+        notes.append("settings differ (verdicts may differ for that reason alone): " + "; ".join(differences))
+    return Comparison(_side(a, a_label), _side(b, b_label), "/".join(method_entries(a)), _prompts(a), report, notes)
 
 
 # -- formats ------------------------------------------------------------------------------------
+MAX_ROWS = 15  # held units are counted, not listed; a comment lists at most this many failing ones
+
+
 def _num(x: Any) -> str:
-    return f"{x:+.3g}" if _finite(x) else "-"
+    return f"{x:+.3g}" if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else "-"
 
 
-def _effect(x: Any, ci: list[float] | None) -> str:
-    return _num(x) + (f" {format_interval(ci)}" if ci else "")
+def _ci(ci: Any) -> str:
+    return format_interval(ci) if ci else ""
 
 
-def _rows(c: Comparison) -> tuple[list[list[str]], list[list[str]], list[list[str]]]:
-    multi = "/" in c.method  # --method both: name the method on every row
+def _shown(c: Comparison) -> list[Decision]:
+    """The units worth a row: all but those held with their class (those are counted)."""
+    return [d for d in c.report.units if not (d.decision == "held" and not d.class_changed)]
 
-    def who(x: Change) -> list[str]:
-        return ([x.method] if multi else []) + [x.hypothesis]
 
-    hyps = [who(x) + [x.before or "-", x.after or "-", x.outcome] for x in c.hypotheses]
-    flips = [who(x) + [x.component or "", x.before or "absent", x.after or "absent", x.outcome,
-                       _effect(x.effect_before, x.ci_before), _effect(x.effect_after, x.ci_after)] for x in c.flips]
-    moved = [who(x) + [x.component or "", x.after or "-", _effect(x.effect_before, x.ci_before),
-                       _effect(x.effect_after, x.ci_after), _num(x.delta)] for x in c.effect_changes[:MAX_ROWS]]
-    return hyps, flips, moved
+def _skill_rows(c: Comparison) -> list[list[str]]:
+    return [[d.unit or "", d.before or "-", d.after or "-", f"{_num(d.delta)} {_ci(d.delta_ci)}".strip(),
+             d.decision] for d in c.report.skills]
+
+
+def _hypothesis_rows(c: Comparison) -> list[list[str]]:
+    multi = "/" in c.method
+    return [([d.method] if multi else []) + [d.hypothesis, d.before or "-", d.after or "-", d.decision,
+                                              "" if d.decision == "held" and not d.class_changed else d.why]
+            for d in c.report.hypotheses]
+
+
+def _unit_rows(c: Comparison, units: list[Decision]) -> list[list[str]]:
+    multi = "/" in c.method
+    return [([d.method] if multi else []) + [
+        d.hypothesis, d.unit or "", f"{d.before or 'absent'} -> {d.after or 'absent'}",
+        f"{_num(d.effect_before)} -> {_num(d.effect_after)}", f"{_num(d.delta)} {_ci(d.delta_ci)}".strip(),
+        f"{d.margin:g}" if d.margin is not None else "", f"{d.p_adj:.2g}" if d.p_adj is not None else "",
+        d.decision] for d in units]
 
 
 def _headers(c: Comparison) -> tuple[list[str], list[str], list[str]]:
-    lead = (["method"] if "/" in c.method else []) + ["hypothesis"]
+    lead = ["method"] if "/" in c.method else []
     a, b = c.a["label"], c.b["label"]
-    return (lead + [a, b, "outcome"],
-            lead + ["component", a, b, "outcome", f"effect {a} [CI]", f"effect {b} [CI]"],
-            lead + ["component", "class now", f"effect {a} [CI]", f"effect {b} [CI]", "change"])
+    return (["task", f"accuracy {a}", f"accuracy {b}", "change [CI]", "decision"],
+            lead + ["hypothesis", a, b, "decision", "why"],
+            lead + ["hypothesis", "unit", "class", "effect", "change [CI]", "margin", "p_adj", "decision"])
 
 
 def _title(c: Comparison) -> str:
-    n = len(c.regressions)
-    return f"{n} regression{'s' if n != 1 else ''}" if n else "no regressions"
+    n = len(c.failing)
+    what = "regressed or unresolved (strict)" if c.report.strict else "regressed"
+    return f"FAIL: {n} {what}" if n else "PASS: nothing regressed"
 
 
 def _sides(c: Comparison) -> str:
@@ -290,9 +251,25 @@ def _sides(c: Comparison) -> str:
     return f"{one(c.a)}; {one(c.b)}; method {c.method}; prompts {c.prompts}"
 
 
-def _more(c: Comparison) -> str:
-    n = len(c.effect_changes)
-    return f" (largest {MAX_ROWS} of {n})" if n > MAX_ROWS else ""
+def counts_line(report: GateReport) -> str:
+    """Units per decision, and the baseline's noise floor beside them."""
+    n = report.counts()
+    line = ", ".join(f"{n[d]} {d}" for d in DECISIONS)
+    floor = noise_floor_line(report)
+    return f"units: {line}" + (f"; {floor}" if floor else "")
+
+
+def noise_floor_line(report: GateReport) -> str:
+    """How many class flips a rerun of A on resampled pairs would give by chance (its noise floor)."""
+    parts = []
+    for method, per in report.noise_floor.items():
+        if per:
+            lead = f"{method}: " if len(report.noise_floor) > 1 else ""
+            parts.append(lead + ", ".join(f"{h} {v:.1f}" for h, v in sorted(per.items())))
+    if not parts:
+        return ""
+    return ("noise floor (class flips a rerun of A on resampled pairs would give by chance): "
+            + "; ".join(parts))
 
 
 def format_table(c: Comparison) -> str:
@@ -300,37 +277,43 @@ def format_table(c: Comparison) -> str:
         widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
         return ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in [header] + rows]
 
-    hyps, flips, moved = _rows(c)
-    h_head, f_head, m_head = _headers(c)
-    out = [f"circuitgate compare: {_title(c)}", _sides(c), "", *table(h_head, hyps), ""]
-    out += ["component flips:", *table(f_head, flips), ""] if flips else ["component flips: none", ""]
-    if moved:
-        out += [f"effect changes (intervals disjoint){_more(c)}:", *table(m_head, moved), ""]
-    else:
-        out += ["effect changes (intervals disjoint): none", ""]
+    s_head, h_head, u_head = _headers(c)
+    out = [f"circuitgate compare: {_title(c)}", _sides(c), ""]
+    if c.report.skills:
+        out += ["skills (clean accuracy, every pair):", *table(s_head, _skill_rows(c)), ""]
+    out += [*table(h_head, _hypothesis_rows(c)), ""]
+    shown = _shown(c)
+    out += (["units (held units with an unchanged class are counted, not listed):",
+             *table(u_head, _unit_rows(c, shown)), ""] if shown else [])
+    out += [counts_line(c.report), ""]
     out += [f"note: {n}" for n in c.notes]
-    if c.regressions:
-        out.append("regressed: " + ", ".join(c.label(x) for x in c.regressions))
+    if c.failing:
+        out.append("failing: " + ", ".join(c.label(d) for d in c.failing))
     return "\n".join(out).rstrip() + "\n"
 
 
 def format_markdown(c: Comparison) -> str:
+    """Short, for a pull-request comment: what fails, then the counts."""
     def table(header: list[str], rows: list[list[str]]) -> list[str]:
         cell = lambda v: v.replace("|", "\\|")  # noqa: E731 - a cell escaper, used once
         return ["| " + " | ".join(map(cell, header)) + " |", "|" + "---|" * len(header),
                 *("| " + " | ".join(map(cell, r)) + " |" for r in rows)]
 
-    hyps, flips, moved = _rows(c)
-    h_head, f_head, m_head = _headers(c)
-    verdict = f"**FAIL: {_title(c)}**" if c.regressions else "**PASS: no regressions**"
-    out = [f"### circuitgate compare: {verdict}", "", _sides(c), "", *table(h_head, hyps), ""]
-    if c.regressions:
-        out += ["Regressed: " + ", ".join(f"`{c.label(x)}`" for x in c.regressions), ""]
-    out += ["#### Component flips", "", *table(f_head, flips), ""] if flips else ["No component flips.", ""]
-    if moved:
-        out += [f"#### Effect changes (intervals disjoint){_more(c)}", "", *table(m_head, moved), ""]
-    else:
-        out += ["No effect moved beyond its interval.", ""]
+    s_head, h_head, u_head = _headers(c)
+    out = [f"### circuitgate compare: **{_title(c)}**", "", _sides(c), ""]
+    failing = c.failing
+    skills = [d for d in failing if d.hypothesis == SKILLS_KEY]
+    verdicts = [d for d in failing if d.hypothesis != SKILLS_KEY and d.unit is None]
+    units = [d for d in failing if d.hypothesis != SKILLS_KEY and d.unit is not None]
+    if skills:
+        rows = [r for r, d in zip(_skill_rows(c), c.report.skills) if d in skills]
+        out += ["#### Skills", "", *table(s_head, rows), ""]
+    if verdicts:
+        out += ["#### Verdicts", "", *(f"- `{c.label(d)}` {d.before} -> {d.after}: {d.why}" for d in verdicts), ""]
+    if units:
+        more = f" (first {MAX_ROWS} of {len(units)})" if len(units) > MAX_ROWS else ""
+        out += [f"#### Units{more}", "", *table(u_head, _unit_rows(c, units[:MAX_ROWS])), ""]
+    out += [counts_line(c.report), ""]
     out += [f"> {n}" for n in c.notes]
     return "\n".join(out).rstrip() + "\n"
 
@@ -340,4 +323,3 @@ def format_json(c: Comparison) -> str:
 
 
 FORMATS = {"table": format_table, "markdown": format_markdown, "json": format_json}
-

@@ -215,6 +215,68 @@ class H5Config:
 
 
 @dataclass(frozen=True)
+class MetricMargins:
+    """A margin in the units of each H5 metric (H4's depth bins carry H5's interaction)."""
+
+    accuracy: float = 0.1
+    prob: float = 0.1
+    logit_diff: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in METRICS:
+            value = getattr(self, name)
+            _check(math.isfinite(value) and value >= 0, f"a margin must be >= 0, got {name}: {value}")
+
+    def of(self, metric: str) -> float:
+        return float(getattr(self, metric))
+
+
+@dataclass(frozen=True)
+class Margins:
+    """How far a unit's effect must move to matter, in its hypothesis's units (docs/design.md,
+    "Gating", says how each default was set from measured noise)."""
+
+    h1: float = 0.5  # d_z (paired) or d (original) of the layer's strongest feature: paired.d_min
+    h2: float = 0.5  # as h1, over a head's attention metrics
+    h3: float = 0.05  # the signed share of a layer's neurons: h3.layer_fraction
+    h4: MetricMargins = field(default_factory=MetricMargins)  # a depth bin's mean interaction
+    h5: MetricMargins = field(default_factory=MetricMargins)  # a target's interaction: h5.min_drop
+    clean_accuracy: float = 0.05  # a task's whole-answer accuracy over every pair
+
+    def __post_init__(self) -> None:
+        for name in ("h1", "h2", "h3", "clean_accuracy"):
+            value = getattr(self, name)
+            _check(math.isfinite(value) and value >= 0, f"gate.margins.{name} must be >= 0, got {value}")
+
+    def of(self, hypothesis: str, metric: str) -> float:
+        """The margin of a hypothesis's effect (H4 and H5: in ``metric``'s units)."""
+        margin = getattr(self, hypothesis.lower())
+        return margin.of(metric) if isinstance(margin, MetricMargins) else float(margin)
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """How a run is judged against a baseline (``--baseline``, ``circuitgate compare``): per unit,
+    the change in effect against a material margin (docs/design.md, "Gating")."""
+
+    alpha: float = 0.05  # FDR level across a hypothesis's units for "regressed"; level of each equivalence test
+    level: float = 0.95  # the intervals shown for a change
+    strict: bool = False  # "unresolved" fails too
+    n_boot: int = 2000  # bootstrap resamples of the pairs for a change of d_z
+    # Bootstrap resamples of the pairs on which a run reruns its decisions: its noise floor (how many
+    # units another sample of pairs would flip) and H3's replicates. Each costs one H3 analysis.
+    resamples: int = 10
+    seed: int = 0
+    margins: Margins = field(default_factory=Margins)
+
+    def __post_init__(self) -> None:
+        _check(0 < self.alpha < 1, f"gate.alpha must be in (0, 1), got {self.alpha}")
+        _check(0 < self.level < 1, f"gate.level must be in (0, 1), got {self.level}")
+        _check(self.n_boot >= 2, "gate.n_boot must be >= 2")
+        _check(self.resamples >= 2, "gate.resamples must be >= 2")
+
+
+@dataclass(frozen=True)
 class Config:
     h1: H1Config = field(default_factory=H1Config)
     h2: H2Config = field(default_factory=H2Config)
@@ -222,6 +284,7 @@ class Config:
     h4: H4Config = field(default_factory=H4Config)
     h5: H5Config = field(default_factory=H5Config)
     paired: PairedConfig = field(default_factory=PairedConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
     # Expected hypothesis verdicts; unset ones come from the model's expectations source.
     expected: Mapping[str, str] = field(default_factory=dict)
 

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 import torch
 
 from circuitgate.analyses import expected_components, expected_verdict
-from circuitgate.analyses.h5 import clean_accuracy
+from circuitgate.analyses.h5 import clean_accuracy, clean_scores
+from circuitgate.encoding import pack_bits
 from circuitgate.verdicts import SCHEMA, hypothesis_entry, jsonable
 
 if TYPE_CHECKING:
@@ -29,8 +30,10 @@ def verdicts_document(run: "Run") -> dict[str, Any]:
         "model": run.model_info,
         "method": run.settings.method,
         "prompts": {"name": ps.name, "sha256": ps.sha256, "n_pairs": len(ps.pairs)},
-        # Can the model do the tasks at all? Every pair, whole answers, greedy (docs/design.md, Files).
+        # Can the model do the tasks at all? Every pair, whole answers, greedy (docs/design.md, Files);
+        # per pair in the prompt set's order, so a gate compares a skill pair by pair.
         "clean_accuracy": clean_accuracy(run),
+        "clean_correct": {side: pack_bits(m.accuracy == 1) for side, m in clean_scores(run).items()},
         "expectations": expectations_source(run),
         **({"baseline": {"path": str(run.settings.baseline), "model": run.baseline.get("model")}}
            if run.baseline is not None else {}),
@@ -42,17 +45,41 @@ def verdicts_document(run: "Run") -> dict[str, Any]:
            if len(run.settings.methods) > 1 else {}),
     }
     if run.baseline is not None:
-        doc["baseline"]["regressions"] = regressions(run, doc)
+        doc["baseline"].update(gate_record(run, doc))
     return doc
 
 
-def regressions(run: "Run", doc: Mapping[str, Any]) -> list[str]:
-    """What regressed against the baseline among the tested hypotheses, by `circuitgate compare`'s
-    rule and names: a failing test and a named regression are one thing seen twice."""
-    from circuitgate.compare import compare
+def gate_record(run: "Run", doc: dict[str, Any]) -> dict[str, Any]:
+    """The gate's decisions on the tested hypotheses (and skills, when their tests ran), by the rule
+    `circuitgate compare` applies to the two files: a failing test and a named regression are one
+    thing seen twice. Each entry, component and skill carries its own decision too."""
+    from circuitgate.compare import compare, counts_line
 
-    c = compare(run.baseline, doc, "baseline", "this run")
-    return [c.label(x) for x in c.regressions if x.hypothesis in run.tested]
+    c = compare(run.baseline, doc, "baseline", "this run", strict=run.config.gate.strict)
+    tested = [d for d in c.report.decisions if d.hypothesis in run.tested]
+    for d in tested:
+        entries = doc["by_method"][d.method] if "by_method" in doc else doc["hypotheses"]
+        if d.hypothesis in entries:
+            target = entries[d.hypothesis] if d.unit is None else entries[d.hypothesis]["components"].get(d.unit)
+            if target is not None:
+                target["gate"] = jsonable(_gate_fields(d))
+                target["passed"] = not d.failing(c.report.strict)
+    failing = [c.label(d) for d in c.failing if d.hypothesis in run.tested]
+    return jsonable({
+        "regressions": failing,
+        "strict": c.report.strict,
+        "counts": c.report.counts(),
+        "counts_line": counts_line(c.report),
+        "skills": [d.to_dict() for d in c.report.skills] if "skills" in run.tested else [],
+        "decisions": [d.to_dict() for d in tested if not (d.decision == "held" and not d.class_changed)],
+        "overrides": run.overrides,
+        "notes": c.notes,
+    })
+
+
+def _gate_fields(d: Any) -> dict[str, Any]:
+    return {"decision": d.decision, "why": d.why, "delta": d.delta, "delta_ci": d.delta_ci, "margin": d.margin,
+            "p_adj": d.p_adj, "basis": d.basis}
 
 
 def _entries(run: "Run", method: str) -> dict[str, Any]:

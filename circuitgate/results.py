@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 
+from circuitgate.encoding import pack_floats
+
 Verdict = Literal["supported", "not_supported", "inconclusive"]
 ComponentClass = Literal["recall", "reasoning", "mixed", "none"]
 CLASSES: tuple[str, ...] = ("recall", "reasoning", "mixed", "none")
@@ -46,12 +48,22 @@ class ComponentResult:
     details: Mapping[str, Any] = field(default_factory=dict)
     # The effect's interval (low, high) where the method draws one; `circuitgate compare` reads it.
     effect_ci: tuple[float, float] | None = None
+    # What a gate compares with another run's (docs/design.md, "Gating"): the per-pair values whose
+    # mean or d_z is the effect, or bootstrap replicates of the effect; the hypothesis's
+    # ``uncertainty`` says which, over which pairs.
+    pair_values: Any = field(default=None, repr=False, compare=False)
+    replicates: Any = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        # The common keys come last: a method's details never shadow them (verdicts.json schema 2).
-        return {**self.details, "class": self.cls, "effect": self.effect,
-                "effect_ci": None if self.effect_ci is None else [float(x) for x in self.effect_ci],
-                "p_adj": self.p_adj}
+        # The common keys come last: a method's details never shadow them (verdicts.json schema 3).
+        out = {**self.details, "class": self.cls, "effect": self.effect,
+               "effect_ci": None if self.effect_ci is None else [float(x) for x in self.effect_ci],
+               "p_adj": self.p_adj}
+        if self.pair_values is not None:
+            out["pair_values"] = pack_floats(self.pair_values)
+        if self.replicates is not None:
+            out["replicates"] = pack_floats(self.replicates)
+        return out
 
 
 def feature_details(names: Sequence[str], effect: Any, p_adj: Any, recall: Any, reasoning: Any,
@@ -77,3 +89,6 @@ class HypothesisResult:
     components: Mapping[str, ComponentResult]
     # Arrays behind the result that later analyses read (H3's neuron masks for H5); never serialised.
     arrays: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # What its components' ``pair_values`` or ``replicates`` are (``uncertainty``: docs/design.md,
+    # "Gating"); empty when they have none.
+    uncertainty: Mapping[str, Any] = field(default_factory=dict)

@@ -20,7 +20,7 @@ import torch
 from circuitgate import CircuitgateError
 from circuitgate.analyses import analysis
 from circuitgate.activations import Activations
-from circuitgate.compare import baseline_prompts, check_baseline, load_baseline
+from circuitgate.compare import baseline_prompts, check_baseline, check_shape, load_baseline
 from circuitgate.config import Config, load_config
 from circuitgate.expectations import Expectations, expectations_for
 from circuitgate.models import LoadedModel, ModelSpec, Shape, load_model, model_info, resolve
@@ -94,7 +94,35 @@ class Run:
 
     @cached_property
     def config(self) -> Config:
+        """The thresholds and settings: the defaults under the model's registry settings, under
+        ``--config``; in a gate, the baseline's settings (a directory of a registry model gates as its
+        alias did) under ``--config``, whose changes are ``overrides``."""
+        if self._baseline_doc is not None and isinstance(self._baseline_doc.get("config"), dict):
+            return load_config(self.settings.config, self._baseline_doc["config"])
         return load_config(self.settings.config, self.spec.config)
+
+    @cached_property
+    def overrides(self) -> list[str]:
+        """What this gate measures otherwise than its baseline did, as the user asked: each config key
+        ``--config`` changed ("h5.seed 0 -> 1"), and another ``--h4-model``."""
+        if self._baseline_doc is None:
+            return []
+        from circuitgate.compare import config_differences
+
+        changed = config_differences(self._baseline_doc, {"config": self.config.to_dict()})
+        twin = self._baseline_twin
+        if self.settings.h4_model and twin and self.settings.h4_model != twin:
+            changed.append(f"h4 model {twin} -> {self.settings.h4_model}")
+        return changed
+
+    @cached_property
+    def _baseline_twin(self) -> str | None:
+        """The model the baseline's H4 compared with, as --h4-model names it: its alias, else its id."""
+        from circuitgate.models import aliases
+
+        twin = (self._baseline_doc or {}).get("h4_model") or {}
+        name = twin.get("name")
+        return name if name in aliases() else twin.get("id")
 
     @cached_property
     def prompt_set(self) -> PromptSet:
@@ -111,6 +139,13 @@ class Run:
         if self._baseline_doc is not None:
             check_baseline(self._baseline_doc, self.settings.baseline, self.settings.method, self.prompt_set)
         return self._baseline_doc
+
+    def check_shape(self) -> None:
+        """Refuse a candidate of another shape than its baseline's model, in one line, before any work."""
+        if self.baseline is not None:
+            from dataclasses import asdict
+
+            check_shape(self.baseline, self.settings.baseline, asdict(self.shape))
 
     @cached_property
     def report_dir(self) -> Path:
@@ -139,8 +174,14 @@ class Run:
     def twin_spec(self) -> ModelSpec | None:
         """The model H4 compares with: ``--h4-model``, else the registry twin, else none. (Named as
         typed, not by the spec's name: a local directory's spec is named by its last part only.)"""
-        name = self.settings.h4_model or self.spec.twin
+        name = self.h4_model_name
         return resolve(name) if name else None
+
+    @property
+    def h4_model_name(self) -> str | None:
+        """The second model as named: ``--h4-model``, else the baseline's (a gate compares as its
+        baseline did), else the registry twin."""
+        return self.settings.h4_model or self._baseline_twin or self.spec.twin
 
     @property
     def twin(self) -> "Run":
@@ -148,7 +189,8 @@ class Run:
         if self.twin_made is None:
             if self.twin_spec is None:
                 raise CircuitgateError(f"H4 needs a second model: {self.spec.name} has no registry twin; pass --h4-model")
-            self.twin_made = Run(replace(self.settings, model=self.settings.h4_model or self.spec.twin, h4_model=None,
+            # Not gated itself: the twin is measured as the baseline run measured it, on its own.
+            self.twin_made = Run(replace(self.settings, model=self.h4_model_name, h4_model=None, baseline=None,
                                          prompts=self.settings.prompts or self.prompt_set.name,
                                          report_dir=str(self.report_dir)), self.root)
         return self.twin_made

@@ -22,7 +22,10 @@ import numpy as np
 from circuitgate.results import HypothesisResult
 
 # 2: components carry effect_ci; per-feature numbers sit under `features`.
-SCHEMA = 2
+# 3: what a gate compares: components' pair_values or replicates and each hypothesis's uncertainty,
+#    clean_correct per pair, noise floors, H5's h3_sets. A schema-2 document still compares (by class).
+SCHEMA = 3
+COMPARABLE_SCHEMAS = (2, 3)
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,7 @@ def hypothesis_entry(
         "method": result.method,
         "summary": result.summary,
         "components": components,
+        **({"uncertainty": dict(result.uncertainty)} if result.uncertainty else {}),
         **({"note": note} if note else {}),
     })
 

@@ -26,7 +26,10 @@ from _pytest.mark import KeywordMatcher
 from _pytest.mark.expression import Expression
 
 from circuitgate import CircuitgateError
-from circuitgate.analyses import component_ids, expected_verdict
+from circuitgate.analyses import component_ids, expected_verdict, gate_verdict, legacy_baseline
+from circuitgate.compare import baseline_method
+from circuitgate.gate import SKILLS_KEY
+from circuitgate.ids import SKILLS
 from circuitgate.config import HYPOTHESES
 from circuitgate.documents import manifest, verdicts_document
 from circuitgate.models.loading import DTYPES, resolve_device, resolve_dtype, weights_sha256
@@ -56,6 +59,7 @@ JUNIT_PLUGIN = "circuitgate-junitxml"
 # A component test is named test_H<n>_<kind> and takes one of these arguments: the component id.
 COMPONENT_ARGS = ("layer", "head", "target", "depth")
 FIGURE_ARG = "figure"  # test_H<n>_figure: a reported headline number of the expectations source
+SKILL_TEST = "test_skill"  # a gate's skill, parametrized by task
 _HYPOTHESIS_TEST = re.compile(r"test_(H\d)(?!\d)")  # test_H2 and its component test test_H2_head
 _HYPOTHESIS_MODULE = re.compile(r"test_(h\d)_", re.IGNORECASE)  # test_h2_heads.py
 HYPOTHESES_DIR = "hypotheses"
@@ -121,10 +125,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("circuitgate", "circuitgate: hypotheses about a model's internals")
     group.addoption("--model", default=None,
                     help="registry alias (see `circuitgate models`), hub id or local directory; default: organism")
-    group.addoption("--method", default="paired", type=_option_type("--method", _method),
+    group.addoption("--method", default=None, type=_option_type("--method", _method),
                     metavar="{" + ",".join(METHODS) + "}",
                     help="analysis method: paired = the sound default; original (or seed) = the original research "
-                         "method, exactly; both = the two side by side")
+                         "method, exactly; both = the two side by side; with --baseline, the baseline's")
     group.addoption("--prompts", default=None, help="built-in prompt set name or YAML file; default: the model's set")
     group.addoption("--config", dest="cg_config", default=None, metavar="FILE", help="thresholds as YAML")
     group.addoption("--device", default="auto", type=_option_type("--device", _device), metavar="{auto,cpu,cuda}",
@@ -145,9 +149,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--h4-model", default=None,
                     help="the second model H4 compares with (alias, hub id or directory); default: the model's twin")
     group.addoption("--baseline", default=None, metavar="PATH",
-                    help="a previous verdicts.json (e.g. the released checkpoint's): its verdicts and component "
-                         "classes become the expectations, so any change fails; it must share this run's method, "
-                         "prompt set and schema")
+                    help="a previous verdicts.json (e.g. the released checkpoint's) to gate on: the run is measured "
+                         "with its settings (--config overrides them, named in the header) and fails where a skill, "
+                         "a verdict or a unit regressed (docs/design.md, Gating)")
 
 
 # -- is this session the suite's? -------------------------------------------------------------------
@@ -181,7 +185,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{h.lower()}: a test of hypothesis {h} (circuitgate: `-m {h.lower()}`)")
     opt = config.option
     try:
-        settings = Settings(model=opt.model, method=opt.method, prompts=opt.prompts, config=opt.cg_config,
+        method = opt.method or baseline_method(opt.baseline) or "paired"
+        settings = Settings(model=opt.model, method=method, prompts=opt.prompts, config=opt.cg_config,
                             device=opt.device, dtype=opt.dtype, batch_size=opt.batch_size,
                             report_dir=opt.report_dir, h4_model=opt.h4_model, baseline=opt.baseline,
                             threads=str(opt.cg_threads), remote=opt.remote)
@@ -279,11 +284,20 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     settings = s.config or "defaults"
     if spec.config:
         settings = f"{s.config} over {spec.name}'s registry settings" if s.config else f"{spec.name}'s registry settings"
-    return [
+    if run.baseline is not None:
+        settings = f"{s.config} over the baseline's settings" if s.config else "the baseline's settings"
+    lines = [
         f"circuitgate: model {spec.name} ({weights}), method {s.method}, prompts {ps.name} "
         f"(sha256 {ps.sha256[:12]}), config {settings} (sha256 {config_sha256(run)[:12]})",
         f"circuitgate: reproduce: {shlex.join(command)}",
     ]
+    if run.baseline is not None:
+        lines.append(f"circuitgate: gate on {s.baseline}: measured as the baseline was, "
+                     + ("overridden: " + "; ".join(run.overrides) if run.overrides else "nothing overridden"))
+        if legacy_baseline(run):
+            lines.append(f"circuitgate: {s.baseline} has no per-pair values (a verdicts.json from before schema 3): "
+                         "judged by the old rule, any change of a class or verdict regresses")
+    return lines
 
 
 def config_sha256(run: Run) -> str:
@@ -330,6 +344,9 @@ def pytest_collectstart(collector: pytest.Collector) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.function.__name__ == SKILL_TEST and _in_suite(metafunc.definition.nodeid):
+        _parametrize_skills(metafunc)
+        return
     match = _HYPOTHESIS_TEST.match(metafunc.function.__name__)
     if not match or not _in_suite(metafunc.definition.nodeid):
         return
@@ -361,6 +378,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         config.stash[EMPTY_KEY].add(metafunc.definition.nodeid)
     # Node ids hold the component only, never the model, so runs on two checkpoints line up.
     metafunc.parametrize(args[0], ids, ids=ids)
+
+
+def _parametrize_skills(metafunc: pytest.Metafunc) -> None:
+    """test_skill[recall], test_skill[reasoning]: a gate's skills, when its baseline recorded which
+    pairs it answered; deselected otherwise (there is nothing to compare a skill with)."""
+    config = metafunc.config
+    try:
+        _prepare(config)
+    except pytest.UsageError as e:
+        config.stash[COLLECT_ERROR_KEY] = str(e)
+        return
+    baseline = config.stash[RUN_KEY].baseline if COLLECT_ERROR_KEY not in config.stash else None
+    tasks = list(SKILLS) if baseline is not None and baseline.get("clean_correct") else []
+    if not tasks:
+        config.stash[EMPTY_KEY].add(metafunc.definition.nodeid)
+    metafunc.parametrize("task", tasks, ids=tasks)
 
 
 def hypothesis_of(item: pytest.Item) -> str | None:
@@ -438,6 +471,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     try:
         with uncaptured(config):
             config.stash[RUN_KEY].model_dir  # found (or built) now, to be checked
+            config.stash[RUN_KEY].check_shape()  # a gate on a model of another shape: refused now
     except CircuitgateError as e:
         raise pytest.UsageError(str(e)) from None
 
@@ -477,18 +511,38 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         _summary_lines(tr, run, method)
         _circuit_lines(tr, by_method[method])
     if run.baseline is not None:
-        _baseline_lines(tr, run, document["baseline"]["regressions"])
+        _baseline_lines(tr, run, document["baseline"])
     tr.write_line(f"report: {Path(run.report_dir) / 'report.html'}")
 
 
 MAX_NAMED = 12  # regressions named in the summary; `circuitgate compare` lists them all
 
 
-def _baseline_lines(tr, run: Run, names: list[str]) -> None:
-    more = f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else ""
-    line = f"baseline {run.settings.baseline}: " + (
-        f"{len(names)} regressed: {', '.join(names[:MAX_NAMED])}{more}" if names else "nothing regressed")
-    tr.write_line(line, red=bool(names), green=not names)
+def _baseline_lines(tr, run: Run, record: dict) -> None:
+    """The gate: what fails (skills first, each on its line), then the counts beside the noise floor."""
+    names = record["regressions"]
+    what = "regressed or unresolved (gate.strict)" if record["strict"] else "regressed"
+    tr.write_line(f"baseline {run.settings.baseline}: " + (f"{len(names)} {what}" if names else "nothing regressed"),
+                  red=bool(names), green=not names)
+    failing = [d for d in record["decisions"] + record["skills"]
+               if d["decision"] == "regressed" or (record["strict"] and d["decision"] == "unresolved")]
+    shown = sorted({d["name"]: d for d in failing}.values(), key=lambda d: (d["hypothesis"] != SKILLS_KEY,
+                                                                           d["p_adj"] or 1.0))
+    for d in shown[:MAX_NAMED]:
+        tr.write_line(f"  {_decision_line(d)}", red=True)
+    if len(shown) > MAX_NAMED:
+        tr.write_line(f"  and {len(shown) - MAX_NAMED} more (circuitgate compare lists them all)")
+    tr.write_line(f"  {record['counts_line']}")
+    for note in record["notes"]:
+        tr.write_line(f"  note: {note}")
+
+
+def _decision_line(d: dict) -> str:
+    """One failing decision of verdicts.json's gate record, as the judge names it."""
+    ci = d.get("delta_ci")
+    change = "" if d.get("delta") is None else f", change {d['delta']:+.3g}" + (
+        f" [{ci[0]:+.3g}, {ci[1]:+.3g}]" if ci else "")
+    return f"{d['name']}: {d['before'] or 'absent'} -> {d['after'] or 'absent'}{change} ({d['why']})"
 
 
 def _circuit_lines(tr, entries: dict) -> None:
@@ -512,10 +566,12 @@ def _summary_lines(tr, run: Run, method: str) -> None:
     for h, r in run.results_by(method).items():
         expectation = expected_verdict(run, h, method)
         expected, source = expectation.value, "baseline" if expectation.baseline else "expected"
-        ok = outcome(expected, r.verdict) == "same"
         numbers = summary_numbers(r.summary)
         if h not in run.tested:  # an input of a selected hypothesis (H3's neurons for H5), not judged
             tr.write_line(f"{h}  {r.verdict:<13} (computed as an input, not tested)  {numbers}")
             continue
+        ok = outcome(expected, r.verdict) == "same"
+        if expectation.baseline:
+            ok = not gate_verdict(run, h, method).failing(run.config.gate.strict)
         tr.write_line(f"{h}  {r.verdict:<13} {source} {expected:<13} {'PASS' if ok else 'FAIL'}  {numbers}",
                       green=ok, red=not ok)

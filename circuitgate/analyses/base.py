@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Mapping
 
 from circuitgate.results import HypothesisResult
@@ -49,5 +50,7 @@ class ActivationAnalysis(Analysis):
             return original.analyse_h3(recall, reasoning, cfg.h3, device=run.loaded.device)
         from circuitgate.methods import paired
 
-        return paired.analyse(self.hypothesis, recall, reasoning, run.config, run.control_activations,
-                              device=run.loaded.device)
+        result = paired.analyse(self.hypothesis, recall, reasoning, run.config, run.control_activations,
+                                device=run.loaded.device)
+        # Row i of every array is pair i of the prompt set: the pairs a gate lines runs up by.
+        return replace(result, uncertainty={**result.uncertainty, "pairs": list(run.prompt_set.ids)})

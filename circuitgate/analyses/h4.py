@@ -24,6 +24,7 @@ from circuitgate.causal import agreed_classes, agreement_verdict, binned_classes
 from circuitgate.ids import attn_target, depth_id, head_id, layer_id, mlp_target
 from circuitgate.config import H4Config
 from circuitgate.results import ComponentResult, HypothesisResult, combine_classes
+from circuitgate.stats import depth_profile
 
 if TYPE_CHECKING:
     from circuitgate.session import Run
@@ -46,6 +47,22 @@ def _interactions(h5: HypothesisResult) -> dict[str, float]:
     out = {t: e["recall"] - e["reasoning"] for t, e in estimates.items() if t.startswith(("attn-", "mlp-"))}
     out.update({t: c.details["interaction"] for t, c in h5.components.items() if t.startswith(("attn-", "mlp-"))})
     return out
+
+
+def pair_profile(h5: HypothesisResult, n_layers: int, n_bins: int) -> np.ndarray | None:
+    """[P, n_bins] per swept pair: the model's H5 interaction averaged over each layer's attention and
+    MLP and over each depth bin's layers, whose mean over pairs is the model's binned H5 profile (a
+    layer the screen left unmeasured counts as its estimate on every pair). None without per-pair values."""
+    measured = [c.pair_values for c in h5.components.values() if c.pair_values is not None]
+    if not measured:
+        return None
+    n_pairs = len(measured[0])
+    means = _interactions(h5)
+    per_target = {t: (h5.components[t].pair_values if t in h5.components and h5.components[t].pair_values is not None
+                      else np.full(n_pairs, means[t])) for t in means}
+    per_layer = np.stack([(per_target[attn_target(i)] + per_target[mlp_target(i)]) / 2.0 for i in range(n_layers)],
+                         axis=1)
+    return depth_profile(per_layer, n_bins)
 
 
 def layer_profiles(results: Mapping[str, HypothesisResult], n_layers: int, n_heads: int) -> dict[str, np.ndarray]:
@@ -92,6 +109,9 @@ def analyse_h4(models: tuple[str, str], results: tuple[Mapping[str, HypothesisRe
     bins = agreed_classes(*per_model_bins.values())
     agreement = numbers.get("agreement")
     p = float(agreement.p) if agreement is not None else float("nan")
+    # A bin's per-pair values: this model's binned interaction on each of its swept pairs, averaged with
+    # the twin's bin (one number: the twin is the same model in a gate), so their mean is the effect.
+    own = pair_profile(results[0]["H5"], shapes[0].n_layers, n_bins)
     components = {}  # a bin's effect is its own; the permutation p is the verdict's, not any bin's
     for b, (cid, cls) in enumerate(bins.items()):
         details = {
@@ -99,7 +119,8 @@ def analyse_h4(models: tuple[str, str], results: tuple[Mapping[str, HypothesisRe
             "profiles": {m: {k: float(binned[m][k][b]) for k in PROFILES} for m in models},
         }
         effect = float(np.mean([binned[m]["H5"][b] for m in models]))
-        components[cid] = ComponentResult(cid, cls, effect, float("nan"), details)
+        values = None if own is None else (own[:, b] + binned[models[1]]["H5"][b]) / 2.0
+        components[cid] = ComponentResult(cid, cls, effect, float("nan"), details, pair_values=values)
     summary: dict[str, Any] = {
         "models": list(models),
         "n_bins": n_bins,
@@ -121,7 +142,9 @@ def analyse_h4(models: tuple[str, str], results: tuple[Mapping[str, HypothesisRe
         summary["reason"] = "; ".join(r for r in (gate[1], numbers.get("reason")) if r)
         summary["headline"] += f"; {gate[1]}"
     summary["n_consistent_bins"] = sum(c != "none" for c in bins.values())
-    return HypothesisResult("H4", verdict, "cross-architecture", summary, components)
+    pairs = results[0]["H5"].uncertainty.get("pairs")
+    uncertainty = {"kind": "pairs", "statistic": "mean", "pairs": pairs} if own is not None and pairs else {}
+    return HypothesisResult("H4", verdict, "cross-architecture", summary, components, uncertainty=uncertainty)
 
 
 def no_second_model(model: str) -> HypothesisResult:

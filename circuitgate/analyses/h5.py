@@ -17,18 +17,20 @@ measured here (``clean_scores``).
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
 
 import numpy as np
 
+from circuitgate import CircuitgateError
 from circuitgate.analyses.base import Analysis
 from circuitgate.causal import SKILLS, classify_targets, verdict_from_classes
-from circuitgate.config import METRICS, H5Config
+from circuitgate.config import METRICS, GateConfig, H5Config
 from circuitgate.ids import control_target, neuron_set_target, neuron_target, parse_target
+from circuitgate.encoding import pack_mask, unpack_mask
 from circuitgate.interventions import Metrics, PatchResult, SweepResult, Target
 from circuitgate.results import ComponentResult, HypothesisResult
-from circuitgate.stats import stratified_subsample
+from circuitgate.stats import noise_floor, resample_rows, stratified_subsample
 
 if TYPE_CHECKING:
     from circuitgate.session import Run
@@ -103,13 +105,15 @@ def unmeasurable(clean: Mapping[str, float], n_pairs: int, cfg: H5Config) -> str
 
 def analyse_h5(recall: SweepResult, reasoning: SweepResult, targets: Sequence[Target], controls: Mapping[str, str],
                cfg: H5Config, patch: Mapping[str, PatchResult] | None = None,
-               clean_accuracy: Mapping[str, float] | None = None) -> HypothesisResult:
+               clean_accuracy: Mapping[str, float] | None = None, gate: GateConfig = GateConfig()) -> HypothesisResult:
     """H5 from the two tasks' ablation sweeps (prompt i of each is pair i).
 
     ``targets`` are all swept targets; those named as a value in ``controls`` are controls, the rest
     are components. A model that cannot do a task (clean accuracy below ``min_clean_accuracy``, over
     every pair of the prompt set: ``clean_accuracy``, default the swept pairs') gives ``inconclusive``:
     ablating a skill it lacks cannot show an impairment; so do fewer than ``min_pairs`` swept pairs.
+    Each target keeps its per-pair interaction (what a gate compares), and the run its noise floor:
+    the classes rerun on ``gate.resamples`` bootstrap resamples of the pairs.
     """
     control_ids = set(controls.values())
     ids = [t.id for t in targets if t.id not in control_ids]
@@ -142,7 +146,8 @@ def analyse_h5(recall: SweepResult, reasoning: SweepResult, targets: Sequence[Ta
                                   "recall_drop": float(np.nanmean(cr[:, j])), "reasoning_drop": float(np.nanmean(cs[:, j]))}
         # No p-value: the decision is the interval; the effect is the interaction (> 0: hurts recall more).
         components[t] = ComponentResult(t, str(stats.cls[j]), float(stats.interaction.estimate[j]), float("nan"), details,
-                                        effect_ci=(float(stats.interaction.ci_low[j]), float(stats.interaction.ci_high[j])))
+                                        effect_ci=(float(stats.interaction.ci_low[j]), float(stats.interaction.ci_high[j])),
+                                        pair_values=stats.pair_interaction[:, j])
 
     classes = {t: c.cls for t, c in components.items()}
     swept = {"recall": float(recall.clean.accuracy.mean()), "reasoning": float(reasoning.clean.accuracy.mean())}
@@ -167,6 +172,12 @@ def analyse_h5(recall: SweepResult, reasoning: SweepResult, targets: Sequence[Ta
         "reasoning_targets": selective["reasoning"],
         "threshold": cfg.min_per_skill,
     }
+    if ids:
+        resampled = [classify_targets(r[rows], s[rows], tau=cfg.min_drop, level=cfg.level, n_boot=cfg.n_boot,
+                                      seed=cfg.seed, control_recall_drop=cr[rows], control_reasoning_drop=cs[rows]).cls
+                     for rows in resample_rows(n_pairs, gate.resamples, gate.seed)]  # a few resamples
+        summary["noise_floor"] = noise_floor(stats.cls, np.array(resampled),
+                                             "the classes rerun on bootstrap resamples of the prompt pairs")._asdict()
     if patch:
         summary["patching"] = _patching(patch)
     reason = unmeasurable(clean, n_pairs, cfg)
@@ -178,7 +189,8 @@ def analyse_h5(recall: SweepResult, reasoning: SweepResult, targets: Sequence[Ta
     summary["headline"] = (f"{summary['n_recall']} recall-selective, {summary['n_reasoning']} reasoning-selective "
                            f"of {len(ids)} targets ({cfg.ablation} ablation, {cfg.metric}, {n_pairs} pairs; "
                            f"clean accuracy recall {clean['recall']:.2f}, reasoning {clean['reasoning']:.2f})")
-    return HypothesisResult("H5", verdict, "causal", summary, components)
+    return HypothesisResult("H5", verdict, "causal", summary, components,
+                            uncertainty={"kind": "pairs", "statistic": "mean"})
 
 
 # -- on a run ---------------------------------------------------------------------------------------
@@ -213,10 +225,42 @@ def chosen_pairs(ps: Any, pairs: str, max_pairs: int, seed: int,
 
 
 def swept_pairs(run: "Run") -> np.ndarray:
-    """Indices of the pairs H5 ablates on (``h5.pairs``, ``h5.max_pairs``), sorted."""
+    """Indices of the pairs H5 ablates on, sorted: a gate's baseline's (the same pairs, compared pair by
+    pair), unless the run changed how they are chosen (``h5.pairs``, ``h5.max_pairs``, ``h5.seed``);
+    else chosen by those settings."""
     cfg = run.config.h5
-    return run.memo("H5 pairs", lambda: chosen_pairs(run.prompt_set, cfg.pairs, cfg.max_pairs, cfg.seed,
-                                                     clean_scores(run) if cfg.pairs == "known" else None))
+
+    def choose() -> np.ndarray:
+        kept = baseline_pairs(run)
+        if kept is not None:
+            return kept
+        return chosen_pairs(run.prompt_set, cfg.pairs, cfg.max_pairs, cfg.seed,
+                            clean_scores(run) if cfg.pairs == "known" else None)
+
+    return run.memo("H5 pairs", choose)
+
+
+PAIR_SETTINGS = ("pairs", "max_pairs", "seed")
+
+
+def baseline_pairs(run: "Run") -> np.ndarray | None:
+    """The indices of the pairs the baseline's H5 ablated on, when the run chooses pairs as the
+    baseline did; None otherwise (no baseline H5, or a setting of ``PAIR_SETTINGS`` changed)."""
+    from circuitgate.analyses import baseline_entry
+
+    entry = baseline_entry(run, "H5", None)
+    if entry is None or not (entry.get("summary") or {}).get("pairs", {}).get("ids"):
+        return None
+    before = ((run.baseline.get("config") or {}).get("h5") or {})
+    if any(before.get(k) != getattr(run.config.h5, k) for k in PAIR_SETTINGS):
+        return None
+    position = {pid: i for i, pid in enumerate(run.prompt_set.ids)}
+    ids = entry["summary"]["pairs"]["ids"]
+    missing = [pid for pid in ids if pid not in position]
+    if missing:
+        raise CircuitgateError(f"the baseline's H5 pairs are not in the prompt set {run.prompt_set.name}: "
+                               f"{', '.join(missing[:3])}")
+    return np.array(sorted(position[pid] for pid in ids), dtype=np.int64)
 
 
 def swept(run: "Run") -> tuple[dict[str, list[str]], dict[str, list[str]]]:
@@ -307,24 +351,26 @@ def _screens(run: "Run") -> dict[str, Any]:
 
 
 def screened(screens: Mapping[str, Any], targets: Sequence[Target], controls: Mapping[str, str], cfg: H5Config,
-             salt: int = 0, keep: Collection[str] = ()) -> tuple[list[Target], dict[str, Any]]:
+             salt: int = 0, keep: Collection[str] = (), fresh: bool = True) -> tuple[list[Target], dict[str, Any]]:
     """The targets to measure exactly: per skill the 2 * top_k with the largest mean estimated drop on
     it, plus ``random_fraction`` of the rest drawn at random (to catch what the screen missed), plus
-    those named in ``keep`` (a baseline's), each neuron set with its control. Returns them (in
-    ``targets``' order) and the screen's record: each candidate's estimated mean drop per skill and why
-    it was chosen."""
+    those named in ``keep`` (a baseline's), each neuron set with its control; not ``fresh`` (a gate):
+    only those in ``keep``. Returns them (in ``targets``' order) and the screen's record: each
+    candidate's estimated mean drop per skill and why it was chosen."""
     control_ids = set(controls.values())
     candidates = [t for t in targets if t.id not in control_ids]
     if not candidates:
         return [], {}
     estimate = {side: screens[side].estimates(candidates).mean(0) for side in SKILLS}
     top: set[str] = set()
-    for side in SKILLS:
-        top.update(candidates[j].id for j in np.argsort(-estimate[side], kind="stable")[:2 * cfg.top_k])
-    rest = [t.id for t in candidates if t.id not in top]
-    rng = np.random.default_rng(cfg.seed + salt)
-    n_random = min(len(rest), int(np.ceil(cfg.random_fraction * len(rest))))
-    random = set(rng.choice(rest, size=n_random, replace=False).tolist()) if n_random else set()
+    random: set[str] = set()
+    if fresh:
+        for side in SKILLS:
+            top.update(candidates[j].id for j in np.argsort(-estimate[side], kind="stable")[:2 * cfg.top_k])
+        rest = [t.id for t in candidates if t.id not in top]
+        rng = np.random.default_rng(cfg.seed + salt)
+        n_random = min(len(rest), int(np.ceil(cfg.random_fraction * len(rest))))
+        random = set(rng.choice(rest, size=n_random, replace=False).tolist()) if n_random else set()
     kept = {t.id for t in candidates if t.id in keep} - top - random
     chosen = top | random | kept
     chosen |= {controls[t] for t in chosen if t in controls}
@@ -335,23 +381,26 @@ def screened(screens: Mapping[str, Any], targets: Sequence[Target], controls: Ma
     return [t for t in targets if t.id in chosen], record
 
 
-def screened_neurons(screens: Mapping[str, Any], cfg: H5Config,
-                     keep: Sequence[tuple[int, int]] = ()) -> tuple[list[Target], dict[str, Any]]:
+def screened_neurons(screens: Mapping[str, Any], cfg: H5Config, keep: Sequence[tuple[int, int]] = (),
+                     fresh: bool = True) -> tuple[list[Target], dict[str, Any]]:
     """The single neurons to measure exactly: per skill the 2 * top_k with the largest mean estimated
     drop on it, plus ``neuron_random_fraction`` of the rest drawn at random, plus the (layer, neuron)s
-    in ``keep`` (a baseline's), in layer order. Returns them and their record as ``screened``'s (the
-    unchosen are not listed: 530k on a 7B model)."""
+    in ``keep`` (a baseline's), in layer order; not ``fresh`` (a gate): only those in ``keep``. Returns
+    them and their record as ``screened``'s (the unchosen are not listed: 530k on a 7B model)."""
     means = {side: screens[side].neurons.mean(axis=0, dtype=np.float64) for side in SKILLS}  # [L, F]
     n_layers, ffn = means["recall"].shape
     flat = {side: m.reshape(-1) for side, m in means.items()}
-    top = np.unique(np.concatenate([np.argsort(-flat[side], kind="stable")[:2 * cfg.top_k] for side in SKILLS]))
-    rest = np.setdiff1d(np.arange(flat["recall"].size), top, assume_unique=True)
-    n_random = min(rest.size, int(np.ceil(cfg.neuron_random_fraction * rest.size)))
-    random = np.random.default_rng(cfg.seed + 2).choice(rest, size=n_random, replace=False)
+    top = np.zeros(0, dtype=np.int64)
+    random = np.zeros(0, dtype=np.int64)
+    if fresh:
+        top = np.unique(np.concatenate([np.argsort(-flat[side], kind="stable")[:2 * cfg.top_k] for side in SKILLS]))
+        rest = np.setdiff1d(np.arange(flat["recall"].size), top, assume_unique=True)
+        n_random = min(rest.size, int(np.ceil(cfg.neuron_random_fraction * rest.size)))
+        random = np.random.default_rng(cfg.seed + 2).choice(rest, size=n_random, replace=False)
     kept = np.array([layer * ffn + j for layer, j in keep if layer < n_layers and j < ffn], dtype=np.int64)
     kept = np.setdiff1d(kept, np.concatenate([top, random]))
     chosen = np.concatenate([top, random, kept])
-    reasons = np.array(["top"] * top.size + ["random"] * n_random + ["baseline"] * kept.size)
+    reasons = np.array(["top"] * top.size + ["random"] * random.size + ["baseline"] * kept.size)
     order = np.argsort(chosen, kind="stable")
     targets, record = [], {}
     for i, why in zip(chosen[order], reasons[order]):
@@ -367,12 +416,13 @@ class H5Analysis(Analysis):
     """Ablate the fixed targets on both tasks (once per run: the same under every method), and the
     method's H3 neuron sets with their random controls; patch residuals across tasks; classify. Beyond
     ``h5.exact_max`` targets (or under ``h5.screen: attribution``) an attribution screen picks which of
-    them are measured exactly, and only those are classified."""
+    them are measured exactly, and only those are classified. A gate (``--baseline``) measures exactly
+    the targets its baseline classified, its neuron sets as the baseline drew them, on its pairs
+    (``gated_targets``): the same units on the same pairs, compared pair by pair."""
 
     hypothesis = "H5"
 
     def compute(self, run: "Run", method: str) -> HypothesisResult:
-        h3 = run.result("H3", method)
         cfg, ps, rows = run.config.h5, run.prompt_set, swept_pairs(run)
         pairs = {"selection": cfg.pairs, "n": len(rows), "of": len(ps.pairs), "ids": [ps.ids[i] for i in rows]}
         reason = unmeasurable(clean_accuracy(run), len(rows), cfg)
@@ -380,27 +430,33 @@ class H5Analysis(Analysis):
             summary = {"clean_accuracy": clean_accuracy(run), "pairs": pairs, "reason": reason,
                        "headline": f"not measured: {reason}"}
             return HypothesisResult("H5", "inconclusive", "causal", summary, {})
-        sets, controls = neuron_targets(h3.arrays["specific"], h3.arrays["d"], cfg.seed)
+        gated = gated_targets(run, method)
+        if gated is not None and gated.sets is not None:
+            sets, controls = gated.sets, gated.controls
+        else:
+            h3 = run.result("H3", method)
+            sets, controls = neuron_targets(h3.arrays["specific"], h3.arrays["d"], cfg.seed)
         neuron_sets = fixed_neuron_sets(run)
         fixed = fixed_targets(run, neuron_sets)
-        path = screen_path(run)
+        path = gated.path if gated is not None else screen_path(run)
         screen: dict[str, Any] = {"path": path}
+        if gated is not None:
+            screen["chosen"] = "baseline"
         if path == "attribution":
-            from circuitgate.analyses import baseline_component_ids
-
             screens = run.memo("H5 screen", lambda: _screens(run))
-            baseline = baseline_component_ids(run, "H5")
+            keep = gated.ids if gated is not None else ()
+            fresh = gated is None
 
             def screen_fixed() -> tuple[list[Target], dict[str, Any]]:
-                # A gate measures every target its baseline classified, whatever the screen ranks now:
-                # a target left unmeasured would be a failing test ("absent") that says nothing.
-                components, record = screened(screens, fixed, {}, cfg, keep=baseline)
-                ids = [parse_target(t) for t in baseline if t.startswith("neuron-")]
-                neurons, neuron_record = screened_neurons(screens, cfg, [(n.layer, n.neuron) for n in ids])
+                components, record = screened(screens, fixed, {}, cfg, keep=keep, fresh=fresh)
+                ids = [parse_target(t) for t in keep if parse_target(t).kind == "neuron"]
+                neurons, neuron_record = screened_neurons(screens, cfg, [(n.layer, n.neuron) for n in ids], fresh=fresh)
                 return components + neurons, {**record, **neuron_record}
 
             fixed, fixed_record = run.memo("H5 screened", screen_fixed)
-            sets, set_record = screened(screens, sets, controls, cfg, salt=1, keep=baseline)
+            sets, set_record = screened(screens, sets, controls, cfg, salt=1,
+                                        keep=keep if gated is None or gated.sets is None else [t.id for t in sets],
+                                        fresh=fresh)
             controls = {t: c for t, c in controls.items() if any(s.id == t for s in sets)}
             first = next(iter(screens.values()))
             n_neurons = int(np.prod(first.neurons.shape[1:]))
@@ -410,17 +466,66 @@ class H5Analysis(Analysis):
                           neuron_random_fraction=cfg.neuron_random_fraction, n_neurons=n_neurons,
                           estimates={**fixed_record, **set_record})
             screen["n_screened"] = n_neurons + sum(parse_target(t).kind != "neuron" for t in screen["estimates"])
+        elif gated is not None:
+            fixed = [t for t in fixed if t.id in gated.ids]
         sweeps = run.memo("H5 sweeps", lambda: _sweep(run, fixed, "H5 ablations"))
         if sets:
             extra = _sweep(run, sets, f"H5 {method} neuron ablations")
             sweeps = {side: SweepResult(sweeps[side].clean, {**sweeps[side].ablated, **extra[side].ablated},
                                         sweeps[side].ablation) for side in SKILLS}
         result = analyse_h5(sweeps["recall"], sweeps["reasoning"], fixed + sets, controls, cfg,
-                            run.memo("H5 patching", lambda: _patch_residuals(run)), clean_accuracy(run))
+                            run.memo("H5 patching", lambda: _patch_residuals(run)), clean_accuracy(run),
+                            run.config.gate)
         if path == "attribution":
             screen.update(_confirmed(result, screen["estimates"]))
         recorded = {tid: {"layer": layer, "neurons": list(neurons)} for tid, (layer, neurons) in neuron_sets.items()}
-        return replace(result, summary={**result.summary, "neuron_sets": recorded, "pairs": pairs, "screen": screen})
+        summary = {**result.summary, "neuron_sets": recorded, "h3_sets": _h3_sets(sets, controls, run.shape.ffn),
+                   "pairs": pairs, "screen": screen}
+        return replace(result, summary=summary, uncertainty={**result.uncertainty, "pairs": pairs["ids"]})
+
+
+def _h3_sets(sets: Sequence[Target], controls: Mapping[str, str], ffn: int) -> dict[str, Any]:
+    """H3's neuron sets that were ablated, each with its random control, as a gate redraws nothing:
+    neuron masks over the layer (``encoding.pack_mask``)."""
+    by_id = {t.id: t for t in sets}
+    return {tid: {"layer": by_id[tid].layer, "neurons": pack_mask(by_id[tid].neurons, ffn),
+                  "control": {"id": cid, "neurons": pack_mask(by_id[cid].neurons, ffn)}}
+            for tid, cid in controls.items() if tid in by_id and cid in by_id}
+
+
+@dataclass(frozen=True)
+class Gated:
+    """What a gate measures of H5: every target its baseline classified (under any method), the
+    baseline's screen path, and this method's H3 neuron sets with their controls as the baseline drew
+    them (None when the baseline did not record them: then this run's own H3 draws them)."""
+
+    ids: frozenset[str]
+    path: str
+    sets: list[Target] | None
+    controls: dict[str, str]
+
+
+def gated_targets(run: "Run", method: str) -> Gated | None:
+    """The baseline's H5 targets, or None without a baseline H5 that measured any."""
+    from circuitgate.analyses import baseline_component_ids, baseline_entry
+
+    ids = baseline_component_ids(run, "H5")
+    entry = baseline_entry(run, "H5", method)
+    if not ids or entry is None:
+        return None
+    summary = entry.get("summary") or {}
+    path = (summary.get("screen") or {}).get("path", "exact")
+    recorded = summary.get("h3_sets")
+    if recorded is None:
+        return Gated(frozenset(ids), path, None, {})
+    ffn = run.shape.ffn
+    sets, controls = [], {}
+    for tid, rec in recorded.items():
+        control = rec["control"]
+        sets += [Target(tid, "neurons", rec["layer"], neurons=unpack_mask(rec["neurons"], ffn)),
+                 Target(control["id"], "neurons", rec["layer"], neurons=unpack_mask(control["neurons"], ffn))]
+        controls[tid] = control["id"]
+    return Gated(frozenset(ids), path, sets, controls)
 
 
 def _confirmed(result: HypothesisResult, estimates: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

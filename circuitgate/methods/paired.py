@@ -21,6 +21,7 @@ the assembly of the per-component records.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
@@ -32,7 +33,8 @@ from circuitgate.config import Config, PairedConfig
 from circuitgate.features import h1_layer_features, h2_head_metrics
 from circuitgate.ids import head_id, layer_id, neuron_id
 from circuitgate.results import ComponentResult, HypothesisResult, class_counts, feature_details
-from circuitgate.stats import d_z, fdr_correction, min_attainable_p, pair_splits, paired_bootstrap_dz, \
+from circuitgate.stats import d_z, fdr_correction, min_attainable_p, noise_floor, pair_splits, paired_bootstrap_dz, \
+    resample_rows, \
     wilcoxon_signed_rank
 
 METHOD = "paired"
@@ -75,23 +77,35 @@ def _split_classes(confirmed: np.ndarray, sign: np.ndarray) -> np.ndarray:
     return np.select([up & down, up, down], [3, 2, 1], 0)
 
 
-def family(diff: np.ndarray, cfg: PairedConfig, device: str | torch.device = "cpu") -> Family:
+def _splits(n_pairs: int, cfg: PairedConfig, groups: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (select, confirm) row splits; with ``groups`` (the pair each row copies, in a bootstrap
+    resample) whole groups are split, so a pair drawn twice never sits on both sides."""
+    if groups is None:
+        return pair_splits(n_pairs, cfg.n_splits, cfg.seed)
+    distinct = np.unique(groups)
+    return [(np.flatnonzero(np.isin(groups, distinct[s])), np.flatnonzero(np.isin(groups, distinct[c])))
+            for s, c in pair_splits(len(distinct), cfg.n_splits, cfg.seed)]
+
+
+def family(diff: np.ndarray, cfg: PairedConfig, device: str | torch.device = "cpu",
+           groups: np.ndarray | None = None) -> Family:
     """Split-half selection and confirmation of a family of oriented differences ``diff`` [P, F, U].
 
     In each split, a test is selected on one half when the family-wide correction rejects it and
     |d_z| >= d_min; it is confirmed on the other half by a one-sided test in the selected direction,
     corrected over the selected tests, with |d_z| >= d_min in the same direction. A unit's class in a
     split comes from its confirmed tests; over the splits, the class confirmed most often counts when
-    its share reaches ``stability``.
+    its share reaches ``stability``. ``groups``: the pair each row is a copy of (``_splits``).
     """
     n_pairs, n_feat, n_units = diff.shape
-    if n_pairs < MIN_PAIRS:
-        raise CircuitgateError(f"the paired method needs at least {MIN_PAIRS} pairs, got {n_pairs}")
+    distinct = n_pairs if groups is None else len(np.unique(groups))
+    if distinct < MIN_PAIRS:
+        raise CircuitgateError(f"the paired method needs at least {MIN_PAIRS} pairs, got {distinct}")
     full = fdr_correction(wilcoxon_signed_rank(diff, device=device).p, cfg.alpha, cfg.correction)
     dz_full = d_z(diff)
     counts = np.zeros((3, n_units), dtype=np.int64)
     n_selected = 0
-    for select, confirm in pair_splits(n_pairs, cfg.n_splits, cfg.seed):
+    for select, confirm in _splits(n_pairs, cfg, groups):
         ws, dzs = wilcoxon_signed_rank(diff[select], device=device), d_z(diff[select])
         chosen = fdr_correction(ws.p, cfg.alpha, cfg.correction).reject & (np.abs(dzs) >= cfg.d_min)
         sign = np.sign(dzs)
@@ -113,7 +127,7 @@ def family(diff: np.ndarray, cfg: PairedConfig, device: str | torch.device = "cp
     tied = (share == top).sum(axis=0) > 1  # two classes confirmed equally often: mixed
     code = np.where(top >= cfg.stability - 1e-12, np.where(tied, 3, best + 1), 0)
     return Family(CLASS_NAMES[code], top, counts, dz_full, full.p_adj, n_pairs, n_feat * n_units, float(full.bar),
-                  min_attainable_p(n_pairs // 2), n_selected / n_splits)
+                  min_attainable_p(distinct // 2), n_selected / n_splits)
 
 
 # -- one hypothesis = the values it tests + a way to count its family ----------------------------
@@ -301,7 +315,29 @@ def analyse(hypothesis: str, recall: Activations, reasoning: Activations, config
     build = {"H1": _layer_components, "H2": _head_components, "H3": _neuron_layers}[hypothesis]
     components, extra, arrays = build(main, spec, diff, values, recall, cfg, config)
     summary.update(extra)
-    return HypothesisResult(hypothesis, verdict, METHOD, summary, components, arrays=arrays)
+    classes, effects = resampled(diff, config, device, _COMPONENTS_OF[hypothesis](n_layers, config))
+    summary["noise_floor"] = noise_floor(np.array([c.cls for c in components.values()]), classes,
+                                         "the split-half procedure rerun on bootstrap resamples of the prompt "
+                                         "pairs (each split drawn over distinct pairs)")._asdict()
+    gate = config.gate
+    if hypothesis == "H3":  # a share of neurons has no per-pair form: its replicates are the resamples'
+        components = {cid: replace(c, replicates=effects[:, j]) for j, (cid, c) in enumerate(components.items())}
+        uncertainty = {"kind": "replicates", "statistic": "layer share", "seed": gate.seed,
+                       "resamples": gate.resamples}
+    else:
+        uncertainty = {"kind": "pairs", "statistic": "d_z"}
+    return HypothesisResult(hypothesis, verdict, METHOD, summary, components, arrays=arrays, uncertainty=uncertainty)
+
+
+def resampled(diff: np.ndarray, config: Config, device: str | torch.device,
+              components: Callable[[Family], tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """([R, C] classes, [R, C] effects) of the components when the whole procedure reruns on
+    ``gate.resamples`` bootstrap resamples of the pairs (``resample_rows``): what another sample of
+    pairs like these would have said. ``components`` turns a family into its components' classes and
+    effects (units for H1 and H2, layers for H3)."""
+    rows = resample_rows(diff.shape[0], config.gate.resamples, config.gate.seed)
+    out = [components(family(diff[r], config.paired, device, groups=r)) for r in rows]  # a few resamples
+    return np.array([c for c, _ in out]), np.array([e for _, e in out], dtype=float)
 
 
 def _strongest(fam: Family) -> tuple[np.ndarray, np.ndarray]:
@@ -323,14 +359,41 @@ def _units(fam: Family, spec: Spec, diff: np.ndarray, values: tuple[np.ndarray, 
     cols = np.arange(fam.dz.shape[1])
     min_p = fam.p_adj.min(axis=0)
     low, high = ci.ci_low[top, cols], ci.ci_high[top, cols]
+    strongest = diff[:, top, cols]  # [P, U]: the per-pair differences whose d_z is each unit's effect
     return {cid: ComponentResult(
         cid, str(fam.cls[u]), float(effect[u]), float(min_p[u]),
         {"features": feature_details(spec.features, fam.dz[:, u], fam.p_adj[:, u], means[0][:, u], means[1][:, u],
                                      (ci.ci_low[:, u], ci.ci_high[:, u])),
          "stability": float(fam.stability[u]),
+         "effect_feature": spec.features[top[u]],
          "splits": {k: int(fam.counts[i, u]) for i, k in enumerate(("recall", "reasoning", "mixed"))}},
-        effect_ci=(float(low[u]), float(high[u])))
+        effect_ci=(float(low[u]), float(high[u])), pair_values=strongest[:, u])
         for u, cid in enumerate(ids)}
+
+
+def _unit_classes(n_layers: int, config: Config) -> Callable[[Family], tuple[np.ndarray, np.ndarray]]:
+    """H1 and H2 resampled: each unit's class and effect (its strongest feature's d_z)."""
+    return lambda fam: (fam.cls, _strongest(fam)[1])
+
+
+def _layer_shares(cls: np.ndarray, n_layers: int, layer_fraction: float) -> tuple[np.ndarray, ...]:
+    """H3's layers from their neurons' classes [L * F]: (class, effect = (reasoning - recall) / F,
+    share specialised, n recall, n reasoning, n mixed) per layer."""
+    cls = cls.reshape(n_layers, -1)
+    n_rec, n_rea = (cls == "recall").sum(axis=1), (cls == "reasoning").sum(axis=1)
+    n_mix = (cls == "mixed").sum(axis=1)
+    fraction = (cls != "none").mean(axis=1)
+    layer_cls = np.where(fraction >= layer_fraction,
+                         np.select([n_rea > n_rec, n_rec > n_rea], ["reasoning", "recall"], "mixed"), "none")
+    return layer_cls, (n_rea - n_rec) / cls.shape[1], fraction, n_rec, n_rea, n_mix
+
+
+def _layer_classes(n_layers: int, config: Config) -> Callable[[Family], tuple[np.ndarray, np.ndarray]]:
+    """H3 resampled: each layer's class and effect from its neurons' classes."""
+    return lambda fam: _layer_shares(fam.cls, n_layers, config.h3.layer_fraction)[:2]
+
+
+_COMPONENTS_OF = {"H1": _unit_classes, "H2": _unit_classes, "H3": _layer_classes}
 
 
 # Component builders: (family, spec, diff, (recall, reasoning) raw values, recall activations, paired
@@ -366,12 +429,7 @@ def _neuron_layers(fam, spec, diff, values, recall, cfg, config):
     n_layers = recall.n_layers
     n_neurons = recall.neurons.shape[2]
     cls = fam.cls.reshape(n_layers, n_neurons)
-    n_rec, n_rea = (cls == "recall").sum(axis=1), (cls == "reasoning").sum(axis=1)
-    n_mix = (cls == "mixed").sum(axis=1)
-    fraction = (cls != "none").mean(axis=1)
-    specialised = fraction >= config.h3.layer_fraction
-    layer_cls = np.where(specialised, np.select([n_rea > n_rec, n_rec > n_rea], ["reasoning", "recall"], "mixed"),
-                         "none")
+    layer_cls, effects, fraction, n_rec, n_rea, n_mix = _layer_shares(fam.cls, n_layers, config.h3.layer_fraction)
     dz = fam.dz[0].reshape(n_layers, n_neurons)
     p_adj = fam.p_adj[0].reshape(n_layers, n_neurons)
     components = {}
@@ -379,8 +437,8 @@ def _neuron_layers(fam, spec, diff, values, recall, cfg, config):
         lid = layer_id(layer)
         details = {"fraction": float(fraction[layer]), "n_specific": int(n_rec[layer] + n_rea[layer] + n_mix[layer]),
                    "n_recall": int(n_rec[layer]), "n_reasoning": int(n_rea[layer]), "n_neurons": int(n_neurons)}
-        effect = float((n_rea[layer] - n_rec[layer]) / n_neurons)
-        components[lid] = ComponentResult(lid, str(layer_cls[layer]), effect, float(p_adj[layer].min()), details)
+        components[lid] = ComponentResult(lid, str(layer_cls[layer]), float(effects[layer]), float(p_adj[layer].min()),
+                                          details)
     flat = np.flatnonzero(fam.specialised)
     order = np.lexsort((-np.abs(fam.dz[0][flat]), -fam.stability[flat]))
     top = flat[order][:TOP_NEURONS]

@@ -70,3 +70,12 @@ def stratified_subsample(strata: np.ndarray, n: int, seed: int) -> np.ndarray:
         chosen.append(queues[k].pop(0))
         taken[k] += 1
     return np.sort(np.array(chosen, dtype=np.int64))
+
+
+def resample_rows(n_pairs: int, resamples: int, seed: int) -> np.ndarray:
+    """[resamples, n_pairs]: the pairs each bootstrap resample draws (with replacement), from
+    ``default_rng(seed)``. Two runs with the same seed over the same pairs draw the same resamples, so
+    what they recompute on them pairs up (docs/design.md, "Gating")."""
+    if n_pairs < 1 or resamples < 1:
+        raise CircuitgateError(f"resample_rows needs n_pairs >= 1 and resamples >= 1, got {n_pairs} and {resamples}")
+    return np.random.default_rng(seed).integers(0, n_pairs, size=(resamples, n_pairs))

@@ -69,13 +69,14 @@ def test_expected_verdicts_from_config_decide_pass_and_fail(suite, tmp_path):
     actual = {h: e["verdict"] for h, e in _verdicts(first)["hypotheses"].items()}
     agree = tmp_path / "agree.yaml"
     agree.write_text("expected: " + json.dumps(actual) + "\n")
-    # No expectations source: component and figure tests have no ids, so they are deselected.
-    suite("--report-dir", str(tmp_path / "a"), "--config", str(agree)).assert_outcomes(passed=5, deselected=8)
+    # No expectations source: component and figure tests have no ids, so they are deselected, and so is
+    # test_skill, which only a gate has.
+    suite("--report-dir", str(tmp_path / "a"), "--config", str(agree)).assert_outcomes(passed=5, deselected=9)
     flipped = {h: ("inconclusive" if v != "inconclusive" else "supported") for h, v in actual.items()}
     disagree = tmp_path / "disagree.yaml"
     disagree.write_text("expected: " + json.dumps(flipped) + "\n")
     result = suite("--report-dir", str(tmp_path / "d"), "--config", str(disagree))
-    result.assert_outcomes(failed=5, deselected=8)
+    result.assert_outcomes(failed=5, deselected=9)
     result.stdout.fnmatch_lines([f"*H1 is {actual['H1']}, expected {flipped['H1']}*"])
     assert result.ret == 1
 
@@ -223,10 +224,10 @@ def test_a_run_against_its_own_baseline_passes_every_test(suite, baseline, tmp_p
     out = tmp_path / "again"
     result = suite("--method", "original", "--baseline", str(baseline), "--report-dir", str(out))
     base = json.loads(baseline.read_text())
-    # One component test per component the baseline holds; none may fail.
+    # One component test per component the baseline holds, and one per skill; none may fail.
     n_components = sum(len(e["components"]) for e in base["hypotheses"].values())
     # Deselected: three figure tests (no figures for this model), H4's depth bins (inconclusive, none).
-    result.assert_outcomes(passed=5 + n_components, deselected=4)
+    result.assert_outcomes(passed=5 + n_components + 2, deselected=4)
     doc = _verdicts(out)
     assert doc["expectations"] == f"baseline {baseline} ({base['model']['name']})"
     assert doc["baseline"]["path"] == str(baseline) and doc["baseline"]["model"]["sha256"] == base["model"]["sha256"]
@@ -235,11 +236,18 @@ def test_a_run_against_its_own_baseline_passes_every_test(suite, baseline, tmp_p
     result.stdout.fnmatch_lines(["H1 *baseline *PASS*", f"baseline {baseline}: nothing regressed"])
 
 
-def test_a_changed_verdict_or_class_fails_its_test(suite, baseline, tmp_path):
+def test_a_class_that_changed_with_its_effect_fails_and_one_whose_effect_held_passes(suite, baseline, tmp_path):
+    """The gate decides on change, not on class (docs/design.md, "Gating"): the baseline edited so
+    that layer L00 had another class and an effect far from this run's (a tight interval: the original
+    method's H1 carries one), and L01 another class with its own effect; and H2's verdict flipped
+    though its classes say otherwise."""
     base = json.loads(baseline.read_text())
-    h1 = base["hypotheses"]["H1"]
-    was_l00 = h1["components"]["L00"]["class"]
-    h1["components"]["L00"]["class"] = "mixed" if was_l00 != "mixed" else "none"
+    h1 = base["hypotheses"]["H1"]["components"]
+    l00, l01 = h1["L00"], h1["L01"]
+    was_l00, was_l01 = l00["class"], l01["class"]
+    l00.update({"class": "mixed" if was_l00 != "mixed" else "none", "effect": l00["effect"] + 10,
+                "effect_ci": [l00["effect"] + 9.9, l00["effect"] + 10.1]})
+    l01["class"] = "mixed" if was_l01 != "mixed" else "none"
     h2 = base["hypotheses"]["H2"]
     was_h2 = h2["verdict"]
     h2["verdict"] = "not_supported" if was_h2 != "not_supported" else "supported"
@@ -251,18 +259,22 @@ def test_a_changed_verdict_or_class_fails_its_test(suite, baseline, tmp_path):
     # Each failure's section and message (the short summary may truncate; the order may be random).
     result.stdout.fnmatch_lines([
         "*_ test_H1_layer?L00? _*",
-        f"H1 L00 is {was_l00}, was {h1['components']['L00']['class']} in the baseline: a regression*"])
+        f"H1 L00 regressed: {l00['class']} -> {was_l00}, effect * (class changed and the effect moved beyond the "
+        "margin 0.5)"])
     result.stdout.fnmatch_lines([
-        "*_ test_H2 _*", f"H2 is {was_h2}, was {h2['verdict']} in the baseline: a regression*"])
-    result.stdout.fnmatch_lines([f"baseline {edited}: 2 regressed: H2, H1 L00"])
+        "*_ test_H2 _*", f"H2 regressed: {h2['verdict']} -> {was_h2} (the baseline's verdict does not follow from "
+                         "its classes by the count rule: judged by the verdict)"])
+    result.stdout.fnmatch_lines([f"baseline {edited}: 2 regressed"])
     doc = _verdicts(tmp_path / "cand")
     assert doc["baseline"]["regressions"] == ["H2", "H1 L00"] and doc["baseline"]["path"] == str(edited)
+    assert doc["hypotheses"]["H1"]["components"]["L01"]["gate"]["decision"] in ("held", "unresolved")
+    assert doc["hypotheses"]["H1"]["components"]["L01"]["passed"]
     assert "<b>2 regressed</b>: <code>H2</code>, <code>H1 L00</code>" in (tmp_path / "cand" / "report.html").read_text()
 
 
 @pytest.mark.parametrize("edit, message", [
     (lambda d: d.update(method="paired"), "*was made with another method: baseline paired, this run original"),
-    (lambda d: d.update(schema=1), "*was made with another schema: baseline 1, this run 2"),
+    (lambda d: d.update(schema=1), "*was made with another schema: baseline 1, this run 3"),
     (lambda d: d["prompts"].update(sha256="00" * 32),
      "*was made with another prompt set: baseline tiny (sha256 000000000000), this run tiny (sha256 *)"),
     (lambda d: d.pop("hypotheses"), "*--baseline: * is not a circuitgate verdicts.json (no hypotheses)"),

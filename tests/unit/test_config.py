@@ -149,7 +149,7 @@ def test_unknown_top_level_key_is_named_with_the_known_ones(tmp_path):
     with pytest.raises(CircuitgateError) as e:
         load_config(p)
     msg = str(e.value)
-    assert str(p) in msg and "unknown key(s) h6" in msg and "h1, h2, h3, h4, h5, paired, expected" in msg
+    assert str(p) in msg and "unknown key(s) h6" in msg and "h1, h2, h3, h4, h5, paired, gate, expected" in msg
 
 
 def test_unknown_nested_key_is_named_with_its_path(tmp_path):

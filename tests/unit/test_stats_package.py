@@ -65,7 +65,7 @@ def test_every_exported_name_resolves():
     for name in circuitgate.stats.__all__:
         assert getattr(circuitgate.stats, name) is not None
     public = {n for n in dir(circuitgate.stats) if not n.startswith("_")} - {
-        "agreement", "bootstrap", "depth", "effects", "inputs", "mann_whitney", "multiple", "ranks", "splits",
+        "agreement", "bootstrap", "change", "depth", "effects", "inputs", "mann_whitney", "multiple", "ranks", "splits",
         "wilcoxon"}
     assert public <= set(circuitgate.stats.__all__)
 
