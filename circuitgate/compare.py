@@ -12,13 +12,13 @@ import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from circuitgate import CircuitgateError
 from circuitgate.gate import DECISIONS, SKILLS_KEY, Decision, GateReport, compare_entries, gate_config, method_entries
 from circuitgate.methods import canonical_method
 from circuitgate.prompts import renamed_prompts
-from circuitgate.verdicts import COMPARABLE_SCHEMAS, SCHEMA, format_interval, jsonable
+from circuitgate.verdicts import COMPARABLE_SCHEMAS, SCHEMA, format_interval, jsonable, noise_floor_line
 
 REQUIRED_KEYS = ("schema", "method", "prompts", "hypotheses")
 
@@ -175,16 +175,17 @@ def _side(doc: Mapping[str, Any], label: str) -> dict[str, Any]:
 
 
 def compare(a: Mapping[str, Any], b: Mapping[str, Any], a_label: str = "A", b_label: str = "B",
-            strict: bool | None = None) -> Comparison:
+            strict: bool | None = None, hypotheses: Iterable[str] | None = None) -> Comparison:
     """B against A by the gate's rule (``gate.compare_entries``, with B's gate settings: a gate run
-    carries its baseline's); raises CircuitgateError when they cannot be compared (saying why)."""
+    carries its baseline's), over the hypotheses both have (or those named); raises CircuitgateError
+    when they cannot be compared (saying why)."""
     problems = incompatibilities(a, b, a_label, b_label)
     if problems:
         raise CircuitgateError(f"{a_label} and {b_label} cannot be compared: " + "; ".join(problems))
     cfg = gate_config(b if (b.get("config") or {}).get("gate") else a)
     if strict is not None:
         cfg = replace(cfg, strict=strict)
-    report = compare_entries(a, b, cfg)
+    report = compare_entries(a, b, cfg, hypotheses)
     notes = list(report.notes)
     differences = config_differences(a, b)
     if differences:
@@ -255,21 +256,15 @@ def counts_line(report: GateReport) -> str:
     """Units per decision, and the baseline's noise floor beside them."""
     n = report.counts()
     line = ", ".join(f"{n[d]} {d}" for d in DECISIONS)
-    floor = noise_floor_line(report)
+    floor = _floors(report)
     return f"units: {line}" + (f"; {floor}" if floor else "")
 
 
-def noise_floor_line(report: GateReport) -> str:
-    """How many class flips a rerun of A on resampled pairs would give by chance (its noise floor)."""
-    parts = []
-    for method, per in report.noise_floor.items():
-        if per:
-            lead = f"{method}: " if len(report.noise_floor) > 1 else ""
-            parts.append(lead + ", ".join(f"{h} {v:.1f}" for h, v in sorted(per.items())))
-    if not parts:
-        return ""
-    return ("noise floor (class flips a rerun of A on resampled pairs would give by chance): "
-            + "; ".join(parts))
+def _floors(report: GateReport) -> str:
+    """The baseline's noise floors, per method under --method both."""
+    parts = [noise_floor_line(per, f" of A ({method})" if len(report.noise_floor) > 1 else " of A")
+             for method, per in report.noise_floor.items() if per]
+    return "; ".join(parts)
 
 
 def format_table(c: Comparison) -> str:

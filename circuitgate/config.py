@@ -236,8 +236,10 @@ class Margins:
     """How far a unit's effect must move to matter, in its hypothesis's units (docs/design.md,
     "Gating", says how each default was set from measured noise)."""
 
-    h1: float = 0.5  # d_z (paired) or d (original) of the layer's strongest feature: paired.d_min
-    h2: float = 0.5  # as h1, over a head's attention metrics
+    # d_z (paired) or d (original) of the layer's feature the gate compares: beyond a "large" effect
+    # (0.8); a light fine-tune on unrelated text moved units of smollm2 by up to 0.9 (docs/gating.md).
+    h1: float = 1.0
+    h2: float = 1.0  # as h1, over a head's attention metrics
     h3: float = 0.05  # the signed share of a layer's neurons: h3.layer_fraction
     h4: MetricMargins = field(default_factory=MetricMargins)  # a depth bin's mean interaction
     h5: MetricMargins = field(default_factory=MetricMargins)  # a target's interaction: h5.min_drop

@@ -54,8 +54,9 @@ def gate_record(run: "Run", doc: dict[str, Any]) -> dict[str, Any]:
     `circuitgate compare` applies to the two files: a failing test and a named regression are one
     thing seen twice. Each entry, component and skill carries its own decision too."""
     from circuitgate.compare import compare, counts_line
+    from circuitgate.gate import SKILLS_KEY, ordered
 
-    c = compare(run.baseline, doc, "baseline", "this run", strict=run.config.gate.strict)
+    c = compare(run.baseline, doc, "baseline", "this run", strict=run.config.gate.strict, hypotheses=run.tested)
     tested = [d for d in c.report.decisions if d.hypothesis in run.tested]
     for d in tested:
         entries = doc["by_method"][d.method] if "by_method" in doc else doc["hypotheses"]
@@ -70,8 +71,10 @@ def gate_record(run: "Run", doc: dict[str, Any]) -> dict[str, Any]:
         "strict": c.report.strict,
         "counts": c.report.counts(),
         "counts_line": counts_line(c.report),
-        "skills": [d.to_dict() for d in c.report.skills] if "skills" in run.tested else [],
-        "decisions": [d.to_dict() for d in tested if not (d.decision == "held" and not d.class_changed)],
+        "skills": [d.to_dict() for d in c.report.skills] if SKILLS_KEY in run.tested else [],
+        # Verdicts and units that did not simply hold, failing first (skills are above).
+        "decisions": [d.to_dict() for d in ordered(tested) if d.hypothesis != SKILLS_KEY
+                      and not (d.decision == "held" and not d.class_changed)],
         "overrides": run.overrides,
         "notes": c.notes,
     })

@@ -40,12 +40,15 @@ from circuitgate.config import GateConfig, _build
 from circuitgate.encoding import unpack_bits, unpack_floats
 from circuitgate.ids import SKILLS
 from circuitgate.stats import fdr_correction
-from circuitgate.verdicts import SCHEMA
+from circuitgate.verdicts import SCHEMA, noise_floors
 from circuitgate.stats.change import (Change, change_of_dz, change_of_intervals, change_of_means,
                                       change_of_replicates)
+from circuitgate.stats.effects import _d_z
 
 DECISIONS = ("regressed", "unresolved", "added", "held")  # the order a report lists them in
 SKILLS_KEY = "skills"  # the "hypothesis" of the clean-accuracy rows
+LEGACY_NOTE = ("a document has no per-pair values (a verdicts.json from before schema 3): judged by the old rule, "
+               "any change of a class or verdict regresses")
 
 
 @dataclass(frozen=True)
@@ -142,36 +145,70 @@ def _ci(c: Mapping[str, Any]) -> list[float] | None:
     return list(ci) if ci and len(ci) == 2 and all(_finite(v) for v in ci) else None
 
 
+@dataclass(frozen=True)
+class _Measured:
+    """One unit's change and what it compared: the two values of its statistic and the basis."""
+
+    change: Change
+    column: int
+    basis: str
+    before: float
+    after: float
+
+
+def _feature(c: Mapping[str, Any], name: str) -> tuple[float, list[float]] | None:
+    """A unit's (effect, interval) of one feature (H1, H2: ``features``), or None."""
+    f = (c.get("features") or {}).get(name) or {}
+    ci = f.get("ci")
+    ok = _finite(f.get("effect")) and ci and len(ci) == 2 and all(_finite(v) for v in ci)
+    return (float(f["effect"]), list(ci)) if ok else None
+
+
 def _changes(ea: Mapping[str, Any], eb: Mapping[str, Any], ids: list[str], margin: float,
-             cfg: GateConfig) -> dict[str, tuple[Change, int, str]]:
-    """unit -> (its change, its column in the change, the basis), for the units both runs measured
-    and stored something to compare by; each basis computed once over all its units."""
+             cfg: GateConfig) -> dict[str, _Measured]:
+    """unit -> its change, for the units both runs measured and stored something to compare by; each
+    basis computed once over all its units (module docstring)."""
     ca, cb = ea["components"], eb["components"]
     ua, ub = _kind(ea), _kind(eb)
-    out: dict[str, tuple[Change, int, str]] = {}
+    out: dict[str, _Measured] = {}
     paired = _paired(ua, ub)
     kind = ua.get("kind") if ua.get("kind") == ub.get("kind") and ua.get("statistic") == ub.get("statistic") else None
     key = {"pairs": "pair_values", "replicates": "replicates"}.get(kind or "")
-    stored = [c for c in ids if key and key in ca[c] and key in cb[c]]
+    # Per-pair values compare when they are of the same quantity: the same feature for H1 and H2 (a gate
+    # keeps its baseline's; two runs on their own may each keep another, and then compare that
+    # feature's intervals below).
+    stored = [c for c in ids if key and key in ca[c] and key in cb[c]
+              and ca[c].get("pair_feature") == cb[c].get("pair_feature")]
     if stored and kind == "pairs":
         na, nb = len(ua.get("pairs") or []) or None, len(ub.get("pairs") or []) or None
         a, b = _values(ca, stored, key, na), _values(cb, stored, key, nb)
         if ua.get("statistic") == "d_z":
             ch = change_of_dz(a, b, margin, paired=paired, n_boot=cfg.n_boot, seed=cfg.seed, level=cfg.level)
+            before, after = _d_z(a), _d_z(b)
         else:
             ch = change_of_means(a, b, margin, paired=paired, level=cfg.level)
-        out.update({c: (ch, j, "pairs") for j, c in enumerate(stored)})
+            before, after = a.mean(axis=0), b.mean(axis=0)
+        out.update({c: _Measured(ch, j, "pairs", float(before[j]), float(after[j])) for j, c in enumerate(stored)})
     elif stored and kind == "replicates":
         ra, rb = _values(ca, stored, key, ua.get("resamples")), _values(cb, stored, key, ub.get("resamples"))
-        ch = change_of_replicates([ca[c]["effect"] for c in stored], [cb[c]["effect"] for c in stored], ra, rb,
-                                  margin, paired=paired, level=cfg.level)
-        out.update({c: (ch, j, "replicates") for j, c in enumerate(stored)})
-    rest = [c for c in ids if c not in out and _ci(ca[c]) and _ci(cb[c])
-            and _finite(ca[c].get("effect")) and _finite(cb[c].get("effect"))]
+        before, after = [ca[c]["effect"] for c in stored], [cb[c]["effect"] for c in stored]
+        ch = change_of_replicates(before, after, ra, rb, margin, paired=paired, level=cfg.level)
+        out.update({c: _Measured(ch, j, "replicates", before[j], after[j]) for j, c in enumerate(stored)})
+    rest = {}
+    for c in ids:
+        if c in out:
+            continue
+        feature = ca[c].get("pair_feature")
+        pa, pb = (_feature(ca[c], feature), _feature(cb[c], feature)) if feature else (None, None)
+        if pa and pb:
+            rest[c] = (pa, pb)
+        elif _ci(ca[c]) and _ci(cb[c]) and _finite(ca[c].get("effect")) and _finite(cb[c].get("effect")):
+            rest[c] = ((ca[c]["effect"], _ci(ca[c])), (cb[c]["effect"], _ci(cb[c])))
     if rest:
-        ch = change_of_intervals([ca[c]["effect"] for c in rest], [_ci(ca[c]) for c in rest],
-                                 [cb[c]["effect"] for c in rest], [_ci(cb[c]) for c in rest], margin, level=cfg.level)
-        out.update({c: (ch, j, "intervals") for j, c in enumerate(rest)})
+        units = list(rest)
+        (ea_, cia), (eb_, cib) = [list(zip(*[rest[c][i] for c in units])) for i in (0, 1)]
+        ch = change_of_intervals(ea_, cia, eb_, cib, margin, level=cfg.level)
+        out.update({c: _Measured(ch, j, "intervals", float(ea_[j]), float(eb_[j])) for j, c in enumerate(units)})
     return out
 
 
@@ -185,7 +222,7 @@ def judge_units(method: str, hypothesis: str, ea: Mapping[str, Any], eb: Mapping
     tested = list(changes)
     p_adj = {}
     if tested:
-        p = np.array([changes[c][0].p_moved[changes[c][1]] for c in tested])
+        p = np.array([changes[c].change.p_moved[changes[c].column] for c in tested])
         p_adj = dict(zip(tested, fdr_correction(p, cfg.alpha, "bh").p_adj))
     out = []
     for c in list(ca) + [c for c in cb if c not in ca]:
@@ -208,7 +245,8 @@ def judge_units(method: str, hypothesis: str, ea: Mapping[str, Any], eb: Mapping
                 out.append(Decision(method, hypothesis, c, before, after, "held", "same class (judged by class)",
                                     **common))
             continue
-        ch, j, basis = changes[c]
+        m = changes[c]
+        ch, j = m.change, m.column
         moved, within = p_adj[c] <= cfg.alpha, ch.p_within[j] <= cfg.alpha
         if before != after and moved:
             decision, why = "regressed", f"class changed and the effect moved beyond the margin {margin:g}"
@@ -222,9 +260,10 @@ def judge_units(method: str, hypothesis: str, ea: Mapping[str, Any], eb: Mapping
             decision = "unresolved"
             why = (f"class changed; the change is neither beyond nor shown within the margin {margin:g}"
                    if before != after else f"not shown within the margin {margin:g}")
+        # The effect shown is the statistic compared: for H1 and H2 the d_z of the feature both kept.
         out.append(Decision(method, hypothesis, c, before, after, decision, why, delta=float(ch.delta[j]),
                             delta_ci=(float(ch.ci_low[j]), float(ch.ci_high[j])), p_adj=float(p_adj[c]),
-                            basis=basis, **common))
+                            basis=m.basis, effect_before=m.before, effect_after=m.after, margin=margin))
     return out
 
 
@@ -381,8 +420,7 @@ def compare_entries(a: Mapping[str, Any], b: Mapping[str, Any], cfg: GateConfig,
     floor: dict[str, dict[str, float]] = {}
     legacy = min(int(a.get("schema", SCHEMA)), int(b.get("schema", SCHEMA))) < 3
     if legacy:
-        notes.append("a document has no per-pair values (a verdicts.json from before schema 3): judged by the old "
-                     "rule, any change of a class or verdict regresses")
+        notes.append(LEGACY_NOTE)
     ea_all, eb_all = method_entries(a), method_entries(b)
     metric = _metric(b if b.get("config") else a)
     for method, ha in ea_all.items():
@@ -394,8 +432,7 @@ def compare_entries(a: Mapping[str, Any], b: Mapping[str, Any], cfg: GateConfig,
                          + ", ".join(f"{h} ({'A' if h in ha else 'B'} only)" for h in only))
         skills = judge_skills(method, a, b, cfg)
         skills_all += skills
-        floor[method] = {h: float(e["summary"]["noise_floor"]["expected_flips"]) for h, e in ha.items()
-                         if isinstance((e.get("summary") or {}).get("noise_floor"), Mapping)}
+        floor[method] = noise_floors({h: ha[h] for h in set(ha) & set(hb) & wanted})
         decided: dict[str, Decision] = {}
         for h in sorted(set(ha) & set(hb) & wanted, key=lambda h: (h == "H4", h)):  # H4 reads H5's decision
             u = judge_units(method, h, ha[h], hb[h], cfg.margins.of(h, metric), cfg, legacy)

@@ -2,9 +2,8 @@
 
 A hypothesis passes when its verdict equals the expected one; ``inconclusive`` passes only when it is
 what was expected. A component passes when its class equals the expected class. Against a baseline
-(``--baseline``) the expectation is the baseline's verdict or class: any change is a
-regression, even one towards what the baseline itself was expected to show. A gate guards the released
-circuitry; an intended change is accepted by re-baselining, not by the gate guessing its direction.
+(``--baseline``) a test is judged on change instead, by ``circuitgate.gate`` (docs/design.md,
+"Gating"); an intended change is accepted by re-baselining, not by the gate guessing its direction.
 """
 
 from __future__ import annotations
@@ -36,9 +35,7 @@ class Expected:
     baseline: bool = False
 
     def describe(self, got: str) -> str:
-        if got == self.value:
-            return "as in the baseline" if self.baseline else "as expected"
-        return f"was {self.value} in the baseline: a regression" if self.baseline else f"expected {self.value}"
+        return "as expected" if got == self.value else f"expected {self.value}"
 
 
 def as_expected(expected: "Expected | str") -> Expected:
@@ -69,11 +66,25 @@ def summary_numbers(summary: Mapping[str, Any]) -> str:
     return ", ".join(f"{label} {summary[key]}" for key, label in _COUNTS if key in summary)
 
 
+def noise_floors(entries: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """hypothesis -> its noise floor (``summary.noise_floor``: the class flips a rerun on resampled
+    pairs would give by chance), for the entries that carry one."""
+    return {h: float(e["summary"]["noise_floor"]["expected_flips"]) for h, e in sorted(entries.items())
+            if isinstance((e.get("summary") or {}).get("noise_floor"), Mapping)}
+
+
+def noise_floor_line(floors: Mapping[str, float], of: str = "") -> str:
+    """One line, as the terminal summary, report.html and `circuitgate compare` show noise floors."""
+    if not floors:
+        return ""
+    return (f"noise floor{of} (class flips a rerun on resampled pairs would give by chance): "
+            + ", ".join(f"{h} {v:.1f}" for h, v in floors.items()))
+
+
 def outcome(before: str | None, after: str | None) -> str:
-    """The one rule for a verdict or a class seen twice (None: absent): ``same``, ``added`` (absent
-    before) or ``regression`` (any change, even one towards what was once expected; a unit that was
-    ``none`` may vanish). The judge applies it with the expectation as ``before``, `circuitgate
-    compare` with the baseline: a failing test and a named regression are one thing seen twice."""
+    """The rule for a verdict or a class against its expectation (None: absent): ``same``, ``added``
+    (absent before) or ``regression`` (any change; a unit that was ``none`` may vanish). The judge
+    applies it with the expectation as ``before``; a baseline's is ``circuitgate.gate``'s."""
     if before == after or (after is None and before == "none"):
         return "same"
     return "added" if before is None else "regression"

@@ -28,7 +28,7 @@ from _pytest.mark.expression import Expression
 from circuitgate import CircuitgateError
 from circuitgate.analyses import component_ids, expected_verdict, gate_verdict, legacy_baseline
 from circuitgate.compare import baseline_method
-from circuitgate.gate import SKILLS_KEY
+from circuitgate.gate import LEGACY_NOTE, SKILLS_KEY
 from circuitgate.ids import SKILLS
 from circuitgate.config import HYPOTHESES
 from circuitgate.documents import manifest, verdicts_document
@@ -36,7 +36,8 @@ from circuitgate.models.loading import DTYPES, resolve_device, resolve_dtype, we
 from circuitgate.report import render_html
 from circuitgate.methods import canonical_method
 from circuitgate.session import METHODS, Run, Settings
-from circuitgate.verdicts import expected_circuit, jsonable, outcome, summary_numbers, write_json_atomic
+from circuitgate.verdicts import (expected_circuit, jsonable, noise_floor_line, noise_floors, outcome, summary_numbers,
+                                 write_json_atomic)
 
 RUN_KEY = pytest.StashKey[Run]()
 # The session's arguments reach the suite (decided before collection: the junit.xml writer and the
@@ -295,8 +296,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         lines.append(f"circuitgate: gate on {s.baseline}: measured as the baseline was, "
                      + ("overridden: " + "; ".join(run.overrides) if run.overrides else "nothing overridden"))
         if legacy_baseline(run):
-            lines.append(f"circuitgate: {s.baseline} has no per-pair values (a verdicts.json from before schema 3): "
-                         "judged by the old rule, any change of a class or verdict regresses")
+            lines.append(f"circuitgate: {s.baseline}: {LEGACY_NOTE}")
     return lines
 
 
@@ -509,6 +509,9 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         tr.write_line(f"clean accuracy (whole answers, every pair): recall {clean['recall']:.2f}, "
                       f"reasoning {clean['reasoning']:.2f}")
         _summary_lines(tr, run, method)
+        floors = noise_floors({h: e for h, e in by_method[method].items() if e.get("tested", True)})
+        if floors and run.baseline is None:  # a gate shows its baseline's beside its counts
+            tr.write_line(noise_floor_line(floors))
         _circuit_lines(tr, by_method[method])
     if run.baseline is not None:
         _baseline_lines(tr, run, document["baseline"])
@@ -534,7 +537,8 @@ def _baseline_lines(tr, run: Run, record: dict) -> None:
         tr.write_line(f"  and {len(shown) - MAX_NAMED} more (circuitgate compare lists them all)")
     tr.write_line(f"  {record['counts_line']}")
     for note in record["notes"]:
-        tr.write_line(f"  note: {note}")
+        if note != LEGACY_NOTE:  # the header said it, once
+            tr.write_line(f"  note: {note}")
 
 
 def _decision_line(d: dict) -> str:

@@ -51,6 +51,16 @@ class ActivationAnalysis(Analysis):
         from circuitgate.methods import paired
 
         result = paired.analyse(self.hypothesis, recall, reasoning, run.config, run.control_activations,
-                                device=run.loaded.device)
+                                device=run.loaded.device, pair_features=self._baseline_features(run))
         # Row i of every array is pair i of the prompt set: the pairs a gate lines runs up by.
         return replace(result, uncertainty={**result.uncertainty, "pairs": list(run.prompt_set.ids)})
+
+    def _baseline_features(self, run: "Run") -> dict[str, str] | None:
+        """A gate's baseline's per-unit feature choices (``pair_feature``): the candidate keeps the
+        per-pair values of the same features, so the two runs compare like with like."""
+        from circuitgate.analyses import baseline_entry
+
+        entry = baseline_entry(run, self.hypothesis, "paired")
+        if entry is None:
+            return None
+        return {cid: c["pair_feature"] for cid, c in (entry.get("components") or {}).items() if "pair_feature" in c}

@@ -265,11 +265,13 @@ def _control_summary(fam: Family, count: Count) -> dict[str, Any]:
 
 def analyse(hypothesis: str, recall: Activations, reasoning: Activations, config: Config,
             controls: Mapping[str, tuple[Activations, Activations]] | None = None,
-            device: str | torch.device = "cpu") -> HypothesisResult:
+            device: str | torch.device = "cpu", pair_features: Mapping[str, str] | None = None) -> HypothesisResult:
     """H1 (layers), H2 (heads) or H3 (neurons) by the paired method.
 
     controls: task -> (template a, template b) activations of that task's control pairs; each goes
     through the same analysis with a in the place of recall and b in the place of reasoning.
+    pair_features (H1, H2): unit -> the feature whose per-pair differences it keeps for a gate (a
+    baseline's: the two runs then compare the same feature's d_z); default each unit's strongest.
     """
     spec, cfg = SPECS[hypothesis], config.paired
     validate_sides(recall, reasoning, spec.arrays)
@@ -315,6 +317,8 @@ def analyse(hypothesis: str, recall: Activations, reasoning: Activations, config
     build = {"H1": _layer_components, "H2": _head_components, "H3": _neuron_layers}[hypothesis]
     components, extra, arrays = build(main, spec, diff, values, recall, cfg, config)
     summary.update(extra)
+    if pair_features and hypothesis in ("H1", "H2"):
+        components = _kept_features(components, spec, diff, pair_features)
     classes, effects = resampled(diff, config, device, _COMPONENTS_OF[hypothesis](n_layers, config))
     summary["noise_floor"] = noise_floor(np.array([c.cls for c in components.values()]), classes,
                                          "the split-half procedure rerun on bootstrap resamples of the prompt "
@@ -365,10 +369,25 @@ def _units(fam: Family, spec: Spec, diff: np.ndarray, values: tuple[np.ndarray, 
         {"features": feature_details(spec.features, fam.dz[:, u], fam.p_adj[:, u], means[0][:, u], means[1][:, u],
                                      (ci.ci_low[:, u], ci.ci_high[:, u])),
          "stability": float(fam.stability[u]),
-         "effect_feature": spec.features[top[u]],
+         "effect_feature": spec.features[top[u]],  # the effect's: the strongest
+         "pair_feature": spec.features[top[u]],  # pair_values': the strongest, or a baseline's choice
          "splits": {k: int(fam.counts[i, u]) for i, k in enumerate(("recall", "reasoning", "mixed"))}},
         effect_ci=(float(low[u]), float(high[u])), pair_values=strongest[:, u])
         for u, cid in enumerate(ids)}
+
+
+def _kept_features(components: Mapping[str, ComponentResult], spec: Spec, diff: np.ndarray,
+                   pair_features: Mapping[str, str]) -> dict[str, ComponentResult]:
+    """Each unit's per-pair differences of the feature ``pair_features`` names for it (when it names a
+    feature of the unit's), instead of its strongest: a unit whose two strongest features are near
+    equal swaps them between runs, and its effect would flip sign with no change in its features."""
+    index = {f: i for i, f in enumerate(spec.features)}
+    out = {}
+    for u, (cid, c) in enumerate(components.items()):
+        f = pair_features.get(cid)
+        out[cid] = c if f not in index else replace(c, pair_values=diff[:, index[f], u],
+                                                    details={**c.details, "pair_feature": f})
+    return out
 
 
 def _unit_classes(n_layers: int, config: Config) -> Callable[[Family], tuple[np.ndarray, np.ndarray]]:

@@ -11,7 +11,7 @@ from typing import Any, Iterator, Mapping
 
 from circuitgate.ids import depth_id
 from circuitgate.report import plots
-from circuitgate.verdicts import expected_circuit, summary_numbers
+from circuitgate.verdicts import expected_circuit, noise_floor_line, noise_floors, summary_numbers
 
 _STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
@@ -182,16 +182,45 @@ def _plots(doc: Mapping[str, Any]) -> list[str]:
 
 
 def _baseline(baseline: Mapping[str, Any] | None) -> list[str]:
-    """A gate run (--baseline): what regressed, as `circuitgate compare` names it."""
+    """A gate run (--baseline): what fails, as `circuitgate compare` names it; what this run measured
+    otherwise than its baseline; then every skill and every unit that did not simply hold, failing
+    first, with the change of its effect and the decision (docs/design.md, "Gating")."""
     if not baseline:
         return []
     model = baseline.get("model") or {}
     names = baseline.get("regressions") or []
-    what = (f"<b>{len(names)} regressed</b>: " + ", ".join(f"<code>{escape(n)}</code>" for n in names)
-            if names else "nothing regressed")
+    what = "regressed or unresolved (gate.strict)" if baseline.get("strict") else "regressed"
+    listed = (f"<b>{len(names)} {what}</b>: " + ", ".join(f"<code>{escape(n)}</code>" for n in names)
+              if names else "nothing regressed")
     cls = "fail" if names else "pass"
-    return [f"<p class='{cls}'>Against the baseline <code>{escape(str(baseline.get('path')))}</code> "
-            f"({escape(str(model.get('name') or model.get('id')))}): {what}.</p>"]
+    parts = [f"<p class='{cls}'>Against the baseline <code>{escape(str(baseline.get('path')))}</code> "
+             f"({escape(str(model.get('name') or model.get('id')))}): {listed}.</p>"]
+    if "overrides" in baseline:
+        overrides = baseline["overrides"]
+        parts.append("<p>Measured as the baseline was" + (
+            "; overridden: " + "; ".join(f"<code>{escape(o)}</code>" for o in overrides) if overrides
+            else ", nothing overridden") + ".</p>")
+    if baseline.get("counts_line"):
+        parts.append(f"<p>{escape(baseline['counts_line'])}.</p>")
+    parts += [f"<p>note: {escape(n)}</p>" for n in baseline.get("notes") or []]
+    rows = list(baseline.get("skills") or []) + list(baseline.get("decisions") or [])
+    if rows:
+        parts.append("<h2>Gate decisions</h2><table><tr><th>hypothesis</th><th>unit</th><th>baseline</th>"
+                     "<th>this run</th><th>effect</th><th>change [interval]</th><th>margin</th><th>p (adjusted)</th>"
+                     "<th>decision</th><th>why</th></tr>")
+        for d in rows:
+            failing = d["decision"] == "regressed" or (baseline.get("strict") and d["decision"] == "unresolved")
+            ci = d.get("delta_ci")
+            change = "" if d.get("delta") is None else f"{d['delta']:+.3g}" + (
+                f" [{ci[0]:+.3g}, {ci[1]:+.3g}]" if ci else "")
+            effect = "" if d.get("effect_before") is None and d.get("effect_after") is None else \
+                f"{_fmt(d.get('effect_before'))} &rarr; {_fmt(d.get('effect_after'))}"
+            parts.append(_row([escape(d["hypothesis"]), escape(d.get("unit") or ""), _fmt(d.get("before") or "absent"),
+                               _fmt(d.get("after") or "absent"), effect, change, _fmt(d.get("margin")),
+                               _fmt(d.get("p_adj")), _fmt(d["decision"]), _fmt(d["why"])],
+                              "fail" if failing else "pass" if d["decision"] == "held" else "info"))
+        parts.append("</table>")
+    return parts
 
 
 def _circuit(doc: Mapping[str, Any]) -> list[str]:
@@ -282,6 +311,9 @@ def render_html(doc: Mapping[str, Any]) -> str:
         parts.append(_row([escape(h), _fmt(e["verdict"]), _fmt(e["expected"] if e.get("tested", True) else "not tested"),
                            _fmt(e["passed"]), _fmt(summary_numbers(e["summary"]))], status))
     parts.append("</table>")
+    floors = noise_floor_line(noise_floors({h: e for h, e in hyps.items() if e.get("tested", True)}))
+    if floors:
+        parts.append(f"<p>{escape(floors)}.</p>")
     parts += _baseline(doc.get("baseline"))
     parts += _circuit(doc)
     parts += _plots(doc)

@@ -2,14 +2,15 @@
 session's own cache) and on local HF directories of both families. The default run must be green and
 show the planted circuit; verdicts must line up with the organism's ground truth, H5's causal
 measurements with the ground truth's own (torch hooks, not nnsight), the JUnit outcomes with
-verdicts.json; a rerun must reproduce verdicts.json byte for byte; a planted head zeroed in the
-weights must fail the gate exactly where `circuitgate compare` says it regressed."""
+verdicts.json; the gate must pass every harmless candidate and fail every harmful one naming the
+damage, exactly where `circuitgate compare` says it regressed."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -230,84 +231,84 @@ def test_method_both_on_the_organism_controls_come_out_negative(organism_dir, tm
 
 # -- the release gate  -----------------------------------------------------
 def _failed_tests(junit: Path) -> set[str]:
-    """'H1 L01' / 'H4' for each failing case: the names `circuitgate compare` gives regressions."""
+    """'H1 L01' / 'H4' / 'recall accuracy' for each failing case: the names `circuitgate compare` gives."""
     failed = set()
     for case in ET.parse(junit).getroot().iter("testcase"):
         if case.find("failure") is not None:
+            skill = re.match(r"test_skill\[(\w+)\]$", case.get("name"))
+            if skill:
+                failed.add(f"{skill.group(1)} accuracy")
+                continue
             m = re.match(r"test_(H\d)\w*(?:\[(.+)\])?$", case.get("name"))
             failed.add(m.group(1) + (f" {m.group(2)}" if m.group(2) else ""))
     return failed
 
 
 @pytest.fixture(scope="module")
-def gate_run(organism_run, organism_dir, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, Path, Path]:
-    """The organism with its planted reasoning head L2H1 zeroed in the weights, gated against the
-    organism's own run."""
-    from circuitgate.cli import main
-
-    tmp = tmp_path_factory.mktemp("gate")
-    copy = tmp / "organism-L2H1"
-    assert main(["organism", "perturb", "--zero", "head-L2H1", "--out", str(copy), "--quiet"]) == 0
-    baseline = organism_run[1] / "verdicts.json"
-    out = tmp / "candidate"
-    proc = suite("--model", str(copy), "--h4-model", "organism-llama",
-                 "--baseline", str(baseline), "--report-dir", str(out))
-    return proc, baseline, out, copy
-
-
-# What zeroing L2H1 changes (README, "A gate on the CPU"), beyond the H5 targets whose measured causal
-# class moved (derived in the test from the copy's truth): reasoning is gone without the head, so H5
-# is inconclusive (a skill the model lacks) and so is H4, whose depth profile loses its reasoning
-# bins (D2, D3) and whose D0 no longer serves both skills; layer 2's residual, which carries the
-# head's output, no longer differs between the tasks in every feature (H1 L02: mixed); and H3's
-# neuron sets that only reasoning needed now change nothing. H2 L02H01 does not regress: zeroing a
-# head's output leaves its attention pattern, which H2 reads, as it was.
-GATE_REGRESSIONS_BEYOND_TRUTH = {
-    "H4", "H5", "H1 L02", "H4 D0", "H4 D2", "H4 D3", "H5 neurons-L0-recall", "H5 neurons-L2-reasoning",
-    "H5 neurons-L3-reasoning",
-}
+def gate_benchmark(organism_run, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, dict]:
+    """benchmarks/gate_candidates.py on the organism, against the default run as its baseline: five
+    harmless candidates (a rerun, batch size 4, bfloat16, a light fine-tune on unrelated text, another
+    subsample of H5's pairs) and three harmful ones (the most selective head zeroed, the most selective
+    neuron block zeroed, a fine-tune that breaks reasoning), each gated with --baseline."""
+    out = tmp_path_factory.mktemp("gate-benchmark")
+    (out / "baseline").mkdir()
+    shutil.copy(organism_run[1] / "verdicts.json", out / "baseline" / "verdicts.json")
+    proc = subprocess.run([sys.executable, "benchmarks/gate_candidates.py", "--model", "organism", "--out", str(out),
+                           "--jobs", "2"], cwd=REPO, capture_output=True, text=True, timeout=1200,
+                          env={**os.environ, "PYTHONHASHSEED": "0"})
+    return proc, out, json.loads((out / "results.json").read_text())
 
 
-def test_the_gate_fails_exactly_the_regressed_components(gate_run, organism_dir):
+def test_no_harmless_candidate_fails_and_every_harmful_one_fails_naming_the_damage(gate_benchmark):
+    proc, out, results = gate_benchmark
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    outcomes = {o["name"]: o for o in results["outcomes"]}
+    harmless = [o for o in outcomes.values() if not o["harmful"]]
+    harmful = [o for o in outcomes.values() if o["harmful"]]
+    assert len(harmless) == 5 and len(harmful) == 3
+    assert all(o["exit_code"] == 0 and not o["failing"] for o in harmless), harmless
+    for o in harmful:
+        assert o["exit_code"] == 1 and o["named"] and set(o["named"]) <= set(o["failing"]), o
+    # A broken skill is reported once, plainly, before the units that followed from it.
+    broken = outcomes["reasoning broken by fine-tune"]
+    assert broken["failing"][0] == "reasoning accuracy" and broken["clean"]["recall"] > 0.9
+    assert "| rerun | harmless |" in (out / "table.md").read_text()
+
+
+def _zeroed_head(results: dict) -> dict:
+    return next(o for o in results["outcomes"] if o["harmful"] and o["name"].startswith("head-"))
+
+
+def test_the_gate_fails_exactly_what_compare_names_and_only_units_the_truth_moved(gate_benchmark, organism_dir):
+    """The zeroed head's gate run: its failing tests are the decisions `circuitgate compare` names (one
+    rule, two views), the head itself is among them, and every H5 unit that regressed is one whose
+    class the copy's own truth (plain torch hooks) moved."""
     from circuitgate.accuracy import _truth_of
 
-    proc, baseline, out, copy = gate_run
-    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-    failed = _failed_tests(out / "junit.xml")
-    # The H5 targets whose class the zeroing moved, by the copy's own truth (plain torch hooks).
-    before = classes(read_info(organism_dir)["ground_truth"])
-    after = classes(_truth_of(copy, read_info(organism_dir))["ground_truth"])
-    moved = {f"H5 {t}" for t in before if after[t] != before[t]}
-    assert "H5 head-L2H1" in moved and "H5 head-L1H0" not in moved
-    assert failed == moved | GATE_REGRESSIONS_BEYOND_TRUTH
-    candidate = json.loads((out / "verdicts.json").read_text())["hypotheses"]["H5"]["components"]
-    assert {t: candidate[t]["class"] for t in after} == after  # every fixed target as the truth has it
-    compared = subprocess.run([sys.executable, "-m", "circuitgate.cli", "compare", str(baseline),
-                               str(out / "verdicts.json"), "--format", "json"], capture_output=True, text=True)
+    _, out, results = gate_benchmark
+    zeroed = _zeroed_head(results)
+    head = zeroed["name"].removesuffix(" zeroed")
+    report = out / zeroed["name"].replace(" ", "-")
+    failed = _failed_tests(report / "junit.xml")
+    compared = subprocess.run([sys.executable, "-m", "circuitgate.cli", "compare", str(out / "baseline" / "verdicts.json"),
+                               str(report / "verdicts.json"), "--format", "json"], capture_output=True, text=True)
     assert compared.returncode == 1, compared.stderr
-    # One rule, two views: the failing tests are the regressions `circuitgate compare` names.
-    assert set(json.loads(compared.stdout)["regressions"]) == failed
-    assert f"baseline {baseline}: {len(failed)} regressed:" in proc.stdout
-    table = subprocess.run([sys.executable, "-m", "circuitgate.cli", "compare", str(baseline), str(out / "verdicts.json")],
-                           capture_output=True, text=True)
-    assert table.returncode == 1 and "H5 head-L2H1" in table.stdout
+    assert set(json.loads(compared.stdout)["failing"]) == failed == set(zeroed["failing"])
+    assert f"H5 {head}" in failed
+    before = classes(read_info(organism_dir)["ground_truth"])
+    after = classes(_truth_of(out / "models" / zeroed["name"].replace(" ", "-"), read_info(organism_dir))["ground_truth"])
+    moved = {f"H5 {t}" for t in before if after[t] != before[t]}
+    assert {f for f in failed if f.startswith("H5 ") and f.split()[1] in before} <= moved
+    candidate = json.loads((report / "verdicts.json").read_text())["hypotheses"]["H5"]["components"]
+    assert {t: candidate[t]["class"] for t in after} == after  # every fixed target as the truth has it
 
 
-def test_the_unchanged_model_passes_its_own_gate(organism_run, tmp_path):
-    baseline = organism_run[1] / "verdicts.json"
-    proc = suite("--baseline", str(baseline), "--report-dir", str(tmp_path / "again"))
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    assert f"baseline {baseline}: nothing regressed" in proc.stdout
-    compared = subprocess.run([sys.executable, "-m", "circuitgate.cli", "compare", str(baseline),
-                               str(tmp_path / "again" / "verdicts.json")], capture_output=True, text=True)
-    assert compared.returncode == 0 and "no regressions" in compared.stdout
-
-
-def test_the_gate_report_shows_every_plot_in_chromium(gate_run, chromium, tmp_path):
-    """The candidate's report.html, as the run wrote it, opened in a real browser: every plot decodes
-    and the screenshot shows them (kept beside the report for a human to look at)."""
-    _, _, out, _ = gate_run
-    html = (out / "report.html").read_text()
-    assert "regressed</b>" in html  # the gate's verdict sits above the plots
+def test_the_gate_report_shows_its_decisions_and_every_plot_in_chromium(gate_benchmark, chromium, tmp_path):
+    """The zeroed head's report.html, as the run wrote it, opened in a real browser: the gate's
+    decisions sit above the plots, and every plot decodes and shows in the screenshot (kept beside
+    the report for a human to look at)."""
+    _, out, results = gate_benchmark
+    html = (out / _zeroed_head(results)["name"].replace(" ", "-") / "report.html").read_text()
+    assert "regressed</b>" in html and "<h2>Gate decisions</h2>" in html and "Measured as the baseline was" in html
     shot = assert_renders_every_plot(chromium, html, tmp_path)
     assert shot.stat().st_size > 50_000

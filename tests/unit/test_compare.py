@@ -296,7 +296,7 @@ def test_held_units_are_counted_not_listed_and_a_comment_stays_short(tmp_path, c
     assert main(["compare", str(pa), str(pb)]) == 1
     table = capsys.readouterr().out
     assert "head-L0H25" not in table and "units: 20 regressed, 0 unresolved, 0 added, 14 held" in table
-    assert "noise floor (class flips a rerun of A on resampled pairs would give by chance): H5 1.5" in table
+    assert "noise floor of A (class flips a rerun on resampled pairs would give by chance): H5 1.5" in table
     assert main(["compare", str(pa), str(pb), "--format", "markdown"]) == 1
     md = capsys.readouterr().out
     assert f"#### Units (first {MAX_ROWS} of 20)" in md and md.count("| H5 | head-L0H") == MAX_ROWS

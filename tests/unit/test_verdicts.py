@@ -19,6 +19,7 @@ from circuitgate.expectations import Expectations, Figure, from_file, from_groun
 from circuitgate.models.adapters import Shape
 from circuitgate.results import ComponentResult, HypothesisResult
 from circuitgate.verdicts import (
+    Expected,
     from_baseline,
     hypothesis_entry,
     judge_component,
@@ -84,24 +85,12 @@ def test_judge_component():
     assert not j.passed and j.message == "H1 L99 is not in this run, expected recall"
 
 
-@pytest.mark.parametrize("was, now", [("supported", "not_supported"), ("not_supported", "supported"),
-                                      ("supported", "inconclusive")])
-def test_judge_hypothesis_against_a_baseline(was, now):
-    """Any change from the baseline regresses, even one towards the baseline's own expectation."""
-    exp = from_baseline({"verdict": was, "expected": now})
-    j = judge_hypothesis(result(now), exp)
-    assert not j.passed and f"was {was} in the baseline: a regression" in j.message
-    assert judge_hypothesis(result(was), exp).passed
-    entry = hypothesis_entry(result(now), exp, {})
-    assert entry["expected"] == was and entry["passed"] is False
-
-
-def test_judge_component_against_a_baseline():
-    r = result()  # L00 recall, L01 none
-    j = judge_component(r, "L00", from_baseline({"class": "recall", "expected": "none"}, "class"))
-    assert j.passed and "is recall as in the baseline" in j.message
-    j = judge_component(r, "L01", from_baseline({"class": "reasoning", "expected": "none"}, "class"))
-    assert not j.passed and "was reasoning in the baseline: a regression" in j.message
+def test_a_baselines_expectation_is_marked_as_one():
+    """A baseline's verdict or class is an expectation the judge hands to the gate (circuitgate/gate.py,
+    tests/unit/test_compare.py), which decides on change, not on class."""
+    exp = from_baseline({"verdict": "supported", "expected": "not_supported"})
+    assert exp == Expected("supported", baseline=True)
+    assert from_baseline({"class": "recall"}, "class").value == "recall"
 
 
 # -- jsonable ------------------------------------------------------------------------------------
