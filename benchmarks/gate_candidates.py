@@ -85,14 +85,12 @@ def suite(model: str, out: Path, *args: str) -> tuple[int, float, str]:
     return proc.returncode, time.perf_counter() - start, (proc.stdout + proc.stderr)[-4000:]
 
 
-def _prompt_texts(prompt_set: Any, wrong: bool) -> list[str]:
-    """Recall prompts followed by another pair's answer (wrong: a fine-tune that breaks recall)."""
-    prompts, answers = prompt_set.prompts("recall"), prompt_set.answers("recall")
-    if wrong:
-        answers = answers[1:] + answers[:1]
-        pairs = [(p, a) for p, a, right in zip(prompts, answers, prompt_set.answers("recall")) if a != right]
-        return [f"{p} {a}" for p, a in pairs]
-    return [f"{p} {a}" for p, a in zip(prompts, answers)]
+def _wrong_answers(prompt_set: Any, task: str) -> list[str]:
+    """Each prompt of a task followed by a wrong answer of the same kind (the next distinct answer of
+    the prompt set's, in sorted order): a fine-tune on them breaks the task."""
+    answers = sorted(set(prompt_set.answers(task)))
+    return [f"{p} {answers[(answers.index(a) + 1) % len(answers)]}"
+            for p, a in zip(prompt_set.prompts(task), prompt_set.answers(task))]
 
 
 def _filler(prompt_set: Any) -> list[str]:
@@ -144,20 +142,21 @@ def candidates(model: str, source: Path, baseline: dict[str, Any], out: Path) ->
     cap = h5["max_pairs"] or (3 * baseline["hypotheses"]["H5"]["summary"]["pairs"]["n"]) // 4
     seed = out / "seed.yaml"
     seed.write_text(f"h5: {{seed: {h5['seed'] + 1}, max_pairs: {cap}}}\n")
-    # A light fine-tune barely moves a model. The skill-breaking one, measured (docs/gating.md): on a
-    # real model, teaching every recall prompt another pair's answer breaks recall; the organism's
-    # reasoning circuit breaks first under any training, so there the light fine-tune's unrelated text
-    # at ten times its rate breaks reasoning (recall 0.98, reasoning 0.23), and teaching wrong recall
-    # answers breaks reasoning before recall (0.28 / 0.16 at 30 steps of 3e-4).
+    # A light fine-tune barely moves a model. The skill-breaking one breaks reasoning, measured
+    # (docs/gating.md): on SmolLM2 teaching the reasoning prompts wrong continents, 5 steps at 3e-5
+    # (reasoning 0.78 -> 0.03, recall 0.50 -> 0.38; wrong capitals broke both: 10 steps at 1e-4 left
+    # 0.06 / 0.27); the organism's reasoning circuit breaks under any training, so there the light
+    # fine-tune's own unrelated text at ten times its rate (recall 0.98, reasoning 0.23).
     light = dict(steps=30, lr=1e-5)
     unrelated = _filler(ps) if organism else NEUTRAL
     if organism:
-        broken, breaking, texts = "reasoning", dict(steps=30, lr=1e-4), unrelated
+        breaking, texts = dict(steps=30, lr=1e-4), unrelated
         how = f"the light fine-tune's text at lr {breaking['lr']:g}"
     else:
-        broken, breaking, texts = "recall", dict(steps=20, lr=1e-4), _prompt_texts(ps, wrong=True)
-        how = f"every recall prompt taught another pair's answer, lr {breaking['lr']:g}"
-    block_names = (f"H5 {block}",) + ((f"{block_class} accuracy",) if block_class in SKILLS else ())
+        breaking, texts = dict(steps=5, lr=3e-5), _wrong_answers(ps, "reasoning")
+        how = f"every reasoning prompt taught a wrong continent, lr {breaking['lr']:g}"
+    # The damage a set does shows on the skills it served: its own, or both for a mixed set.
+    block_names = (f"H5 {block}",) + tuple(f"{s} accuracy" for s in SKILLS if block_class in (s, "mixed"))
     return [
         Candidate("rerun", False, "the same weights, run again"),
         Candidate("batch size 4", False, "--batch-size 4", ("--batch-size", "4")),
@@ -173,8 +172,8 @@ def candidates(model: str, source: Path, baseline: dict[str, Any], out: Path) ->
         Candidate(f"{block} zeroed", True, f"the baseline's {block_class} neuron set {block} ({len(zero)} "
                                            f"{'block' if zero == [block] else 'neurons'}) zeroed in down_proj",
                   build=lambda d: perturb(source, d, zero, force=True, progress=False), names=block_names),
-        Candidate(f"{broken} broken by fine-tune", True, f"{breaking['steps']} AdamW steps: {how}",
-                  build=lambda d: fine_tune(source, d, texts, **breaking, force=True), names=(f"{broken} accuracy",)),
+        Candidate("reasoning broken by fine-tune", True, f"{breaking['steps']} AdamW steps: {how}",
+                  build=lambda d: fine_tune(source, d, texts, **breaking, force=True), names=("reasoning accuracy",)),
     ]
 
 
@@ -216,14 +215,15 @@ def _rejudged(candidate: Candidate, baseline: Path, report: Path) -> Outcome:
 
 
 def markdown(outcomes: list[Outcome], model: str) -> str:
-    rows = ["| candidate | kind | clean accuracy recall / reasoning | gate | failing (first 3) | units: regressed / "
-            "unresolved / held | target met | time |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| candidate | kind | clean accuracy recall / reasoning | gate | failing (first 3) | damage named | "
+            "units: regressed / unresolved / held | target met | time |", "|---|---|---|---|---|---|---|---|---|"]
     for o in outcomes:
         shown = ", ".join(o.failing[:3]) + (f" (+{len(o.failing) - 3})" if len(o.failing) > 3 else "")
+        named = ", ".join(o.named) if o.harmful else ""
         rows.append(f"| {o.name} | {'harmful' if o.harmful else 'harmless'} | {o.clean['recall']:.2f} / "
                     f"{o.clean['reasoning']:.2f} | {'fail' if o.exit_code else 'pass'} | {shown or '-'} | "
-                    f"{o.counts['regressed']} / {o.counts['unresolved']} / {o.counts['held']} | "
-                    f"{'yes' if o.met else 'NO'} | {o.seconds:.0f} s |")
+                    f"{named or ('-' if o.harmful else '')} | {o.counts['regressed']} / {o.counts['unresolved']} / "
+                    f"{o.counts['held']} | {'yes' if o.met else 'NO'} | {o.seconds:.0f} s |")
     return f"Gate candidates on {model}\n\n" + "\n".join(rows) + "\n"
 
 

@@ -546,7 +546,10 @@ def _decision_line(d: dict) -> str:
     ci = d.get("delta_ci")
     change = "" if d.get("delta") is None else f", change {d['delta']:+.3g}" + (
         f" [{ci[0]:+.3g}, {ci[1]:+.3g}]" if ci else "")
-    return f"{d['name']}: {d['before'] or 'absent'} -> {d['after'] or 'absent'}{change} ({d['why']})"
+    effect = ""
+    if d.get("hypothesis") != SKILLS_KEY and d.get("effect_before") is not None and d.get("effect_after") is not None:
+        effect = f", effect {d['effect_before']:+.3g} -> {d['effect_after']:+.3g}"
+    return f"{d['name']}: {d['before'] or 'absent'} -> {d['after'] or 'absent'}{effect}{change} ({d['why']})"
 
 
 def _circuit_lines(tr, entries: dict) -> None:

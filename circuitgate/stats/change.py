@@ -12,7 +12,8 @@ what the two runs stored:
   the standard error by a bootstrap that resamples whole pairs of both runs together (paired) or each
   run on its own (different pairs).
 - ``change_of_replicates``: bootstrap replicates of each run's effect (H3's layer shares, whose
-  statistic has no per-pair form); paired when both runs drew the same resamples of the same pairs.
+  statistic has no per-pair form); paired when both runs drew the same resamples of the same pairs;
+  t with the replicates' degrees of freedom.
 - ``change_of_intervals``: only each run's interval (an older document, the original method's H1):
   unpaired, standard errors read back from the intervals' widths.
 
@@ -175,13 +176,14 @@ def change_of_replicates(effect_a: np.ndarray, effect_b: np.ndarray, rep_a: np.n
     if paired and rep_a.shape != rep_b.shape:
         raise CircuitgateError("paired replicates need the same resamples on both sides")
     delta = np.asarray(effect_b, dtype=float) - np.asarray(effect_a, dtype=float)
+    # A handful of replicates estimates the spread roughly: t with their degrees of freedom, not normal.
     if paired:
-        se = _spread(rep_b - rep_a)
+        se, df = _spread(rep_b - rep_a), len(rep_a) - 1.0
         method = "paired bootstrap replicates (the same resamples of the same pairs)"
     else:
-        se = np.sqrt(_spread(rep_a) ** 2 + _spread(rep_b) ** 2)
+        se, df = np.sqrt(_spread(rep_a) ** 2 + _spread(rep_b) ** 2), min(len(rep_a), len(rep_b)) - 1.0
         method = "bootstrap replicates of each run on its own"
-    return _judged(delta, se, np.inf, margin, level, paired, method)
+    return _judged(delta, se, df, margin, level, paired, method)
 
 
 def change_of_intervals(effect_a: np.ndarray, ci_a: np.ndarray, effect_b: np.ndarray, ci_b: np.ndarray,
