@@ -335,6 +335,11 @@ def _build(cls: type, data: Any, where: str) -> Any:
     return cls(**kwargs)
 
 
+def gate_settings(data: Mapping[str, Any] | None, where: str = "gate") -> GateConfig:
+    """A ``gate:`` section (as a document's config records it) as a GateConfig; None: the defaults."""
+    return _build(GateConfig, data, where)
+
+
 def _merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     """``over`` on top of ``base``, section by section."""
     out = dict(base)

@@ -36,14 +36,12 @@ import numpy as np
 from scipy import stats as sps
 
 from circuitgate import CircuitgateError
-from circuitgate.config import GateConfig, _build
+from circuitgate.config import GateConfig, gate_settings
 from circuitgate.encoding import unpack_bits, unpack_floats
 from circuitgate.ids import SKILLS
-from circuitgate.stats import fdr_correction
+from circuitgate.stats import (Change, change_of_dz, change_of_intervals, change_of_means, change_of_replicates, d_z,
+                               fdr_correction)
 from circuitgate.verdicts import SCHEMA, noise_floors
-from circuitgate.stats.change import (Change, change_of_dz, change_of_intervals, change_of_means,
-                                      change_of_replicates)
-from circuitgate.stats.effects import _d_z
 
 DECISIONS = ("regressed", "unresolved", "added", "held")  # the order a report lists them in
 SKILLS_KEY = "skills"  # the "hypothesis" of the clean-accuracy rows
@@ -111,7 +109,7 @@ def gate_config(doc: Mapping[str, Any] | None) -> GateConfig:
     """The gate settings a document's config carries (a run made with --baseline carries its
     baseline's), else the defaults."""
     data = ((doc or {}).get("config") or {}).get("gate")
-    return _build(GateConfig, data, "the document's gate config") if isinstance(data, Mapping) else GateConfig()
+    return gate_settings(data, "the document's gate config") if isinstance(data, Mapping) else GateConfig()
 
 
 def _metric(doc: Mapping[str, Any]) -> str:
@@ -184,7 +182,7 @@ def _changes(ea: Mapping[str, Any], eb: Mapping[str, Any], ids: list[str], margi
         a, b = _values(ca, stored, key, na), _values(cb, stored, key, nb)
         if ua.get("statistic") == "d_z":
             ch = change_of_dz(a, b, margin, paired=paired, n_boot=cfg.n_boot, seed=cfg.seed, level=cfg.level)
-            before, after = _d_z(a), _d_z(b)
+            before, after = d_z(a), d_z(b)
         else:
             ch = change_of_means(a, b, margin, paired=paired, level=cfg.level)
             before, after = a.mean(axis=0), b.mean(axis=0)
@@ -416,13 +414,14 @@ def compare_entries(a: Mapping[str, Any], b: Mapping[str, Any], cfg: GateConfig,
                     hypotheses: Iterable[str] | None = None) -> GateReport:
     """B against A (two verdicts.json documents, or a baseline and a run's document so far), over the
     hypotheses both have (or those named)."""
-    skills_all, hyps, units, notes = [], [], [], []
+    hyps, units, notes = [], [], []
     floor: dict[str, dict[str, float]] = {}
     legacy = min(int(a.get("schema", SCHEMA)), int(b.get("schema", SCHEMA))) < 3
     if legacy:
         notes.append(LEGACY_NOTE)
     ea_all, eb_all = method_entries(a), method_entries(b)
     metric = _metric(b if b.get("config") else a)
+    skills = judge_skills(next(iter(ea_all)), a, b, cfg)  # one clean accuracy per run, whatever the methods
     for method, ha in ea_all.items():
         hb = eb_all.get(method, {})
         wanted = set(hypotheses) if hypotheses is not None else set(ha) | set(hb)
@@ -430,8 +429,6 @@ def compare_entries(a: Mapping[str, Any], b: Mapping[str, Any], cfg: GateConfig,
         if only and hypotheses is None:
             notes.append(f"{method}: not in both runs, not compared: "
                          + ", ".join(f"{h} ({'A' if h in ha else 'B'} only)" for h in only))
-        skills = judge_skills(method, a, b, cfg)
-        skills_all += skills
         floor[method] = noise_floors({h: ha[h] for h in set(ha) & set(hb) & wanted})
         decided: dict[str, Decision] = {}
         for h in sorted(set(ha) & set(hb) & wanted, key=lambda h: (h == "H4", h)):  # H4 reads H5's decision
@@ -439,5 +436,5 @@ def compare_entries(a: Mapping[str, Any], b: Mapping[str, Any], cfg: GateConfig,
             decided[h] = judge_verdict(method, h, ha[h], hb[h], u, skills, decided.get("H5"), legacy)
             hyps.append(decided[h])
             units += u
-    return GateReport(skills_all, sorted(hyps, key=lambda d: (d.method, d.hypothesis)), ordered(units),
+    return GateReport(skills, sorted(hyps, key=lambda d: (d.method, d.hypothesis)), ordered(units),
                       cfg.strict, floor, notes)

@@ -28,10 +28,10 @@ from _pytest.mark.expression import Expression
 from circuitgate import CircuitgateError
 from circuitgate.analyses import component_ids, expected_verdict, gate_verdict, legacy_baseline
 from circuitgate.compare import baseline_method
-from circuitgate.gate import LEGACY_NOTE, SKILLS_KEY
-from circuitgate.ids import SKILLS
 from circuitgate.config import HYPOTHESES
 from circuitgate.documents import manifest, verdicts_document
+from circuitgate.gate import LEGACY_NOTE, SKILLS_KEY
+from circuitgate.ids import SKILLS
 from circuitgate.models.loading import DTYPES, resolve_device, resolve_dtype, weights_sha256
 from circuitgate.report import render_html
 from circuitgate.methods import canonical_method

@@ -255,6 +255,7 @@ def test_method_both_compares_each_method_and_names_it():
     c = compare(a, b)
     assert [c.label(x) for x in c.failing] == ["original: H5 head-L1H0"]
     assert "| original | H5 | head-L1H0 |" in format_markdown(c)
+    assert [d.unit for d in c.report.skills] == ["recall", "reasoning"]  # one clean accuracy, whatever the methods
 
 
 def test_a_document_from_when_the_original_method_was_called_seed_compares_as_original(tmp_path):
