@@ -85,8 +85,11 @@ def test_the_activation_truth_reads_what_the_suite_reads(organism_family):
 def test_planted_blocks_are_near_silent_on_the_other_task(organism_family):
     """Each planted block's neurons (the down_proj input, what H3 tests) on the other task's prompts are
     at most a twentieth as active as on their own (measured: 1/40-1/45), and the activation truth finds
-    nearly all of them in their planted direction (measured: 116 of layer 1's 128, all of layers 2 and 3)
-    and none of the layer's neurons the other way but one."""
+    nearly all of them in their planted direction and almost none of the layer's neurons the other way.
+    The bars come from the spread over builds, not from one: recipe seeds 0-5 (one thread; seed 0 also on
+    two, identical) found 114-123 of layer 1's 128 (mean 118, sd 3.4; another machine built seed 0 to
+    116), 127-128 of layers 2 and 3, and 0-1 neurons the other way; a bar at 0.8 x 128 = 102.4 sits
+    4.6 sd below that mean, and 3 the other way is three times the most seen."""
     path = organism_family["organism"]
     info = read_info(path)
     from transformers import AutoModelForCausalLM
@@ -103,8 +106,8 @@ def test_planted_blocks_are_near_silent_on_the_other_task(organism_family):
         other_level = np.abs(acts[other][:, block.layer, part]).mean()
         assert other_level <= own_level / 20, (block, own_level, other_level)
         h3 = info["activation_truth"]["H3"][f"L{block.layer:02d}"]
-        assert h3["class"] == block.role and h3["planted_in_direction"] >= 0.9 * h3["planted"], h3
-        assert h3[f"n_{other}"] <= 1, h3
+        assert h3["class"] == block.role and h3["planted_in_direction"] >= 0.8 * h3["planted"], h3
+        assert h3[f"n_{other}"] <= 3, h3
 
 
 def test_saved_model_reloads_with_its_accuracy(organism_family):

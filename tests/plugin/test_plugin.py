@@ -211,13 +211,20 @@ def test_method_both_judges_each_method_and_reports_them_side_by_side(suite, con
 
 
 # -- --baseline ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def baseline_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("base")
+
+
 @pytest.fixture
-def baseline(suite, tmp_path) -> Path:
-    """A first run's verdicts.json under --method seed (the tiny set has no controls, so paired is
-    inconclusive everywhere; seed gives classes to regress from)."""
-    out = tmp_path / "base"
-    suite("--method", "original", "--report-dir", str(out))
-    return out / "verdicts.json"
+def baseline(suite, baseline_dir) -> Path:
+    """A first run's verdicts.json under --method original (the tiny set has no controls, so paired is
+    inconclusive everywhere; original gives classes to regress from). Made once for the module (the
+    model and prompt file are the session's; no test edits it in place)."""
+    path = baseline_dir / "verdicts.json"
+    if not path.exists():
+        suite("--method", "original", "--report-dir", str(baseline_dir))
+    return path
 
 
 def test_a_run_against_its_own_baseline_passes_every_test(suite, baseline, tmp_path):
