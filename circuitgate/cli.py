@@ -15,19 +15,24 @@ from circuitgate.organism.recipe import VARIANTS
 
 def _models(args: argparse.Namespace) -> int:
     from circuitgate.models import aliases
+    from circuitgate.models.loading import weights_present
     from circuitgate.models.registry import default_alias
 
     default = default_alias()
+    rows = [("alias", "source", "twin", "weights", "description")]
     for name, spec in aliases().items():
         if spec.builtin:
             recipe = VARIANTS[spec.builtin]
-            target = f"built-in ({recipe.arch}, {recipe.plan})"
+            source = f"built in ({recipe.arch}, {recipe.plan})"
         elif spec.packaged:
-            target = f"pip package {spec.packaged.package}"
+            source = f"pip {spec.packaged.package} (sha256 {spec.packaged.sha256[:12]})"
         else:
-            target = spec.hub
+            source = f"hub {spec.hub}"
         mark = " (default)" if name == default else ""
-        print(f"{name:<16} {target:<36} {spec.description}{mark}")
+        rows.append((name, source, spec.twin or "-", weights_present(spec), spec.description + mark))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
     return 0
 
 
@@ -114,7 +119,7 @@ def _report(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="circuitgate", description="Test hypotheses about a model's internals.")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("models", help="list registry aliases").set_defaults(func=_models)
+    sub.add_parser("models", help="list registry aliases: source, H4 twin, whether the weights are here").set_defaults(func=_models)
     org = sub.add_parser("organism", help="the built-in model organism")
     org_sub = org.add_subparsers(dest="action", required=True)
     b = org_sub.add_parser("build", help="(re)build organisms of the family into the cache")

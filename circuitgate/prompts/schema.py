@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import yaml
 
@@ -29,6 +29,14 @@ class Prompt:
     prompt: str
     answer: str
     template: str | None = None
+    # Other wordings of the same prompt (same template, same answer) that differ only in filler words:
+    # ``PromptSet.matched`` picks, per tokenizer, the wordings that give both sides of a pair (and of a
+    # control) the same number of tokens (docs/method.md, "Length matched per tokenizer").
+    variants: tuple[str, ...] = ()
+
+    @property
+    def wordings(self) -> tuple[str, ...]:
+        return (self.prompt, *self.variants)
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,34 @@ class PromptSet:
     def control_ids(self, task: str) -> list[str]:
         return [c.id for c in self.controls_of(task)]
 
+    @property
+    def has_variants(self) -> bool:
+        return any(p.variants for pair in self.pairs for p in (pair.recall, pair.reasoning)) or \
+            any(p.variants for c in self.controls for p in (c.a, c.b))
+
+    def matched(self, count: Callable[[Sequence[str]], Sequence[int]]) -> "PromptSet":
+        """The set as one tokenizer sees it: each pair's two sides (and each control's) in the wordings,
+        among their variants, whose token counts by ``count`` (a list of texts -> their lengths) are
+        closest, the earliest wordings on ties; variants are then dropped. Length then cannot separate
+        the sides of a pair on any tokenizer, and a control differs from its pair only in template, as
+        the pairs differ only in task (docs/method.md, "Length matched per tokenizer"). The name and
+        hash stay the file's: the choice is a function of the file and the model's tokenizer."""
+        if not self.has_variants:
+            return self
+        sides = [(p.recall, p.reasoning) for p in self.pairs] + [(c.a, c.b) for c in self.controls]
+        texts = sorted({w for a, b in sides for w in a.wordings + b.wordings})
+        n = dict(zip(texts, count(texts)))
+        chosen = [_closest(a, b, n) for a, b in sides]
+        pairs = tuple(replace(p, recall=a, reasoning=b) for p, (a, b) in zip(self.pairs, chosen))
+        controls = tuple(replace(c, a=a, b=b) for c, (a, b) in zip(self.controls, chosen[len(self.pairs):]))
+        return replace(self, pairs=pairs, controls=controls)
+
+
+def _closest(a: Prompt, b: Prompt, n: dict[str, int]) -> tuple[Prompt, Prompt]:
+    """The wordings of a and b with the closest token counts (then the earliest), without variants."""
+    _, _, i, j = min((abs(n[x] - n[y]), i + j, i, j) for i, x in enumerate(a.wordings) for j, y in enumerate(b.wordings))
+    return replace(a, prompt=a.wordings[i], variants=()), replace(b, prompt=b.wordings[j], variants=())
+
 
 class _LineLoader(yaml.SafeLoader):
     """A YAML loader whose mappings remember the line they start on, for error messages."""
@@ -154,7 +190,7 @@ def _prompt(data: Any, src: str, line: int, context: str) -> Prompt:
         raise CircuitgateError(f"{src}:{line}: {context}: expected a mapping with prompt and answer")
     line = getattr(data, "line", line)
     where = f"{src}:{line}: {context}"
-    unknown = set(data) - {"prompt", "answer", "template"}
+    unknown = set(data) - {"prompt", "answer", "template", "variants"}
     if unknown:
         raise CircuitgateError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     for key in ("prompt", "answer"):
@@ -164,7 +200,12 @@ def _prompt(data: Any, src: str, line: int, context: str) -> Prompt:
     template = data.get("template")
     if template is not None and not isinstance(template, str):
         raise CircuitgateError(f"{where}: 'template' must be a string")
-    return Prompt(prompt=data["prompt"], answer=data["answer"], template=template)
+    variants = data.get("variants", [])
+    if not isinstance(variants, list) or not all(isinstance(v, str) and v.strip() for v in variants):
+        raise CircuitgateError(f"{where}: 'variants' must be a list of non-empty strings (other wordings of the prompt)")
+    if len(set(variants) | {data["prompt"]}) != len(variants) + 1:
+        raise CircuitgateError(f"{where}: 'variants' repeat a wording")
+    return Prompt(prompt=data["prompt"], answer=data["answer"], template=template, variants=tuple(variants))
 
 
 def _entries(items: Any, key: str, kind: str, fields: str, src: str, doc_line: int) -> Iterator[tuple[dict, int, str, str]]:
@@ -225,12 +266,17 @@ def _controls(items: Any, src: str, doc_line: int) -> tuple[Control, ...]:
 
 
 def _canonical_hash(schema: int, name: str, pairs: tuple[Pair, ...], controls: tuple[Control, ...]) -> str:
-    """sha256 of the content that matters: ids, prompts, answers, control tasks (not templates, comments, layout).
+    """sha256 of the content that matters: ids, prompts, their variants, answers, control tasks (not
+    templates, comments, layout).
 
-    A schema 1 file hashes exactly as it did under schema 1 (its controls are always empty).
+    A schema 1 file hashes exactly as it did under schema 1 (its controls are always empty), and a
+    file without variants as it did before they existed.
     """
-    enc_pairs = [[p.id, [p.recall.prompt, p.recall.answer], [p.reasoning.prompt, p.reasoning.answer]] for p in pairs]
-    enc_controls = [[c.id, c.task, [c.a.prompt, c.a.answer], [c.b.prompt, c.b.answer]] for c in controls]
+    def enc(p: Prompt) -> list:
+        return [p.prompt, p.answer, list(p.variants)] if p.variants else [p.prompt, p.answer]
+
+    enc_pairs = [[p.id, enc(p.recall), enc(p.reasoning)] for p in pairs]
+    enc_controls = [[c.id, c.task, enc(c.a), enc(c.b)] for c in controls]
     blob = json.dumps({"schema": schema, "name": name, "pairs": enc_pairs, "controls": enc_controls})
     return hashlib.sha256(blob.encode()).hexdigest()
 

