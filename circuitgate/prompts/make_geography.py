@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import sys
 from dataclasses import dataclass
 from importlib import resources
@@ -116,48 +115,22 @@ REASONING = {
 # The completion form (geography-completion): the same facts and design, but each prompt ends where the
 # answer begins, so a base or instruct model's next tokens are the answer. The question forms above end in
 # "?", after which SmolLM2-135M-Instruct's next token is its end-of-turn token on every prompt (first-token
-# accuracy 0.00 on both tasks, measured), so H5 could not score it.
-#
-# Length is matched per tokenizer, not in words: a "[a|b|c]" slot holds filler wordings, the first of
-# them the prompt's and the rest its variants, and each model's tokenizer picks the wordings that give a
-# pair's two sides (and a control's) the same number of tokens (PromptSet.matched). Matching words and
-# characters, as the question form does, left Gemma 3's pairs 1.3 tokens apart and its controls 0.3 and
-# 1.0 (measured), so the controls could not check the length confound there.
-#
-# Wordings chosen by whole-answer greedy accuracy over the 130 facts (measured, first wordings): recall
-# "The capital city of X is the city of" 0.55-0.58 on SmolLM2-135M-Instruct (the model's knowledge is
-# the limit) and 0.67-0.76 on Gemma 3 270M; reasoning ending "X is on the continent of" 0.88-0.94 and
-# 0.92-0.99. Gemma 3 270M, a base model, answered "Hence X is in" 0.15 and "So the continent of X is"
-# 0.08: it goes on with "the ...".
+# accuracy 0.00 on both tasks, measured), so H5 could not score it. Both tasks name the country twice and the
+# continent once around 12 fixed words (character counts within 2). Recall gives the continent as context and
+# asks for the capital; reasoning states the capital as X and the country's continent, and asks X's continent.
+# Chosen among measured variants by SmolLM2-135M-Instruct's whole-answer greedy accuracy over the 130 facts:
+# recall 0.49-0.52 per template (the model's knowledge is the limit: first-token accuracy 0.59-0.62 in the
+# same prompts), reasoning 0.59-0.82; "So X is in" and "X lies in" endings scored lower or 0.00.
 COMPLETION_RECALL = {
-    "c-r0": "[We all know that|We know that|As we all know,|We all know|We all know very well that|"
-            "As we all know very well,] {country} is in {continent}. "
-            "The capital city of {country} is the city of",
-    "c-r1": "[It is well known that|It is known that|Everyone knows that|As is well known,|It is very well known "
-            "that|As everyone knows very well,] {country} lies in "
-            "{continent}. The capital city of {country} is the city of",
-    "c-r2": "[Of course,|Note that|Recall that|Remember that|Remember, of course, that|Note, of course, that] "
-            "{country} is a country in {continent}. "
-            "The capital city of {country} is the city of",
+    "c-r0": "And {country} is in {continent}, and so the capital of {country} is the city of",
+    "c-r1": "So {country} is in {continent}, and so the capital of {country} is the city of",
+    "c-r2": "{country} is in {continent}, and we know the capital of {country} is the city of",
 }
 COMPLETION_REASONING = {
-    "c-s0": "The capital of {country} is X, and {country} is in {continent}. [So|Hence|Thus|And so] X is on "
-            "the continent of",
-    "c-s1": "{country} is in {continent}. The capital of {country} is X. [So|Hence|Thus|And so] X is in the "
-            "continent of",
-    "c-s2": "{country} is in {continent}. X is the capital of {country}. [So|Hence|Thus|And so] X is on the "
-            "continent of",
+    "c-s0": "The capital of {country} is X, and {country} is in {continent}. Hence X is in",
+    "c-s1": "The capital of {country} is X, and {country} is in {continent}. Thus X is in",
+    "c-s2": "{country} is in {continent}, and the capital of {country} is X. Hence, X is in",
 }
-_SLOT = re.compile(r"\[([^\[\]]*)\]")
-
-
-def wordings(template: str) -> list[str]:
-    """A template's wordings: every choice of its "[a|b]" slots, the first choices first."""
-    slot = _SLOT.search(template)
-    if not slot:
-        return [template]
-    head, tail = template[:slot.start()], template[slot.end():]
-    return [head + choice + rest for choice in slot.group(1).split("|") for rest in wordings(tail)]
 
 
 @dataclass(frozen=True)
@@ -188,9 +161,8 @@ FORMS = {
         "the geography facts in completion form (the prompt ends where the answer begins); length-matched; null controls",
         COMPLETION_RECALL, COMPLETION_REASONING,
         """\
-# - length-matched per tokenizer: each prompt lists variants (other filler wordings of the same template);
-#   circuitgate picks, for the model's tokenizer, the wordings that give both sides of a pair, and of a
-#   control, the same number of tokens (the earliest wordings on ties);
+# - length-matched: r_k and s_k name the country twice and the continent once around 12 fixed words, so
+#   every pair has equal word counts and character counts within two;
 # - recall carries the country's continent as neutral context but never the capital (it must come from the
 #   weights); reasoning states that X is the capital of the country and that the country is in the
 #   continent, and the answer (the continent) is in the prompt;
@@ -219,8 +191,7 @@ HEADER = """\
 # test must NOT call task-specific. Every fact has one of each, so the null control has as many items as
 # the main comparison (equal power: a control that comes out negative only for lack of items proves nothing).
 # They mirror the pairs' design: a = the fact's prompt as in its pair, b = the next template of the same task
-# (r0 -> r1 -> r2 -> r0, s0 -> s1 -> s2 -> s0), equal in word count (with variants: in tokens, per tokenizer).
-# Only the template changes, as between the
+# (r0 -> r1 -> r2 -> r0, s0 -> s1 -> s2 -> s0), equal in word count. Only the template changes, as between the
 # two sides of a pair only the task does; a control that comes out "specialised" shows wording alone moves
 # the features as much as the task, and the paired method then calls the hypothesis confounded.
 #
@@ -247,11 +218,8 @@ def facts() -> list[tuple[str, str, str]]:
     return out
 
 
-def _side(template: str, country: str, continent: str, answer: str, name: str) -> str:
-    prompt, *variants = [fill(w, country, continent) for w in wordings(template)]
-    more = f", variants: {json.dumps(variants, ensure_ascii=False)}" if variants else ""
-    return (f"{{prompt: {json.dumps(prompt, ensure_ascii=False)}, answer: {json.dumps(answer, ensure_ascii=False)}, "
-            f"template: {name}{more}}}")
+def _side(prompt: str, answer: str, template: str) -> str:
+    return f"{{prompt: {json.dumps(prompt, ensure_ascii=False)}, answer: {json.dumps(answer, ensure_ascii=False)}, template: {template}}}"
 
 
 def _listing(templates: dict[str, str]) -> str:
@@ -269,8 +237,8 @@ def render(name: str = "geography") -> str:
     for i, (country, capital, continent) in enumerate(rows):
         k = i % len(rec)
         lines += [f"  - id: {slug(country)}",
-                  f"    recall:    {_side(form.recall[rec[k]], country, continent, capital, rec[k])}",
-                  f"    reasoning: {_side(form.reasoning[rea[k]], country, continent, continent, rea[k])}"]
+                  f"    recall:    {_side(fill(form.recall[rec[k]], country, continent), capital, rec[k])}",
+                  f"    reasoning: {_side(fill(form.reasoning[rea[k]], country, continent), continent, rea[k])}"]
     lines.append("controls:")
     for task, templates, answer in (("recall", form.recall, 1), ("reasoning", form.reasoning, 2)):
         keys = list(templates)
@@ -278,8 +246,8 @@ def render(name: str = "geography") -> str:
             country, continent = fact[0], fact[2]
             k, k2 = keys[i % len(keys)], keys[(i + 1) % len(keys)]
             lines += [f"  - id: {slug(country)}-{task}", f"    task: {task}",
-                      f"    a: {_side(templates[k], country, continent, fact[answer], k)}",
-                      f"    b: {_side(templates[k2], country, continent, fact[answer], k2)}"]
+                      f"    a: {_side(fill(templates[k], country, continent), fact[answer], k)}",
+                      f"    b: {_side(fill(templates[k2], country, continent), fact[answer], k2)}"]
     return "\n".join(lines) + "\n"
 
 
