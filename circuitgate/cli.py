@@ -119,7 +119,8 @@ def _report(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="circuitgate", description="Test hypotheses about a model's internals.")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("models", help="list registry aliases: source, H4 twin, whether the weights are here").set_defaults(func=_models)
+    sub.add_parser("models", help="list registry aliases: source, H4 twin, whether the weights are here"
+                   ).set_defaults(func=_models)
     org = sub.add_parser("organism", help="the built-in model organism")
     org_sub = org.add_subparsers(dest="action", required=True)
     b = org_sub.add_parser("build", help="(re)build organisms of the family into the cache")

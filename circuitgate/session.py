@@ -125,16 +125,12 @@ class Run:
         return name if name in aliases() else twin.get("id")
 
     @cached_property
-    def prompt_file_set(self) -> PromptSet:
-        """The prompt set as its file has it (variants and all)."""
-        return load_prompt_set(self.settings.prompts or baseline_prompts(self._baseline_doc, self.settings.baseline)
-                               or default_prompts(self.spec, self.settings.method))
-
-    @cached_property
     def prompt_set(self) -> PromptSet:
         """The prompt set as this model's tokenizer sees it: where the file gives variants, the wordings
-        that match each pair's (and control's) token counts (``PromptSet.matched``)."""
-        ps = self.prompt_file_set
+        that match each pair's (and control's) token counts (``PromptSet.matched``); without variants
+        the tokenizer is not loaded."""
+        ps = load_prompt_set(self.settings.prompts or baseline_prompts(self._baseline_doc, self.settings.baseline)
+                             or default_prompts(self.spec, self.settings.method))
         if not ps.has_variants:
             return ps
         from circuitgate.models.loading import token_counter

@@ -120,13 +120,11 @@ def weights_present(spec: ModelSpec) -> str:
 
         return "built" if is_organism_dir(organism_dir(recipe_of(spec.builtin))) else "not built"
     if spec.packaged:
-        from circuitgate.cache import cache_root
-        from circuitgate.models.packaged import PROVENANCE, present
+        from circuitgate.models.packaged import converted_path, is_converted, present
 
         if not present(spec.name, spec.packaged):
             return "not installed"
-        converted = cache_root() / "converted" / f"{spec.name}-{spec.packaged.sha256[:12]}"
-        return "converted" if (converted / PROVENANCE).is_file() else "installed"
+        return "converted" if is_converted(converted_path(spec.name, spec.packaged)) else "installed"
     if spec.hub:
         from huggingface_hub import snapshot_download
 

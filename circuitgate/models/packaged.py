@@ -10,9 +10,9 @@ into a plain model of the same config gives an ordinary local directory, which e
 circuitgate loads like any checkpoint (docs/design.md, "Model access").
 
 Every entry pins the file's sha256: a package release that ships other weights under the same name is
-refused in one line, not run under the alias. The directory is keyed by that sha256 and written atomically: converted in a temporary
-sibling, then renamed into place, so an interrupted conversion never leaves a directory a later run
-trusts.
+refused in one line, not run under the alias. The directory is keyed by that sha256 and written
+atomically: converted in a temporary sibling, then renamed into place, so an interrupted conversion
+never leaves a directory a later run trusts.
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ def source_files(name: str, src: PackagedWeights) -> list[Path]:
     how to install it."""
     if src.parts:
         _module_dir(name, src.module, src)  # the package that pulls in the parts: its install hint first
-        located = [(part, _module_dir(name, part.split(":")[0], src) / part.split(":")[1]) for part in src.parts]
+        located = [(part, _module_dir(name, module, src) / rel)
+                   for part in src.parts for module, rel in [part.split(":")]]
         missing = [part for part, path in located if not path.is_file()]
         if missing:
             raise CircuitgateError(f"model {name!r}: {src.package} is installed but lacks part(s) "
@@ -102,9 +103,8 @@ def present(name: str, src: PackagedWeights) -> bool:
     return True
 
 
-def file_sha256(paths: Path | Sequence[Path], progress: bool) -> str:
-    """The sha256 of a file, or of several files' concatenation."""
-    paths = [paths] if isinstance(paths, Path) else list(paths)
+def file_sha256(paths: Sequence[Path], progress: bool) -> str:
+    """The sha256 of the files' concatenation (one file: its own)."""
     h = hashlib.sha256()
     with progress_bar(total=sum(p.stat().st_size for p in paths), desc=f"hashing {paths[0].name}", unit="B",
                       unit_scale=True, unit_divisor=1024, enabled=progress, leave=False) as bar:
@@ -116,9 +116,18 @@ def file_sha256(paths: Path | Sequence[Path], progress: bool) -> str:
     return h.hexdigest()
 
 
+def converted_path(name: str, src: PackagedWeights, root: Path | None = None) -> Path:
+    """Where the pinned file's conversion lies in the cache (whether or not it is there yet)."""
+    return cache_root(root) / "converted" / f"{name}-{src.sha256[:12]}"
+
+
+def is_converted(path: Path) -> bool:
+    return (path / PROVENANCE).is_file()  # written last, inside the temporary directory: the rename made it whole
+
+
 def converted_directory(name: str, src: PackagedWeights, progress: bool = True, root: Path | None = None) -> Path:
     """The plain HF directory of the packaged weights, converting them on first use (about 30 s for a
-    135M model and 80 s for Gemma 3 270M on one CPU thread, measured). A file whose sha256 is not the
+    135M model and 90 s for Gemma 3 270M on one CPU thread, measured). A file whose sha256 is not the
     registry's is refused: the alias promises those weights."""
     paths = source_files(name, src)
     sha = file_sha256(paths, progress)
@@ -127,8 +136,8 @@ def converted_directory(name: str, src: PackagedWeights, progress: bool = True, 
             f"model {name!r}: {src.package} {_version(src.package) or '(version unknown)'} ships {src.file} with "
             f"sha256 {sha[:12]}..., not the {src.sha256[:12]}... the registry pins: other weights than "
             f"{name!r}'s; install the pinned release, or run the file's conversion as a local directory")
-    out = cache_root(root) / "converted" / f"{name}-{sha[:12]}"
-    if (out / PROVENANCE).is_file():  # written last, inside the temporary directory: the rename made it whole
+    out = converted_path(name, src, root)
+    if is_converted(out):
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
@@ -140,7 +149,7 @@ def converted_directory(name: str, src: PackagedWeights, progress: bool = True, 
         try:
             os.replace(tmp, out)
         except OSError:
-            if not (out / PROVENANCE).is_file():  # not another run's finished copy: a real failure
+            if not is_converted(out):  # not another run's finished copy: a real failure
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

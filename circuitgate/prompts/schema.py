@@ -133,7 +133,8 @@ class PromptSet:
 
 def _closest(a: Prompt, b: Prompt, n: dict[str, int]) -> tuple[Prompt, Prompt]:
     """The wordings of a and b with the closest token counts (then the earliest), without variants."""
-    _, _, i, j = min((abs(n[x] - n[y]), i + j, i, j) for i, x in enumerate(a.wordings) for j, y in enumerate(b.wordings))
+    _, _, i, j = min((abs(n[x] - n[y]), i + j, i, j)
+                     for i, x in enumerate(a.wordings) for j, y in enumerate(b.wordings))
     return replace(a, prompt=a.wordings[i], variants=()), replace(b, prompt=b.wordings[j], variants=())
 
 
@@ -202,7 +203,8 @@ def _prompt(data: Any, src: str, line: int, context: str) -> Prompt:
         raise CircuitgateError(f"{where}: 'template' must be a string")
     variants = data.get("variants", [])
     if not isinstance(variants, list) or not all(isinstance(v, str) and v.strip() for v in variants):
-        raise CircuitgateError(f"{where}: 'variants' must be a list of non-empty strings (other wordings of the prompt)")
+        raise CircuitgateError(
+            f"{where}: 'variants' must be a list of non-empty strings (other wordings of the prompt)")
     if len(set(variants) | {data["prompt"]}) != len(variants) + 1:
         raise CircuitgateError(f"{where}: 'variants' repeat a wording")
     return Prompt(prompt=data["prompt"], answer=data["answer"], template=template, variants=tuple(variants))

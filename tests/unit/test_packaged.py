@@ -120,7 +120,7 @@ def test_converted_once_keyed_by_the_file_hash_and_atomically(fake_package, tmp_
 
     monkeypatch.setattr(packaged, "_convert", convert)
     out = converted_directory("fake", fake_package, progress=False, root=tmp_path)
-    sha = packaged.file_sha256(Path(calls[0]), progress=False)
+    sha = packaged.file_sha256([Path(calls[0])], progress=False)
     assert out == tmp_path / "converted" / f"fake-{sha[:12]}" and (out / "config.json").is_file()
     assert sha == fake_package.sha256
     assert json.loads((out / PROVENANCE).read_text()) == {
