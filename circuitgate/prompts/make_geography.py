@@ -115,21 +115,27 @@ REASONING = {
 # The completion form (geography-completion): the same facts and design, but each prompt ends where the
 # answer begins, so a base or instruct model's next tokens are the answer. The question forms above end in
 # "?", after which SmolLM2-135M-Instruct's next token is its end-of-turn token on every prompt (first-token
-# accuracy 0.00 on both tasks, measured), so H5 could not score it. Both tasks name the country twice and the
-# continent once around 12 fixed words (character counts within 2). Recall gives the continent as context and
-# asks for the capital; reasoning states the capital as X and the country's continent, and asks X's continent.
-# Chosen among measured variants by SmolLM2-135M-Instruct's whole-answer greedy accuracy over the 130 facts:
-# recall 0.49-0.52 per template (the model's knowledge is the limit: first-token accuracy 0.59-0.62 in the
-# same prompts), reasoning 0.59-0.82; "So X is in" and "X lies in" endings scored lower or 0.00.
+# accuracy 0.00 on both tasks, measured), so H5 could not score it.
+# Both sides of pair k open with the same clause ("{country} is in {continent}." or "... lies in ...") and
+# differ only in the second sentence, the task: recall asks for the capital, reasoning names the capital X
+# and asks X's continent. Every one of the six templates has exactly the same number of tokens for every
+# fact under the SmolLM2 (Llama), Gemma 3 and Qwen2 tokenizers (measured over the 130 facts; a test checks
+# the two shipped as packages), so pairs and controls differ by 0 tokens whatever the family: length cannot
+# separate the tasks, and the controls need not mirror a gap (docs/method.md, "Length matched per
+# tokenizer"). Word counts are equal too (11 fixed words); character counts are not (tokens are what the
+# model sees). Chosen among measured endings by whole-answer greedy accuracy over the 130 facts:
+# SmolLM2-135M-Instruct recall 0.59 / 0.50 / 0.45 (c-r0, c-r1, c-r2; the model's knowledge is the limit),
+# reasoning 0.88 / 0.84 / 0.88; Gemma 3 270M recall 0.70 / 0.79 / 0.78, reasoning 0.90 / - / 0.92. Gemma 3
+# completes the earlier ending "... Hence X is in" with "the" (reasoning 0.15), hence "the continent of".
 COMPLETION_RECALL = {
-    "c-r0": "And {country} is in {continent}, and so the capital of {country} is the city of",
-    "c-r1": "So {country} is in {continent}, and so the capital of {country} is the city of",
-    "c-r2": "{country} is in {continent}, and we know the capital of {country} is the city of",
+    "c-r0": "{country} is in {continent}. And the capital city of {country} is the city of",
+    "c-r1": "{country} lies in {continent}. So the capital city of {country} is the city of",
+    "c-r2": "{country} is in {continent}. So the capital city of {country} is the city of",
 }
 COMPLETION_REASONING = {
-    "c-s0": "The capital of {country} is X, and {country} is in {continent}. Hence X is in",
-    "c-s1": "The capital of {country} is X, and {country} is in {continent}. Thus X is in",
-    "c-s2": "{country} is in {continent}, and the capital of {country} is X. Hence, X is in",
+    "c-s0": "{country} is in {continent}. The capital X of {country} is on the continent of",
+    "c-s1": "{country} lies in {continent}. The capital X of {country} is on the continent of",
+    "c-s2": "{country} is in {continent}. The capital X of {country} is in the continent of",
 }
 
 
@@ -161,8 +167,9 @@ FORMS = {
         "the geography facts in completion form (the prompt ends where the answer begins); length-matched; null controls",
         COMPLETION_RECALL, COMPLETION_REASONING,
         """\
-# - length-matched: r_k and s_k name the country twice and the continent once around 12 fixed words, so
-#   every pair has equal word counts and character counts within two;
+# - token-matched: r_k and s_k open with the same clause and name the country twice and the continent once
+#   around 11 fixed words; every template has the same number of tokens for every fact under the SmolLM2,
+#   Gemma 3 and Qwen2 tokenizers, so pairs and controls differ by 0 tokens;
 # - recall carries the country's continent as neutral context but never the capital (it must come from the
 #   weights); reasoning states that X is the capital of the country and that the country is in the
 #   continent, and the answer (the continent) is in the prompt;
