@@ -164,6 +164,11 @@ class H5Config:
     level: float = 0.95  # confidence level of the paired bootstrap intervals
     n_boot: int = 2000
     seed: int = 0  # bootstrap resamples and random control sets
+    # A selective class needs the interaction's signed-rank p to survive this false discovery rate over
+    # every target of the run (causal.classify_targets; docs/method.md, "H5's classes control false
+    # discoveries"): bh, or by under any dependence.
+    alpha: float = 0.05
+    correction: str = "bh"
     min_clean_accuracy: float = 0.5  # below this on either task, ablations cannot show impairment
     min_per_skill: int = 1  # selective targets needed for each skill ("and vice versa")
     # Which pairs the ablations run on. all: every pair (the organisms' ground truth is measured so);
@@ -200,6 +205,9 @@ class H5Config:
         _check(self.min_drop >= 0, "h5.min_drop must be >= 0")
         _check(0 < self.level < 1, f"h5.level must be in (0, 1), got {self.level}")
         _check(self.n_boot >= 1, "h5.n_boot must be >= 1")
+        _check(0 < self.alpha < 1, f"h5.alpha must be in (0, 1), got {self.alpha}")
+        _check(self.correction in CORRECTIONS,
+               f"h5.correction must be one of {', '.join(CORRECTIONS)}, got {self.correction!r}")
         _check(0 <= self.min_clean_accuracy <= 1, "h5.min_clean_accuracy must be in [0, 1]")
         _check(self.min_per_skill >= 1, "h5.min_per_skill must be >= 1")
         _check(self.pairs in H5_PAIRS, f"h5.pairs must be one of {', '.join(H5_PAIRS)}, got {self.pairs!r}")

@@ -91,15 +91,18 @@ def _patching(patch: Mapping[str, PatchResult]) -> dict[str, Any]:
     return out
 
 
-def unmeasurable(clean: Mapping[str, float], n_pairs: int, cfg: H5Config) -> str | None:
+def unmeasurable(clean: Mapping[str, float], n_pairs: int, cfg: H5Config, held_out: bool = False) -> str | None:
     """Why ablations cannot show an impairment here, or None: a task the clean model cannot do (below
-    ``min_clean_accuracy``), or too few pairs to ablate on."""
+    ``min_clean_accuracy``), or too few pairs to ablate on (``held_out``: half the pool went to the
+    attribution screen)."""
     weak = [side for side, acc in clean.items() if acc < cfg.min_clean_accuracy]
     if weak:
         return (f"clean accuracy on {' and '.join(weak)} below h5.min_clean_accuracy {cfg.min_clean_accuracy}: "
                 "an ablation cannot impair a skill the model lacks")
     if n_pairs < cfg.min_pairs:
-        return f"{n_pairs} pairs to ablate on (h5.pairs {cfg.pairs}), fewer than h5.min_pairs {cfg.min_pairs}"
+        held = "; the other half of the pool is the attribution screen's" if held_out else ""
+        return (f"{n_pairs} pairs to ablate on (h5.pairs {cfg.pairs}{held}), fewer than h5.min_pairs "
+                f"{cfg.min_pairs}")
     return None
 
 
@@ -127,7 +130,8 @@ def analyse_h5(recall: SweepResult, reasoning: SweepResult, targets: Sequence[Ta
             cr[:, j] = _drops(recall, [controls[t]], cfg.metric)[:, 0]
             cs[:, j] = _drops(reasoning, [controls[t]], cfg.metric)[:, 0]
     stats = classify_targets(r, s, tau=cfg.min_drop, level=cfg.level, n_boot=cfg.n_boot, seed=cfg.seed,
-                             control_recall_drop=cr, control_reasoning_drop=cs)
+                             control_recall_drop=cr, control_reasoning_drop=cs, alpha=cfg.alpha,
+                             correction=cfg.correction)
     components = {}
     for j, t in enumerate(ids):
         details: dict[str, Any] = {
@@ -135,6 +139,8 @@ def analyse_h5(recall: SweepResult, reasoning: SweepResult, targets: Sequence[Ta
             "reasoning_drop": _interval(stats.reasoning_drop, j),
             "interaction": float(stats.interaction.estimate[j]),
             "interaction_ci": [float(stats.interaction.ci_low[j]), float(stats.interaction.ci_high[j])],
+            "p": float(stats.p[j]),
+            "p_adj": float(stats.p_adj[j]),
             # Every metric's mean drops, so a reader sees whether the metric changes the answer.
             "mean_drops": {m: {"recall": float(drops[m][0][:, j].mean()), "reasoning": float(drops[m][1][:, j].mean())}
                            for m in METRICS},
@@ -144,8 +150,9 @@ def analyse_h5(recall: SweepResult, reasoning: SweepResult, targets: Sequence[Ta
             c = controls[t]
             details["control"] = {"id": c, "size": sizes[c],
                                   "recall_drop": float(np.nanmean(cr[:, j])), "reasoning_drop": float(np.nanmean(cs[:, j]))}
-        # No p-value: the decision is the interval; the effect is the interaction (> 0: hurts recall more).
-        components[t] = ComponentResult(t, str(stats.cls[j]), float(stats.interaction.estimate[j]), float("nan"), details,
+        # The effect is the interaction (> 0: hurts recall more); p its signed-rank p adjusted over the targets.
+        components[t] = ComponentResult(t, str(stats.cls[j]), float(stats.interaction.estimate[j]),
+                                        float(stats.p_adj[j]), details,
                                         effect_ci=(float(stats.interaction.ci_low[j]), float(stats.interaction.ci_high[j])),
                                         pair_values=stats.pair_interaction[:, j])
 
@@ -160,6 +167,8 @@ def analyse_h5(recall: SweepResult, reasoning: SweepResult, targets: Sequence[Ta
         "level": cfg.level,
         "n_boot": cfg.n_boot,
         "method": stats.method,
+        "alpha": cfg.alpha,
+        "correction": cfg.correction,
         "n_pairs": n_pairs,
         "n_targets": len(ids),
         "clean_accuracy": clean,
@@ -174,7 +183,8 @@ def analyse_h5(recall: SweepResult, reasoning: SweepResult, targets: Sequence[Ta
     }
     if ids:
         resampled = [classify_targets(r[rows], s[rows], tau=cfg.min_drop, level=cfg.level, n_boot=cfg.n_boot,
-                                      seed=cfg.seed, control_recall_drop=cr[rows], control_reasoning_drop=cs[rows]).cls
+                                      seed=cfg.seed, control_recall_drop=cr[rows], control_reasoning_drop=cs[rows],
+                                      alpha=cfg.alpha, correction=cfg.correction).cls
                      for rows in resample_rows(n_pairs, gate.resamples, gate.seed)]  # a few resamples
         summary["noise_floor"] = noise_floor(stats.cls, np.array(resampled),
                                              "the classes rerun on bootstrap resamples of the prompt pairs")._asdict()
@@ -210,24 +220,59 @@ def clean_accuracy(run: "Run") -> dict[str, float]:
     return {side: float(m.accuracy.mean()) for side, m in clean_scores(run).items()}
 
 
-def chosen_pairs(ps: Any, pairs: str, max_pairs: int, seed: int,
-                 scores: Mapping[str, Metrics] | None = None) -> np.ndarray:
-    """Indices of the pairs to ablate on, sorted: every pair, or (``pairs`` known) those whose two
-    prompts the clean model answers by ``scores`` (``clean_scores``), then a subsample of ``max_pairs``
-    (0: no cap) stratified by template pair."""
-    pool = np.arange(len(ps.pairs))
+def _pool(ps: Any, pairs: str, scores: Mapping[str, Metrics] | None) -> np.ndarray:
+    """Every pair, or (``pairs`` known) those whose two prompts the clean model answers by ``scores``."""
     if pairs == "known":
-        pool = np.flatnonzero((scores["recall"].accuracy == 1) & (scores["reasoning"].accuracy == 1))
-    if max_pairs and len(pool) > max_pairs:
-        strata = np.array([f"{ps.pairs[i].recall.template}|{ps.pairs[i].reasoning.template}" for i in pool])
-        pool = pool[stratified_subsample(strata, max_pairs, seed)]
-    return pool
+        return np.flatnonzero((scores["recall"].accuracy == 1) & (scores["reasoning"].accuracy == 1))
+    return np.arange(len(ps.pairs))
+
+
+def _strata(ps: Any, rows: np.ndarray) -> np.ndarray:
+    return np.array([f"{ps.pairs[i].recall.template}|{ps.pairs[i].reasoning.template}" for i in rows])
+
+
+def _capped(ps: Any, rows: np.ndarray, max_pairs: int, seed: int) -> np.ndarray:
+    """``rows``, or a subsample of ``max_pairs`` of them (0: no cap) stratified by template pair."""
+    if max_pairs and len(rows) > max_pairs:
+        rows = rows[stratified_subsample(_strata(ps, rows), max_pairs, seed)]
+    return rows
+
+
+def _halves(ps: Any, pool: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(screen half, measured half) of the pool, disjoint, each stratified by template pair: the
+    screen ranks targets on pairs the exact ablations never see, so the targets it picks are
+    confirmed on pairs it did not rank (no double dipping; docs/method.md, "H5's classes control
+    false discoveries")."""
+    if len(pool) < 2:
+        return pool[:0], pool
+    screen = pool[stratified_subsample(_strata(ps, pool), len(pool) // 2, seed + 1)]
+    return screen, np.setdiff1d(pool, screen)
+
+
+def chosen_pairs(ps: Any, pairs: str, max_pairs: int, seed: int,
+                 scores: Mapping[str, Metrics] | None = None, held_out: bool = False) -> np.ndarray:
+    """Indices of the pairs to ablate on, sorted: every pair, or (``pairs`` known) those whose two
+    prompts the clean model answers by ``scores`` (``clean_scores``); with ``held_out`` (a screened
+    run) only the measured half of them (``_halves``); then a subsample of ``max_pairs`` (0: no cap)
+    stratified by template pair."""
+    pool = _pool(ps, pairs, scores)
+    if held_out:
+        pool = _halves(ps, pool, seed)[1]
+    return _capped(ps, pool, max_pairs, seed)
+
+
+def screen_pairs(ps: Any, pairs: str, max_pairs: int, seed: int,
+                 scores: Mapping[str, Metrics] | None = None) -> np.ndarray:
+    """Indices of the pairs the attribution screen ranks on: the other half of ``chosen_pairs``' pool,
+    capped alike."""
+    return _capped(ps, _halves(ps, _pool(ps, pairs, scores), seed)[0], max_pairs, seed)
 
 
 def swept_pairs(run: "Run") -> np.ndarray:
     """Indices of the pairs H5 ablates on, sorted: a gate's baseline's (the same pairs, compared pair by
     pair), unless the run changed how they are chosen (``h5.pairs``, ``h5.max_pairs``, ``h5.seed``);
-    else chosen by those settings."""
+    else chosen by those settings, from the half of the pool the screen does not rank when the run
+    screens (``screen_path``)."""
     cfg = run.config.h5
 
     def choose() -> np.ndarray:
@@ -235,9 +280,18 @@ def swept_pairs(run: "Run") -> np.ndarray:
         if kept is not None:
             return kept
         return chosen_pairs(run.prompt_set, cfg.pairs, cfg.max_pairs, cfg.seed,
-                            clean_scores(run) if cfg.pairs == "known" else None)
+                            clean_scores(run) if cfg.pairs == "known" else None,
+                            held_out=screen_path(run) == "attribution")
 
     return run.memo("H5 pairs", choose)
+
+
+def screened_pairs(run: "Run") -> np.ndarray:
+    """Indices of the pairs the attribution screen ranks on (``screen_pairs``), never ablated exactly
+    in a fresh run."""
+    cfg = run.config.h5
+    return run.memo("H5 screen pairs", lambda: screen_pairs(
+        run.prompt_set, cfg.pairs, cfg.max_pairs, cfg.seed, clean_scores(run) if cfg.pairs == "known" else None))
 
 
 PAIR_SETTINGS = ("pairs", "max_pairs", "seed")
@@ -263,9 +317,11 @@ def baseline_pairs(run: "Run") -> np.ndarray | None:
     return np.array(sorted(position[pid] for pid in ids), dtype=np.int64)
 
 
-def swept(run: "Run") -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """task -> the prompts and task -> the answers of the pairs H5 ablates on (``swept_pairs``)."""
-    ps, rows = run.prompt_set, swept_pairs(run)
+def swept(run: "Run", rows: np.ndarray | None = None) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """task -> the prompts and task -> the answers of the pairs ``rows`` (default: those H5 ablates
+    on, ``swept_pairs``)."""
+    ps = run.prompt_set
+    rows = swept_pairs(run) if rows is None else rows
     return ({side: [ps.prompts(side)[i] for i in rows] for side in SKILLS},
             {side: [ps.answers(side)[i] for i in rows] for side in SKILLS})
 
@@ -334,11 +390,12 @@ def screen_path(run: "Run") -> str:
 
 
 def _screens(run: "Run") -> dict[str, Any]:
-    """Both tasks' attribution screens over the swept pairs: every head, sublayer and neuron."""
+    """Both tasks' attribution screens over the screen's own pairs (``screened_pairs``): every head,
+    sublayer and neuron."""
     from circuitgate.attribution import SCREEN_ABLATIONS, attribution_screen
 
     cfg, ps = run.config.h5, run.prompt_set
-    prompts, answers = swept(run)
+    prompts, answers = swept(run, screened_pairs(run))
     # Resample has no first-order path of its own: the screen ranks by the mean ablation, which the
     # exact confirmation then replaces by the configured one.
     ablation = cfg.ablation if cfg.ablation in SCREEN_ABLATIONS else "mean"
@@ -425,7 +482,7 @@ class H5Analysis(Analysis):
     def compute(self, run: "Run", method: str) -> HypothesisResult:
         cfg, ps, rows = run.config.h5, run.prompt_set, swept_pairs(run)
         pairs = {"selection": cfg.pairs, "n": len(rows), "of": len(ps.pairs), "ids": [ps.ids[i] for i in rows]}
-        reason = unmeasurable(clean_accuracy(run), len(rows), cfg)
+        reason = unmeasurable(clean_accuracy(run), len(rows), cfg, screen_path(run) == "attribution")
         if len(rows) < cfg.min_pairs:  # too few to sweep: say why without running an ablation
             summary = {"clean_accuracy": clean_accuracy(run), "pairs": pairs, "reason": reason,
                        "headline": f"not measured: {reason}"}
@@ -443,6 +500,7 @@ class H5Analysis(Analysis):
         if gated is not None:
             screen["chosen"] = "baseline"
         if path == "attribution":
+            pairs["screen_ids"] = [ps.ids[i] for i in screened_pairs(run)]
             screens = run.memo("H5 screen", lambda: _screens(run))
             keep = gated.ids if gated is not None else ()
             fresh = gated is None

@@ -133,7 +133,8 @@ def classes(truth: Mapping[str, Any], rule: H5Config = RULE, ids: Sequence[str] 
             ablation: str = "zero") -> dict[str, str]:
     """Target id -> class by H5's rule with ``rule``'s tau, level, resamples and seed."""
     ids, recall, reasoning = pair_drops(truth, ids, ablation)
-    stats = classify_targets(recall, reasoning, tau=rule.min_drop, level=rule.level, n_boot=rule.n_boot, seed=rule.seed)
+    stats = classify_targets(recall, reasoning, tau=rule.min_drop, level=rule.level, n_boot=rule.n_boot, seed=rule.seed,
+                             alpha=rule.alpha, correction=rule.correction)
     return dict(zip(ids, (str(c) for c in stats.cls)))
 
 

