@@ -106,6 +106,22 @@ def unmeasurable(clean: Mapping[str, float], n_pairs: int, cfg: H5Config, held_o
     return None
 
 
+def pair_drops(recall: SweepResult, reasoning: SweepResult, targets: Sequence[Target], controls: Mapping[str, str],
+               metric: str) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(component ids, recall drops, reasoning drops, their controls' recall and reasoning drops), each
+    [P, T] over the components (``targets`` less the controls named in ``controls``); a component
+    without a control has all-NaN control columns. What ``classify_targets`` classifies."""
+    control_ids = set(controls.values())
+    ids = [t.id for t in targets if t.id not in control_ids]
+    r, s = _drops(recall, ids, metric), _drops(reasoning, ids, metric)
+    cr, cs = np.full_like(r, np.nan), np.full_like(s, np.nan)
+    for j, t in enumerate(ids):
+        if t in controls:
+            cr[:, j] = _drops(recall, [controls[t]], metric)[:, 0]
+            cs[:, j] = _drops(reasoning, [controls[t]], metric)[:, 0]
+    return ids, r, s, cr, cs
+
+
 def analyse_h5(recall: SweepResult, reasoning: SweepResult, targets: Sequence[Target], controls: Mapping[str, str],
                cfg: H5Config, patch: Mapping[str, PatchResult] | None = None,
                clean_accuracy: Mapping[str, float] | None = None, gate: GateConfig = GateConfig()) -> HypothesisResult:
@@ -118,17 +134,10 @@ def analyse_h5(recall: SweepResult, reasoning: SweepResult, targets: Sequence[Ta
     Each target keeps its per-pair interaction (what a gate compares), and the run its noise floor:
     the classes rerun on ``gate.resamples`` bootstrap resamples of the pairs.
     """
-    control_ids = set(controls.values())
-    ids = [t.id for t in targets if t.id not in control_ids]
     sizes = {t.id: (len(t.neurons) if t.neurons else 1) for t in targets}
+    ids, r, s, cr, cs = pair_drops(recall, reasoning, targets, controls, cfg.metric)
     drops = {m: (_drops(recall, ids, m), _drops(reasoning, ids, m)) for m in METRICS}
-    r, s = drops[cfg.metric]
     n_pairs = r.shape[0]
-    cr, cs = np.full_like(r, np.nan), np.full_like(s, np.nan)
-    for j, t in enumerate(ids):
-        if t in controls:
-            cr[:, j] = _drops(recall, [controls[t]], cfg.metric)[:, 0]
-            cs[:, j] = _drops(reasoning, [controls[t]], cfg.metric)[:, 0]
     stats = classify_targets(r, s, tau=cfg.min_drop, level=cfg.level, n_boot=cfg.n_boot, seed=cfg.seed,
                              control_recall_drop=cr, control_reasoning_drop=cs, alpha=cfg.alpha,
                              correction=cfg.correction)
