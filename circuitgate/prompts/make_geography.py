@@ -124,13 +124,14 @@ REASONING = {
 # separate the tasks, and the controls need not mirror a gap (docs/method.md, "Length matched per
 # tokenizer"). Word counts are equal too (11 fixed words); character counts are not (tokens are what the
 # model sees). Chosen among measured endings by whole-answer greedy accuracy over the 130 facts:
-# SmolLM2-135M-Instruct recall 0.59 / 0.50 / 0.45 (c-r0, c-r1, c-r2; the model's knowledge is the limit),
-# reasoning 0.88 / 0.84 / 0.88; Gemma 3 270M recall 0.70 / 0.79 / 0.78, reasoning 0.90 / - / 0.92. Gemma 3
-# completes the earlier ending "... Hence X is in" with "the" (reasoning 0.15), hence "the continent of".
+# SmolLM2-135M-Instruct recall 0.58 / 0.57 / 0.55 (c-r0, c-r1, c-r2; the model's knowledge is the limit:
+# "So the capital city" scored 0.45-0.50), reasoning 0.88 / 0.84 / 0.88; Gemma 3 270M recall 0.70 with
+# c-r0, reasoning 0.90 / - / 0.92. Gemma 3 completes the earlier ending "... Hence X is in" with "the"
+# (reasoning 0.15), hence "the continent of".
 COMPLETION_RECALL = {
     "c-r0": "{country} is in {continent}. And the capital city of {country} is the city of",
-    "c-r1": "{country} lies in {continent}. So the capital city of {country} is the city of",
-    "c-r2": "{country} is in {continent}. So the capital city of {country} is the city of",
+    "c-r1": "{country} lies in {continent}. And the capital city of {country} is the city of",
+    "c-r2": "{country} is in {continent}. Now the capital city of {country} is the city of",
 }
 COMPLETION_REASONING = {
     "c-s0": "{country} is in {continent}. The capital X of {country} is on the continent of",

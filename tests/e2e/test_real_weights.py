@@ -56,3 +56,29 @@ def test_clean_accuracy_on_the_completion_set_reaches_h5s_floor(smollm2):
     acc = {side: ablation_sweep(smollm2, ps.prompts(side), ps.answers(side), [], candidates=ps.answers(side),
                                 batch_size=32, progress=False).clean.accuracy.mean() for side in ("recall", "reasoning")}
     assert acc["recall"] >= 0.5 and acc["reasoning"] >= 0.5, acc
+
+
+@pytest.fixture(scope="module")
+def gemma3(organism_cache):
+    return load_model(resolve("gemma3-270m"), device="cpu", dtype="float32", progress=False)
+
+
+@pytest.mark.parametrize("model", ["smollm2", "gemma3"])
+def test_every_completion_template_has_the_same_token_count_per_fact(model, request):
+    """Pairs and controls 0 tokens apart on both families' tokenizers (make_geography's design): the
+    length check has nothing to mirror, and H1-H3 can be decided on either."""
+    tokenizer = request.getfixturevalue(model).tokenizer
+    ps = load_prompt_set("geography-completion")
+    counts = {side: [len(tokenizer(p).input_ids) for p in ps.prompts(side)] for side in ("recall", "reasoning")}
+    assert counts["recall"] == counts["reasoning"]
+    for control in ps.controls:
+        assert len(tokenizer(control.a.prompt).input_ids) == len(tokenizer(control.b.prompt).input_ids), control.id
+
+
+def test_gemma3_answers_both_tasks_of_the_completion_set(gemma3):
+    """Gemma 3 270M (a base model) completes "... The capital X of C is on the continent of" with the
+    continent: both tasks above H5's floor, measured 0.76 / 0.90 over the 130 facts."""
+    ps = load_prompt_set("geography-completion")
+    acc = {side: ablation_sweep(gemma3, ps.prompts(side), ps.answers(side), [], candidates=ps.answers(side),
+                                batch_size=32, progress=False).clean.accuracy.mean() for side in ("recall", "reasoning")}
+    assert acc["recall"] >= 0.5 and acc["reasoning"] >= 0.5, acc
