@@ -293,7 +293,7 @@ def test_geography_recall_needs_the_weights_and_reasoning_states_its_answer(geog
         if geography.name == "geography":  # questions
             assert p.recall.prompt.endswith("?") and p.reasoning.prompt.endswith("?")
         else:  # completions: the prompt ends where the answer begins
-            assert p.recall.prompt.endswith(" of") and p.reasoning.prompt.endswith(" in"), p.id
+            assert p.recall.prompt.endswith(" of") and p.reasoning.prompt.endswith(" continent of"), p.id
     for c in geography.controls_of("recall"):
         for side in (c.a, c.b):
             assert side.answer.lower() not in side.prompt.lower(), c.id
