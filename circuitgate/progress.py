@@ -35,6 +35,15 @@ def progress_bar(iterable: Iterable | None = None, *, total: int | None = None, 
                          unit_divisor=unit_divisor, stream=stream if enabled else None, quiet_for=quiet_for)
 
 
+def note(text: str, *, enabled: bool = True, stream: TextIO | None = None) -> None:
+    """One line about long work about to start (H5's plan), written where progress goes: ``stream``,
+    default ``sys.stderr`` as it is at the call."""
+    if enabled:
+        stream = sys.stderr if stream is None else stream
+        stream.write(f"{text}\n")
+        stream.flush()
+
+
 def _is_terminal(stream: TextIO) -> bool:
     try:
         return bool(stream.isatty())

@@ -25,7 +25,8 @@ from circuitgate.config import Config, load_config
 from circuitgate.expectations import Expectations, expectations_for
 from circuitgate.models import LoadedModel, ModelSpec, Shape, load_model, model_info, resolve
 from circuitgate.methods import ANALYSIS_METHODS, canonical_method
-from circuitgate.models.loading import model_directory
+from circuitgate.models.loading import model_directory, resolve_device
+from circuitgate.models.registry import cpu_config
 from circuitgate.organism import ensure_built
 from circuitgate.prompts import PromptSet, default_prompts, load_prompt_set
 from circuitgate.results import HypothesisResult
@@ -57,7 +58,7 @@ class Settings:
         object.__setattr__(self, "method", canonical_method(self.method))
         if self.method not in METHODS:
             raise CircuitgateError(f"unknown method {self.method!r} (known: {', '.join(METHODS)})")
-        from circuitgate.models.loading import REMOTE_VALUES, ndif_api_key, resolve_device
+        from circuitgate.models.loading import REMOTE_VALUES, ndif_api_key
 
         resolve_device(self.device)  # --device cuda on a machine without one: say so before any work
         if self.remote not in REMOTE_VALUES:
@@ -94,12 +95,35 @@ class Run:
 
     @cached_property
     def config(self) -> Config:
-        """The thresholds and settings: the defaults under the model's registry settings, under
-        ``--config``; in a gate, the baseline's settings (a directory of a registry model gates as its
-        alias did) under ``--config``, whose changes are ``overrides``."""
+        """The thresholds and settings: the defaults under the model's registry settings (or the CPU
+        defaults, ``cpu_defaults``), under ``--config``; in a gate, the baseline's settings (a directory
+        of a registry model gates as its alias did) under ``--config``, whose changes are ``overrides``."""
         if self._baseline_doc is not None and isinstance(self._baseline_doc.get("config"), dict):
             return load_config(self.settings.config, self._baseline_doc["config"])
-        return load_config(self.settings.config, self.spec.config)
+        return load_config(self.settings.config, cpu_config() if self.cpu_defaults else self.spec.config)
+
+    @cached_property
+    def cpu_defaults(self) -> bool:
+        """Whether the model runs with the registry's CPU-sized H5 (``cpu_config``, smollm2's): it has no
+        registry settings of its own and no baseline, runs on this machine's CPU, and its default H5
+        would screen (more than ``h5.exact_max`` attention, MLP and head targets), the H5 a CPU cannot
+        afford (docs/design.md, "Runs sized to the machine"). The organisms, built here and measured
+        exactly, never do; a hub id is taken to be a pretrained model (hundreds of targets) without
+        reading its config, which may not be here yet."""
+        spec = self.spec
+        if spec.config is not None or spec.builtin or spec.expectations == "organism" or self._baseline_doc is not None:
+            return False
+        if self.settings.remote is True or resolve_device(self.settings.device) != "cpu":
+            return False
+        if spec.path is None:
+            return True
+        from circuitgate.interventions import standard_targets
+
+        try:
+            shape = self.shape
+        except (OSError, ValueError):  # no readable config.json: loading the directory says what is wrong
+            return False
+        return len(standard_targets(shape)) > load_config(self.settings.config).h5.exact_max
 
     @cached_property
     def overrides(self) -> list[str]:

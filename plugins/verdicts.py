@@ -33,6 +33,7 @@ from circuitgate.documents import manifest, verdicts_document
 from circuitgate.gate import LEGACY_NOTE, SKILLS_KEY
 from circuitgate.ids import SKILLS
 from circuitgate.models.loading import DTYPES, resolve_device, resolve_dtype, weights_sha256
+from circuitgate.plan import plan_outcome
 from circuitgate.report import render_html
 from circuitgate.methods import canonical_method
 from circuitgate.session import METHODS, Run, Settings
@@ -285,6 +286,9 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     settings = s.config or "defaults"
     if spec.config:
         settings = f"{s.config} over {spec.name}'s registry settings" if s.config else f"{spec.name}'s registry settings"
+    if run.cpu_defaults:  # no registry settings, on a CPU: smollm2's CPU-sized H5 (docs/design.md, Runs sized ...)
+        cpu = "the CPU defaults (registry cpu_config: a CPU-sized H5 for a model without registry settings)"
+        settings = f"{s.config} over {cpu}" if s.config else cpu
     if run.baseline is not None:
         settings = f"{s.config} over the baseline's settings" if s.config else "the baseline's settings"
     lines = [
@@ -509,6 +513,9 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         tr.write_line(f"clean accuracy (whole answers, every pair): recall {clean['recall']:.2f}, "
                       f"reasoning {clean['reasoning']:.2f}")
         _summary_lines(tr, run, method)
+        plan = by_method[method].get("H5", {}).get("summary", {}).get("plan")
+        if plan:
+            tr.write_line(f"H5 plan: {plan_outcome(plan)}")
         floors = noise_floors({h: e for h, e in by_method[method].items() if e.get("tested", True)})
         if floors and run.baseline is None:  # a gate shows its baseline's beside its counts
             tr.write_line(noise_floor_line(floors))

@@ -17,6 +17,7 @@ measured here (``clean_scores``).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
 
@@ -29,14 +30,12 @@ from circuitgate.config import METRICS, GateConfig, H5Config
 from circuitgate.ids import control_target, neuron_set_target, neuron_target, parse_target
 from circuitgate.encoding import pack_mask, unpack_mask
 from circuitgate.interventions import Metrics, PatchResult, SweepResult, Target
+from circuitgate.plan import Plan, peak_bytes
 from circuitgate.results import ComponentResult, HypothesisResult
 from circuitgate.stats import noise_floor, resample_rows, stratified_subsample
 
 if TYPE_CHECKING:
     from circuitgate.session import Run
-
-# Interventions repeat each prompt batch once per target; this caps the rows of one forward pass.
-MAX_ROWS = {"cpu": 2048, "cuda": 512}
 
 
 def neuron_targets(specific: np.ndarray, d: np.ndarray, seed: int) -> tuple[list[Target], dict[str, str]]:
@@ -216,13 +215,25 @@ def analyse_h5(recall: SweepResult, reasoning: SweepResult, targets: Sequence[Ta
 def clean_scores(run: "Run") -> dict[str, Metrics]:
     """task -> the clean model's whole-answer metrics on every pair of the prompt set: the clean accuracy
     every run reports, and what ``h5.pairs: known`` selects by. Computed once per run."""
+    return _clean_forward(run)[0]
+
+
+def _clean_forward(run: "Run") -> tuple[dict[str, Metrics], float]:
+    """``clean_scores`` and the seconds they took: one plain forward of every prompt, by which H5's
+    plan times this machine (``h5_plan``)."""
     from circuitgate.interventions import ablation_sweep
 
     ps = run.prompt_set
-    return run.memo("clean scores", lambda: {
-        side: ablation_sweep(run.loaded, ps.prompts(side), ps.answers(side), [], candidates=ps.answers(side),
-                             desc=f"clean {side} answers", **_intervention_args(run)).clean
-        for side in SKILLS})
+
+    def measure() -> tuple[dict[str, Metrics], float]:
+        start = time.perf_counter()
+        # No target: each pass is one copy of one batch.
+        scores = {side: ablation_sweep(run.loaded, ps.prompts(side), ps.answers(side), [], candidates=ps.answers(side),
+                                       desc=f"clean {side} answers", **_intervention_args(run, run.batch_size)).clean
+                  for side in SKILLS}
+        return scores, time.perf_counter() - start
+
+    return run.memo("clean scores", measure)
 
 
 def clean_accuracy(run: "Run") -> dict[str, float]:
@@ -335,13 +346,13 @@ def swept(run: "Run", rows: np.ndarray | None = None) -> tuple[dict[str, list[st
             {side: [ps.answers(side)[i] for i in rows] for side in SKILLS})
 
 
-def _intervention_args(run: "Run") -> dict[str, Any]:
-    return {"batch_size": run.batch_size, "max_rows": MAX_ROWS.get(run.loaded.device, 512),
+def _intervention_args(run: "Run", max_rows: int) -> dict[str, Any]:
+    return {"batch_size": run.batch_size, "max_rows": max_rows,
             "progress": run.settings.progress}
 
 
-def _sweep(run: "Run", targets: list[Target], desc: str) -> dict[str, SweepResult]:
-    """Both tasks' ablation sweeps over ``targets``."""
+def _sweep(run: "Run", targets: list[Target], desc: str, max_rows: int) -> dict[str, SweepResult]:
+    """Both tasks' ablation sweeps over ``targets``, ``max_rows`` rows a pass (the plan's)."""
     from circuitgate.interventions import ablation_sweep
 
     cfg, ps = run.config.h5, run.prompt_set
@@ -349,7 +360,7 @@ def _sweep(run: "Run", targets: list[Target], desc: str) -> dict[str, SweepResul
     reference = prompts["recall"] + prompts["reasoning"]  # mean ablation: both tasks alike
     return {side: ablation_sweep(run.loaded, prompts[side], answers[side], targets,
                                  ablation=cfg.ablation, reference=reference, candidates=ps.answers(side),
-                                 desc=f"{desc} ({side})", **_intervention_args(run))
+                                 desc=f"{desc} ({side})", **_intervention_args(run, max_rows))
             for side in SKILLS}
 
 
@@ -370,11 +381,11 @@ def fixed_targets(run: "Run", neuron_sets: dict[str, tuple[int, tuple[int, ...]]
                                           for tid, (layer, neurons) in neuron_sets.items()]
 
 
-def _patch_residuals(run: "Run") -> dict[str, PatchResult]:
+def _patch_residuals(run: "Run", max_rows: int) -> dict[str, PatchResult]:
     """The last-token residual of the paired prompt patched in at every layer, both directions."""
     from circuitgate.interventions import patch_residual
 
-    ps, common, rows = run.prompt_set, _intervention_args(run), swept_pairs(run)
+    ps, common, rows = run.prompt_set, _intervention_args(run, max_rows), swept_pairs(run)
     recall_acts, reasoning_acts = run.activations
     prompts, answers = swept(run)
     return {
@@ -398,9 +409,9 @@ def screen_path(run: "Run") -> str:
     return "exact" if small or run.loaded.remote else "attribution"
 
 
-def _screens(run: "Run") -> dict[str, Any]:
+def _screens(run: "Run", max_rows: int) -> dict[str, Any]:
     """Both tasks' attribution screens over the screen's own pairs (``screened_pairs``): every head,
-    sublayer and neuron."""
+    sublayer and neuron, ``max_rows`` rows a pass (the plan's)."""
     from circuitgate.attribution import SCREEN_ABLATIONS, attribution_screen
 
     cfg, ps = run.config.h5, run.prompt_set
@@ -412,8 +423,66 @@ def _screens(run: "Run") -> dict[str, Any]:
                                      ablation=ablation, reference=prompts["recall"] + prompts["reasoning"],
                                      candidates=ps.answers(side), steps=cfg.screen_steps, groups=cfg.screen_groups,
                                      seed=cfg.seed,
-                                     desc=f"H5 screen ({side})", **_intervention_args(run))
+                                     desc=f"H5 screen ({side})", **_intervention_args(run, max_rows))
             for side in SKILLS}
+
+
+def _planned_sweeps(run: "Run", path: str, fixed: Sequence[Target], sets: Sequence[Target],
+                    controls: Mapping[str, str], gated: "Gated | None") -> tuple[list[int], bool]:
+    """The targets of each exact sweep per task (the fixed ones once, H3's sets once per method), and
+    whether they are a bound (a fresh screen picks them): what ``compute`` will measure."""
+    from circuitgate.plan import measured_targets
+
+    methods = len(run.settings.methods)
+    if gated is None:
+        components, per_method = measured_targets(path, run.config.h5, len(fixed), run.shape.n_layers * run.shape.ffn,
+                                                  len(controls))
+        return [components] + [per_method] * methods, path == "attribution"
+    components = sum(t.id in gated.ids for t in fixed)
+    if path == "attribution":
+        components += sum(parse_target(t).kind == "neuron" for t in gated.ids)
+        per_method = len(sets) if gated.sets is not None else 2 * sum(t in gated.ids for t in controls)
+    else:
+        per_method = len(sets)
+    return [components] + [per_method] * methods, False
+
+
+def h5_plan(run: "Run", path: str, sweeps: Sequence[int], at_most: bool) -> tuple[Plan, float]:
+    """H5's plan on this machine (``circuitgate.plan``), shown where progress goes, and when it was made:
+    the prompts' token counts, the model's shape and dtype, the memory held and available now, and
+    the seconds per token of the clean forward (``_clean_forward``), made once per run."""
+    from circuitgate.extract import tokenize
+    from circuitgate.interventions import answer_tokens
+    from circuitgate.plan import Prompts, memory_now, padded_tokens, plan_h5
+    from circuitgate.progress import note
+
+    def make() -> tuple[Plan, float]:
+        loaded, ps = run.loaded, run.prompt_set
+
+        def prompts(rows: np.ndarray) -> list[Prompts]:
+            chosen = swept(run, rows)
+            # A tokenizer refuses an empty list (the screen has no pair of its own in a pool of one).
+            return [Prompts(tuple(len(t) for t in tokenize(loaded, chosen[0][side])) if len(rows) else (),
+                            tuple(len(a) for a in answer_tokens(loaded.tokenizer, chosen[1][side])))
+                    for side in SKILLS]
+
+        everything = prompts(np.arange(len(ps.pairs)))
+        seconds = _clean_forward(run)[1]
+        fed = sum(padded_tokens(task.fed, run.batch_size) for task in everything)
+        screen = [p.prompt for p in prompts(screened_pairs(run))] if path == "attribution" else []
+        params = list(loaded.hf.parameters())
+        held, available = memory_now(loaded.device)
+        plan = plan_h5(loaded.shape, vocab=int(loaded.hf.get_output_embeddings().weight.shape[0]),
+                       dtype_bytes=params[0].element_size(), weights_bytes=sum(p.numel() * p.element_size() for p in params),
+                       swept=prompts(swept_pairs(run)), screened=screen, batch_size=run.batch_size,
+                       device=loaded.device, path=path, cfg=run.config.h5, sweeps=sweeps,
+                       seconds_per_token=seconds / fed if fed else None, held_bytes=held,
+                       # Under --remote the passes run on NDIF: nothing here to fit.
+                       available_bytes=None if loaded.remote is True else available, at_most=at_most)
+        note(f"H5 plan: {plan.describe()}", enabled=run.settings.progress)
+        return plan, time.perf_counter()
+
+    return run.memo("H5 plan", make)
 
 
 def screened(screens: Mapping[str, Any], targets: Sequence[Target], controls: Mapping[str, str], cfg: H5Config,
@@ -505,12 +574,14 @@ class H5Analysis(Analysis):
         neuron_sets = fixed_neuron_sets(run)
         fixed = fixed_targets(run, neuron_sets)
         path = gated.path if gated is not None else screen_path(run)
+        # Before any pass: what they will take, and the rows each may hold (a run that cannot fit stops here).
+        plan, planned = h5_plan(run, path, *_planned_sweeps(run, path, fixed, sets, controls, gated))
         screen: dict[str, Any] = {"path": path}
         if gated is not None:
             screen["chosen"] = "baseline"
         if path == "attribution":
             pairs["screen_ids"] = [ps.ids[i] for i in screened_pairs(run)]
-            screens = run.memo("H5 screen", lambda: _screens(run))
+            screens = run.memo("H5 screen", lambda: _screens(run, plan.screen_max_rows))
             keep = gated.ids if gated is not None else ()
             fresh = gated is None
 
@@ -535,19 +606,21 @@ class H5Analysis(Analysis):
             screen["n_screened"] = n_neurons + sum(parse_target(t).kind != "neuron" for t in screen["estimates"])
         elif gated is not None:
             fixed = [t for t in fixed if t.id in gated.ids]
-        sweeps = run.memo("H5 sweeps", lambda: _sweep(run, fixed, "H5 ablations"))
+        sweeps = run.memo("H5 sweeps", lambda: _sweep(run, fixed, "H5 ablations", plan.sweep_max_rows))
         if sets:
-            extra = _sweep(run, sets, f"H5 {method} neuron ablations")
+            extra = _sweep(run, sets, f"H5 {method} neuron ablations", plan.sweep_max_rows)
             sweeps = {side: SweepResult(sweeps[side].clean, {**sweeps[side].ablated, **extra[side].ablated},
                                         sweeps[side].ablation) for side in SKILLS}
         result = analyse_h5(sweeps["recall"], sweeps["reasoning"], fixed + sets, controls, cfg,
-                            run.memo("H5 patching", lambda: _patch_residuals(run)), clean_accuracy(run),
+                            run.memo("H5 patching", lambda: _patch_residuals(run, plan.sweep_max_rows)), clean_accuracy(run),
                             run.config.gate)
         if path == "attribution":
             screen.update(_confirmed(result, screen["estimates"]))
         recorded = {tid: {"layer": layer, "neurons": list(neurons)} for tid, (layer, neurons) in neuron_sets.items()}
+        # The plan beside what H5 took since it was made (verdicts.json's one record of this machine).
+        measured = {"seconds": time.perf_counter() - planned, "peak_bytes": peak_bytes(run.loaded.device)}
         summary = {**result.summary, "neuron_sets": recorded, "h3_sets": _h3_sets(sets, controls, run.shape.ffn),
-                   "pairs": pairs, "screen": screen}
+                   "pairs": pairs, "screen": screen, "plan": {**plan.to_dict(), "measured": measured}}
         return replace(result, summary=summary, uncertainty={**result.uncertainty, "pairs": pairs["ids"]})
 
 

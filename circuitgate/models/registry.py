@@ -52,6 +52,12 @@ def default_alias() -> str:
     return _registry()["default"]
 
 
+def cpu_config() -> Mapping[str, Any]:
+    """The settings a model without a registry ``config`` runs with on the CPU when its default H5 would
+    screen (registry.yaml's ``cpu_config``: smollm2's measured CPU-sized H5; ``session.Run.config``)."""
+    return _registry()["cpu_config"]
+
+
 def _spec(name: str, entry: dict) -> ModelSpec:
     return ModelSpec(
         name=name,

@@ -10,6 +10,7 @@ from html import escape
 from typing import Any, Iterator, Mapping
 
 from circuitgate.ids import depth_id
+from circuitgate.plan import describe, duration, gigabytes
 from circuitgate.report import plots
 from circuitgate.verdicts import expected_circuit, noise_floor_line, noise_floors, summary_numbers
 
@@ -283,6 +284,16 @@ def _screen(screen: Mapping[str, Any] | None, metric: str | None) -> list[str]:
     return parts
 
 
+def _plan(plan: Mapping[str, Any] | None) -> list[str]:
+    """H5's plan, made before its first pass (circuitgate/plan.py), beside what H5 took."""
+    if not plan:
+        return []
+    measured = plan.get("measured")
+    took = (f" It took {duration(measured['seconds'])} and {gigabytes(measured['peak_bytes'])} of peak memory "
+            "(the process's)." if measured else "")
+    return ["<h2>H5 plan</h2>", f"<p>{escape(describe(plan))}.{escape(took)}</p>"]
+
+
 def _clean_accuracy(clean: Mapping[str, float] | None) -> list[str]:
     """Whether the model can do the tasks at all: without that, H5 has nothing to impair."""
     if not clean:
@@ -323,6 +334,7 @@ def render_html(doc: Mapping[str, Any]) -> str:
     if "H4" in hyps and "binned" in hyps["H4"]["summary"]:
         parts += _h4_profiles(hyps["H4"]["summary"])
     if "H5" in hyps:
+        parts += _plan(hyps["H5"]["summary"].get("plan"))
         parts += _screen(hyps["H5"]["summary"].get("screen"), hyps["H5"]["summary"].get("metric"))
     for h, e in hyps.items():
         extra = _H5_COLUMNS if h == "H5" else ()

@@ -93,13 +93,23 @@ def test_k_h5_computes_h3_as_its_input_without_judging_it(suite, tmp_path):
     doc = _verdicts(out)["hypotheses"]
     assert set(doc) == {"H3", "H5"} and doc["H5"]["tested"] and not doc["H3"]["tested"]
     result.stdout.fnmatch_lines(["H3 *(computed as an input, not tested)*", "H5 *expected supported*"])
+    # The plan, made before H5's first pass, is recorded beside what H5 took, and shown (circuitgate/plan.py).
+    plan = doc["H5"]["summary"]["plan"]
+    assert plan["path"] == "exact" and plan["targets"] == doc["H5"]["summary"]["n_targets"] + len(doc["H5"]["summary"]["h3_sets"])
+    assert plan["sweep_max_rows"] == 2048 and plan["seconds"] > 0 and plan["measured"]["peak_bytes"] > plan["weights_bytes"]
+    result.stdout.fnmatch_lines(["H5 plan: * targets on 30 pairs, * sweep rows a pass; estimated *; took *"])
+    assert "<h2>H5 plan</h2>" in (out / "report.html").read_text()
     assert result.parseoutcomes().get("passed", 0) + result.parseoutcomes().get("failed", 0) == 1
 
 
 def test_rerun_gives_identical_verdicts(suite, tmp_path):
     suite("--report-dir", str(tmp_path / "a"))
     suite("--report-dir", str(tmp_path / "b"))
-    assert (tmp_path / "a" / "verdicts.json").read_bytes() == (tmp_path / "b" / "verdicts.json").read_bytes()
+    a, b = (_verdicts(tmp_path / run) for run in "ab")
+    # H5's plan records this machine (the time it measured, the memory it found): the one part that differs.
+    for doc in (a, b):
+        assert doc["hypotheses"]["H5"]["summary"].pop("plan")["targets"] > 0
+    assert a == b
 
 
 @pytest.mark.parametrize(

@@ -123,6 +123,21 @@ def test_the_header_says_how_to_reproduce_the_run(suite, tmp_path, tiny_qwen_dir
                          f"--prompts {prompt_file} --device cpu --dtype float32 -k H2")
 
 
+def test_the_header_says_when_the_cpu_defaults_apply(suite, tmp_path):
+    """A local model without registry settings whose default H5 would screen (8 layers x 10 targets > 64)
+    runs on the CPU with the registry's cpu_config, and the header says so (only its config is read)."""
+    from transformers import LlamaConfig
+
+    LlamaConfig(num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=8, hidden_size=32, intermediate_size=32,
+                vocab_size=64).save_pretrained(tmp_path / "big")
+    over = tmp_path / "c.yaml"
+    over.write_text("h5: {top_k: 6}\n")
+    for args, settings in (((), "config the CPU defaults"), (("--config", str(over)), f"config {over} over the CPU defaults")):
+        result = suite("--model", str(tmp_path / "big"), "--device", "cpu", "--collect-only", *args)
+        header = [line for line in result.stdout.lines if line.startswith("circuitgate: model")]
+        assert f"{settings} (registry cpu_config: a CPU-sized H5 for a model without registry settings)" in header[0]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--method", "sound"], "--method: unknown method 'sound' (known: paired, original, both)"),
     (["--dtype", "int8"], "--dtype: unknown dtype 'int8' (known: auto, float32, bfloat16, float16)"),

@@ -102,3 +102,12 @@ def test_stderr_is_read_at_the_call(monkeypatch):
         bar.update()
         bar.update()
     assert _lines(stream)[0] == "patching: start (2 pass)" and _lines(stream)[-1].startswith("patching: done")
+
+
+def test_a_note_is_one_line_where_progress_goes_and_nothing_when_disabled():
+    from circuitgate.progress import note
+
+    stream = io.StringIO()
+    note("H5 plan: 3 targets", stream=stream)
+    note("not shown", enabled=False, stream=stream)
+    assert stream.getvalue() == "H5 plan: 3 targets\n"
