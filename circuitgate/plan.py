@@ -9,7 +9,7 @@ before it starts, in one line naming the setting to change (docs/design.md, "Run
 The memory of a pass is a model calibrated on smollm2 (below). It is needed because a pass's memory grows
 with its rows: with the old fixed 2,048 rows per pass on a CPU, one pass of the grouped
 integrated-gradients screen on smollm2 (2,032 rows x 25 tokens x 30 layers, every activation kept for
-the backward) would need about 110 GB; the process grew 180 MB a second until it was killed at 20 GB,
+the backward) would need about 120 GB; the process grew 180 MB a second until it was killed at 20 GB,
 with nothing printed.
 """
 
@@ -36,11 +36,11 @@ MAX_ROWS = {"cpu": 2048, "cuda": 512}
 #
 # A screen row (forward and backward, every activation kept for the backward; the edited units' drop
 # directions and products besides) measured 73-78 KB per token and layer at 16-25 tokens (the
-# built-in prompts' lengths: 6.5 W + 3.4 attention scores per head and token), 55-59 KB at 64-128
-# tokens: the model is within 10% at the prompts' lengths and 30-45% over at longer ones. Integrated
+# built-in prompts' lengths: 7 W + 3.4 attention scores per head and token), 55-59 KB at 64-128
+# tokens: the model is within 5% at the prompts' lengths and 35-50% over at longer ones. Integrated
 # gradients' rows each edit one site and measured 0-50% less; they are counted as attribution
-# patching's.
-SCREEN_WIDTHS = 6.5
+# patching's (the grouped screen of 16 prompts, 32 rows a pass: 2,841 MB peak, 2,890 MB planned).
+SCREEN_WIDTHS = 7.0
 SCREEN_SCORES = 3.4
 # A sweep row (a forward without gradients: one layer's activations alive at a time) measured 4.8-9.1 W
 # per token at 512-1,024 rows: 7 W, plus 4 attention scores per head and token.

@@ -26,8 +26,8 @@ def sweep_row(tokens: int, kept: int = 1) -> int:
 
 
 def screen_row(tokens: int) -> float:
-    """A screen row by hand: layers x tokens x (6.5 W + 3.4 heads x tokens) values + 4 logit vectors."""
-    return 2 * tokens * (6.5 * 128 + 3.4 * 4 * tokens) * 4 + 4 * VOCAB * 4
+    """A screen row by hand: layers x tokens x (7 W + 3.4 heads x tokens) values + 4 logit vectors."""
+    return 2 * tokens * (7 * 128 + 3.4 * 4 * tokens) * 4 + 4 * VOCAB * 4
 
 
 def plan(**kw):
@@ -106,7 +106,7 @@ def test_a_plan_that_cannot_fit_one_copy_of_one_batch_names_the_setting_in_one_l
 
 
 def test_the_screen_too_must_fit():
-    # 70,000 bytes hold the sweep's smallest pass (67,840), not the screen's (2 rows of 5 tokens: 75,200).
+    # 70,000 bytes hold the sweep's smallest pass (67,840), not the screen's (2 rows of 5 tokens: 80,320).
     cfg = H5Config(screen_steps=2, screen_groups=1)
     with pytest.raises(CircuitgateError, match=r"one attribution screen pass of 2 prompts x 5 tokens .* set --batch-size 1$"):
         plan(path="attribution", cfg=cfg, screened=[(3, 5)] * 2, available_bytes=budget_for(70_000))
