@@ -180,22 +180,28 @@ def measured_targets(path: str, cfg: H5Config, components: int, neurons: int, se
 
 def _copies(steps: int, groups: int) -> int:
     """Copies of a prompt the screen runs (``attribution._copies``)."""
-    return 1 if steps == 1 else 1 + 2 * groups * steps
+    from circuitgate.attribution import _copies as copies  # torch, as in ``_batches``
+
+    return len(copies(steps, groups))
+
+
+def _chunk_sizes(b: int, max_rows: int, items: int) -> list[int]:
+    """Copies in each of a batch's passes (``interventions._chunks``: as many as fit in max_rows beside
+    the clean copy, at least one)."""
+    from circuitgate.interventions import _chunks
+
+    return [len(c) for c in _chunks(range(items), b, max_rows)]
 
 
 def _per_pass(b: int, max_rows: int, items: int, clean: bool) -> int:
-    """Rows of a batch's fullest pass (``interventions._chunks``: as many copies as fit in max_rows
-    beside the clean copy, at least one; a sweep adds a clean copy to every pass, the screen's is one
-    of its copies)."""
-    k = min(items, max(1, max_rows // b - 1))
-    return (k + 1) * b if clean else k * b
+    """Rows of a batch's fullest pass (a sweep adds a clean copy to every pass, the screen's is one of
+    its copies)."""
+    return (max(_chunk_sizes(b, max_rows, items)) + clean) * b
 
 
 def _total(b: int, max_rows: int, items: int, clean: bool) -> int:
     """Rows of all of a batch's passes."""
-    k = max(1, max_rows // b - 1)
-    passes = max(1, math.ceil(items / k))
-    return (items + passes) * b if clean else items * b
+    return (items + clean * len(_chunk_sizes(b, max_rows, items))) * b
 
 
 def _sweep_row_bytes(shape: Shape, vocab: int, dtype_bytes: int, tokens: int, kept: int) -> float:
