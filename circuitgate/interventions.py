@@ -17,7 +17,7 @@ right only if both of its tokens are.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
@@ -272,32 +272,56 @@ def _inputs(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor) -> dict[
     return {"input_ids": ids.to(loaded.device), "attention_mask": mask.to(loaded.device)}
 
 
-class _Replay(torch.nn.Module):
-    """Stands in for a decoder layer below every edit of a pass: returns the clean batch's output of
-    that layer, repeated once per copy, instead of computing it (the copies are identical there)."""
+def _rows(value: Any, n: int, total: int) -> Any:
+    """``value`` with every batch-major tensor (2-D or more, ``total`` rows) cut to its first ``n`` rows:
+    the attention mask, position ids and rotary tables a decoder layer receives. 1-D tensors (cache
+    positions) carry no batch; tuples, lists and dicts (Gemma 3's tables per layer type) are walked."""
+    if isinstance(value, torch.Tensor):
+        return value[:n] if value.ndim >= 2 and value.shape[0] == total else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_rows(v, n, total) for v in value)
+    if isinstance(value, dict):
+        return {k: _rows(v, n, total) for k, v in value.items()}
+    return value
 
-    def __init__(self, output: torch.Tensor | None, copies: int) -> None:
+
+class _Staggered(torch.nn.Module):
+    """Runs a decoder layer on the first ``active`` rows of the batch only: the clean copy and the copies
+    whose first edit is at or below this layer. A copy edited higher up is still identical to the clean
+    copy here, so it is not computed; it joins at its own layer with the clean copy's input (rows
+    0..b-1). Rows never interact, so this is the same forward as computing every copy everywhere."""
+
+    def __init__(self, layer: torch.nn.Module, active: int, total: int, b: int) -> None:
         super().__init__()
-        self.output, self.copies = output, copies
+        self.layer, self.active, self.total, self.b = layer, active, total, b
 
-    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        if self.output is None:  # a layer below the last replayed one: its output is never read
-            return hidden_states
-        return self.output.to(hidden_states).repeat(self.copies, 1, 1)
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        have = hidden_states.shape[0]
+        if have > self.active:
+            hidden_states = hidden_states[:self.active]
+        elif have < self.active:
+            joining = (self.active - have) // self.b
+            hidden_states = torch.cat([hidden_states, hidden_states[:self.b].repeat(joining, 1, 1)])
+        return self.layer(hidden_states, *_rows(args, self.active, self.total),
+                          **_rows(kwargs, self.active, self.total))
 
 
 @contextmanager
-def _replayed(loaded: LoadedModel, below: int, clean: list[torch.Tensor] | None, copies: int) -> Iterator[None]:
-    """Layers 0..below-1 of ``loaded.hf`` replaced by ``_Replay`` for the duration (none if below is 0)."""
-    if below == 0 or clean is None:
-        yield
-        return
+def _staggered(loaded: LoadedModel, starts: Sequence[int], b: int) -> Iterator[None]:
+    """Every decoder layer of ``loaded.hf`` wrapped in ``_Staggered`` for the duration: copy j (1-based)
+    is computed from layer ``starts[j - 1]`` on, the clean copy 0 at every layer. ``starts`` ascending,
+    so the rows a layer computes are always a prefix of the batch and the edits' row slices hold."""
+    from bisect import bisect_right
+
     from circuitgate.models.adapters import _get
 
+    if any(a > c for a, c in zip(starts, starts[1:])):
+        raise ValueError(f"copies must be ordered by their first edited layer, got {list(starts)}")
     layers = _get(loaded.hf, loaded.adapter.layers_path)
-    originals = [layers[i] for i in range(below)]
-    for i in range(below):
-        layers[i] = _Replay(clean[i] if i == below - 1 else None, copies)
+    originals = list(layers)
+    total = b * (1 + len(starts))
+    for i, layer in enumerate(originals):
+        layers[i] = _Staggered(layer, b * (1 + bisect_right(starts, i)), total, b)
     try:
         yield
     finally:
@@ -306,31 +330,17 @@ def _replayed(loaded: LoadedModel, below: int, clean: list[torch.Tensor] | None,
 
 
 @torch.no_grad()
-def _layer_outputs(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, n: int) -> list[torch.Tensor]:
-    """The clean batch's output of layers 0..n-1 (torch hooks on the HF modules)."""
-    out: list[torch.Tensor] = []
-    ad = loaded.adapter
-    handles = [ad.layer(loaded.hf, i).register_forward_hook(
-        lambda m, a, o: out.append((o[0] if isinstance(o, tuple) else o).detach())) for i in range(n)]
-    try:
-        loaded.hf(**_inputs(loaded, ids, mask), logits_to_keep=1)
-    finally:
-        for h in handles:
-            h.remove()
-    return out
-
-
-@torch.no_grad()
 def _forward(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, copies: int,
-             edits: dict[SiteKey, list[Edit]], keep: int = 1, clean: list[torch.Tensor] | None = None) -> torch.Tensor:
+             edits: dict[SiteKey, list[Edit]], keep: int = 1, starts: Sequence[int] | None = None) -> torch.Tensor:
     """Logits of the last ``keep`` positions [copies * B, keep, V] of the batch repeated ``copies``
-    times, with edits applied. With ``clean`` (the clean batch's layer outputs), the layers below the
-    first edited one are not computed but replayed from it: the copies differ only from there on."""
+    times, with edits applied. With ``starts`` (the first edited layer of copies 1.., ascending) each
+    copy is computed only from its first edited layer on (``_staggered``): below it, it is the clean
+    copy. A remote model has no local layers to wrap, so it computes every copy everywhere."""
     inputs = _inputs(loaded, ids.repeat(copies, 1), mask.repeat(copies, 1))
-    below = min((layer for layer, _ in edits), default=0)
+    stagger = _staggered(loaded, starts, len(ids)) if starts is not None and not loaded.remote else nullcontext()
     # Written for a remote trace too (docs/nnsight.md, Remote execution): the result is a named, saved
     # copy made inside the block.
-    with _replayed(loaded, below, clean, copies), loaded.trace(inputs, logits_to_keep=keep):
+    with stagger, loaded.trace(inputs, logits_to_keep=keep):
         for key in sorted(edits, key=_trace_order):
             x = _site_value(loaded, *key)
             for edit in edits[key]:
@@ -438,7 +448,7 @@ def _chunks(items: Sequence[Any], batch_rows: int, max_rows: int) -> list[Sequen
 def ablation_sweep(
     loaded: LoadedModel, prompts: Sequence[str], answers: Sequence[str], targets: Sequence[Target], *,
     ablation: str = "zero", reference: Sequence[str] | None = None, candidates: Sequence[str] | None = None,
-    batch_size: int = 16, max_rows: int = 512, progress: bool = True, desc: str = "ablations", reuse: bool = True,
+    batch_size: int = 16, max_rows: int = 512, progress: bool = True, desc: str = "ablations", stagger: bool = True,
 ) -> SweepResult:
     """Metrics of ``prompts`` clean and with each target ablated in turn (one target per run).
 
@@ -446,6 +456,7 @@ def ablation_sweep(
     included: the ablated model produces the whole answer); mean to its mean over the real positions
     of ``reference`` (default: ``prompts``); resample to a donor prompt's clean activation at the same
     right-aligned position (``resample_donors``), or the mean where the donor has no such position.
+    ``stagger`` (default) computes each ablated copy only from its target's layer on (``_staggered``).
     """
     if ablation not in ABLATIONS:
         raise CircuitgateError(f"unknown ablation {ablation!r} (use {', '.join(ABLATIONS)})")
@@ -466,7 +477,8 @@ def ablation_sweep(
         batch_size, progress, desc)
 
     batches = plan_batches(lengths, batch_size, resample=ablation == "resample")
-    # By layer, so that a pass's copies share as many clean layers below their edits as can be replayed.
+    # By layer: a pass computes each copy from its first edited layer on (``_staggered``), and a chunk of
+    # nearby layers leaves little of any copy to compute.
     by_layer = sorted(targets, key=lambda t: t.layer)
     plans = [(batch, _chunks(by_layer, len(batch), max_rows)) for batch in batches]
     clean = _Collector(len(prompts))
@@ -482,17 +494,14 @@ def ablation_sweep(
             local = {int(p): j for j, p in enumerate(batch)}
             donor = torch.tensor([local[int(donors[p])] for p in batch]) if donors is not None else torch.arange(b)
             donor_real = mask[donor].bool()[..., None]
-            # Chunks after the first replay the clean layers below their first edit (``_forward``);
-            # a remote model has no local layers to run, so it computes every layer.
-            deepest = max(min((t.layer for t in chunk), default=0) for chunk in chunks)
-            replay = _layer_outputs(loaded, ids, mask, deepest) if reuse and deepest and not loaded.remote else None
             for n, chunk in enumerate(chunks):
                 edits: dict[SiteKey, list[Edit]] = {}
                 for j, t in enumerate(chunk, start=1):
                     rows_j = slice(j * b, (j + 1) * b)
                     edit = _ablation_edit(t, ablation, rows_j, loaded.shape, means, donor, donor_real)
                     edits.setdefault((t.layer, t.site), []).append(edit)
-                logits = _forward(loaded, ids, mask, 1 + len(chunk), edits, keep, replay)
+                starts = [t.layer for t in chunk] if stagger else None
+                logits = _forward(loaded, ids, mask, 1 + len(chunk), edits, keep, starts)
                 _check_finite(logits, [_CLEAN, *(f"with {t.id} {ablation}-ablated" for t in chunk)], prompts, batch)
                 scores = answer_metrics(logits, np.tile(want, (1 + len(chunk), 1)), candidate_ids)
                 if n == 0:
@@ -506,13 +515,14 @@ def ablation_sweep(
 def patch_residual(
     loaded: LoadedModel, prompts: Sequence[str], answers: Sequence[str], source: np.ndarray,
     other_answers: Sequence[str], *, candidates: Sequence[str] | None = None, batch_size: int = 16,
-    max_rows: int = 512, progress: bool = True, desc: str = "patching",
+    max_rows: int = 512, progress: bool = True, desc: str = "patching", stagger: bool = True,
 ) -> PatchResult:
     """For each layer l, replace the last-token residual (decoder layer l's output at position -1) by
     ``source[:, l]`` [P, n_layers, hidden] and score the prompts against their own and the other answers.
 
     Candidates for logit_diff default to both answer lists: a patch that moves the prediction to the
-    paired other answer should lower the own answer's margin.
+    paired other answer should lower the own answer's margin. ``stagger`` (default) computes each
+    patched copy only from its layer on (``_staggered``).
     """
     _check_inputs(prompts, answers, batch_size, max_rows)
     if len(other_answers) != len(prompts):
@@ -545,7 +555,7 @@ def patch_residual(
                 edits: dict[SiteKey, list[Edit]] = {}
                 for j, layer in enumerate(chunk, start=1):
                     edits[(layer, "resid")] = [_patch_edit(slice(j * b, (j + 1) * b), src[:, layer])]
-                logits = _forward(loaded, ids, mask, 1 + len(chunk), edits)[:, -1, :]
+                logits = _forward(loaded, ids, mask, 1 + len(chunk), edits, starts=chunk if stagger else None)[:, -1, :]
                 _check_finite(logits, [_CLEAN, *(f"with layer {layer} patched" for layer in chunk)], prompts, batch)
                 copies = 1 + len(chunk)
                 scores_own = metrics_from_logits(logits, np.tile(own_ids[batch], copies), candidate_ids)
