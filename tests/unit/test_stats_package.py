@@ -10,7 +10,7 @@ import torch
 
 import circuitgate.stats
 from circuitgate.stats import benjamini_hochberg, fdr_correction, min_attainable_p, wilcoxon_signed_rank
-from circuitgate.stats.ranks import _tie_groups
+from circuitgate.stats.ranks import _tie_groups, _tie_groups_torch
 
 
 def _reference(row: np.ndarray) -> tuple[np.ndarray, float]:
@@ -21,14 +21,16 @@ def _reference(row: np.ndarray) -> tuple[np.ndarray, float]:
     return rank2, float((t.astype(float) ** 3 - t).sum())
 
 
+@pytest.mark.parametrize("tie_groups", [_tie_groups, _tie_groups_torch], ids=["cpu", "torch"])
 @pytest.mark.parametrize("nan_share", [0.0, 0.3])
-def test_tie_groups_match_scipy_average_ranks(nan_share):
+def test_tie_groups_match_scipy_average_ranks(nan_share, tie_groups):
+    """Both paths: the CPU's position-major numpy scans and the torch scans a GPU runs."""
     rng = np.random.default_rng(11)
     z = rng.integers(-3, 4, size=(50, 17)).astype(float)  # many ties
     z[rng.random(z.shape) < nan_share] = np.nan
     s = np.sort(z, axis=1)  # NaN last
     valid = ~np.isnan(s)
-    rank2, tie_term = _tie_groups(torch.from_numpy(s[:, 1:] != s[:, :-1]), torch.from_numpy(valid))
+    rank2, tie_term = tie_groups(torch.from_numpy(s[:, 1:] != s[:, :-1]), torch.from_numpy(valid))
     assert rank2.dtype == torch.int64 and tie_term.dtype == torch.float64
     for i, row in enumerate(s):
         ref_rank2, ref_tie = _reference(row)
@@ -36,9 +38,10 @@ def test_tie_groups_match_scipy_average_ranks(nan_share):
         assert tie_term[i].item() == ref_tie
 
 
-def test_tie_groups_count_all_entries_by_default():
+@pytest.mark.parametrize("tie_groups", [_tie_groups, _tie_groups_torch], ids=["cpu", "torch"])
+def test_tie_groups_count_all_entries_by_default(tie_groups):
     s = torch.tensor([[1.0, 1.0, 2.0, 3.0, 3.0, 3.0], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]])
-    rank2, tie_term = _tie_groups(s[:, 1:] != s[:, :-1])
+    rank2, tie_term = tie_groups(s[:, 1:] != s[:, :-1])
     assert rank2.tolist() == [[3, 3, 6, 10, 10, 10], [2, 4, 6, 8, 10, 12]]
     assert tie_term.tolist() == [(8 - 2) + (27 - 3), 0.0]
 
