@@ -17,6 +17,7 @@ right only if both of its tokens are.
 
 from __future__ import annotations
 
+import copy
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
@@ -349,6 +350,65 @@ def _forward(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, copies:
     return logits
 
 
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids of a left-padded batch, each row counted from its first real token: what nnsight
+    supplies to a full forward of the batch (an absolute-position model such as GPT-2 needs them), and
+    so what a forward split into a cached prefix and its last position must use to equal it."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def _cached_rows(max_rows: int, shape: Shape) -> int:
+    """Rows a last-position pass may hold in the memory ``max_rows`` rows of a full pass take: each row
+    carries its own copy of every layer's keys and values (2 x n_kv_heads x head_dim a layer and token),
+    where a full pass holds about SWEEP_WIDTHS x hidden a token of one layer at a time (``plan``)."""
+    from circuitgate.plan import SWEEP_WIDTHS
+
+    cached = 2 * shape.n_layers * shape.n_kv_heads * shape.head_dim
+    return max(1, int(max_rows * min(1.0, SWEEP_WIDTHS * shape.hidden / cached)))
+
+
+@torch.no_grad()
+def _prefix_cache(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor) -> Any:
+    """The clean batch's keys and values at every position but the last, or None where that cannot be
+    had (a remote model, a one-token batch, a cache without per-layer key and value tensors)."""
+    if loaded.remote or ids.shape[1] < 2:
+        return None
+    out = loaded.hf(**_inputs(loaded, ids[:, :-1], mask[:, :-1]), position_ids=_positions(mask)[:, :-1].to(loaded.device),
+                    use_cache=True, logits_to_keep=1)
+    cache = getattr(out, "cache", None)
+    layers = getattr(cache, "layers", None)
+    if not layers or not all(isinstance(getattr(layer, "keys", None), torch.Tensor) for layer in layers):
+        return None
+    return cache
+
+
+def _repeated(cache: Any, copies: int) -> Any:
+    """A copy of a prefix cache with every layer's keys and values repeated once per copy of the batch
+    (copy-major, as ``_forward`` repeats the batch); the forward appends to it, so each pass gets its own."""
+    out = copy.copy(cache)
+    out.layers = [copy.copy(layer) for layer in cache.layers]
+    for layer in out.layers:
+        layer.keys, layer.values = layer.keys.repeat(copies, 1, 1, 1), layer.values.repeat(copies, 1, 1, 1)
+    return out
+
+
+@torch.no_grad()
+def _last_token_forward(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, copies: int,
+                        edits: dict[SiteKey, list[Edit]], cache: Any) -> torch.Tensor:
+    """``_forward`` of the last position only, for edits that touch nothing but the last position: the
+    other positions never attend to it, so every copy's keys and values there are the clean batch's
+    (``cache``, from ``_prefix_cache``), and one position is computed per copy instead of all of them."""
+    inputs = _inputs(loaded, ids[:, -1:].repeat(copies, 1), mask.repeat(copies, 1))
+    last = _positions(mask)[:, -1:].repeat(copies, 1).to(loaded.device)
+    with loaded.trace(inputs, logits_to_keep=1, cache=_repeated(cache, copies), use_cache=True, position_ids=last):
+        for key in sorted(edits, key=_trace_order):
+            x = _site_value(loaded, *key)
+            for edit in edits[key]:
+                edit(x)
+        logits = loaded.adapter.logits(loaded.model)[:, -1:, :].clone().save()
+    return logits
+
+
 @torch.no_grad()
 def _site_means(loaded: LoadedModel, texts: Sequence[str], keys: set[SiteKey], batch_size: int,
                 progress: bool, desc: str) -> dict[SiteKey, torch.Tensor]:
@@ -448,7 +508,7 @@ def _chunks(items: Sequence[Any], batch_rows: int, max_rows: int) -> list[Sequen
 def ablation_sweep(
     loaded: LoadedModel, prompts: Sequence[str], answers: Sequence[str], targets: Sequence[Target], *,
     ablation: str = "zero", reference: Sequence[str] | None = None, candidates: Sequence[str] | None = None,
-    batch_size: int = 16, max_rows: int = 512, progress: bool = True, desc: str = "ablations", stagger: bool = True,
+    batch_size: int = 16, max_rows: int = 512, progress: bool = True, desc: str = "ablations", reuse: bool = True,
 ) -> SweepResult:
     """Metrics of ``prompts`` clean and with each target ablated in turn (one target per run).
 
@@ -456,7 +516,8 @@ def ablation_sweep(
     included: the ablated model produces the whole answer); mean to its mean over the real positions
     of ``reference`` (default: ``prompts``); resample to a donor prompt's clean activation at the same
     right-aligned position (``resample_donors``), or the mean where the donor has no such position.
-    ``stagger`` (default) computes each ablated copy only from its target's layer on (``_staggered``).
+    ``reuse`` (default) computes each ablated copy only from its target's layer on (``_staggered``):
+    below it, the copy is the clean one.
     """
     if ablation not in ABLATIONS:
         raise CircuitgateError(f"unknown ablation {ablation!r} (use {', '.join(ABLATIONS)})")
@@ -500,7 +561,7 @@ def ablation_sweep(
                     rows_j = slice(j * b, (j + 1) * b)
                     edit = _ablation_edit(t, ablation, rows_j, loaded.shape, means, donor, donor_real)
                     edits.setdefault((t.layer, t.site), []).append(edit)
-                starts = [t.layer for t in chunk] if stagger else None
+                starts = [t.layer for t in chunk] if reuse else None
                 logits = _forward(loaded, ids, mask, 1 + len(chunk), edits, keep, starts)
                 _check_finite(logits, [_CLEAN, *(f"with {t.id} {ablation}-ablated" for t in chunk)], prompts, batch)
                 scores = answer_metrics(logits, np.tile(want, (1 + len(chunk), 1)), candidate_ids)
@@ -515,14 +576,15 @@ def ablation_sweep(
 def patch_residual(
     loaded: LoadedModel, prompts: Sequence[str], answers: Sequence[str], source: np.ndarray,
     other_answers: Sequence[str], *, candidates: Sequence[str] | None = None, batch_size: int = 16,
-    max_rows: int = 512, progress: bool = True, desc: str = "patching", stagger: bool = True,
+    max_rows: int = 512, progress: bool = True, desc: str = "patching", reuse: bool = True,
 ) -> PatchResult:
     """For each layer l, replace the last-token residual (decoder layer l's output at position -1) by
     ``source[:, l]`` [P, n_layers, hidden] and score the prompts against their own and the other answers.
 
     Candidates for logit_diff default to both answer lists: a patch that moves the prediction to the
-    paired other answer should lower the own answer's margin. ``stagger`` (default) computes each
-    patched copy only from its layer on (``_staggered``).
+    paired other answer should lower the own answer's margin. ``reuse`` (default) computes only the
+    last position of each patched copy, on the clean batch's keys and values of the others
+    (``_last_token_forward``), or, where those cannot be had, each copy from its layer on (``_staggered``).
     """
     _check_inputs(prompts, answers, batch_size, max_rows)
     if len(other_answers) != len(prompts):
@@ -541,7 +603,8 @@ def patch_residual(
 
     layers = list(range(shape.n_layers))
     batches = plan_batches([len(r) for r in rows], batch_size)
-    plans = [(batch, _chunks(layers, len(batch), max_rows)) for batch in batches]
+    per_pass = _cached_rows(max_rows, shape) if reuse and not loaded.remote else max_rows
+    plans = [(batch, _chunks(layers, len(batch), per_pass)) for batch in batches]
     clean, clean_other = _Collector(len(prompts)), _Collector(len(prompts))
     own = [_Collector(len(prompts)) for _ in layers]
     other = [_Collector(len(prompts)) for _ in layers]
@@ -551,11 +614,16 @@ def patch_residual(
             b = len(batch)
             ids, mask = left_pad([rows[i] for i in batch], loaded.tokenizer.pad_token_id)
             src = torch.as_tensor(source[batch])
+            # A patch edits the last position only: the rest of every copy is the clean batch's.
+            cache = _prefix_cache(loaded, ids, mask) if reuse else None
             for n, chunk in enumerate(chunks):
                 edits: dict[SiteKey, list[Edit]] = {}
                 for j, layer in enumerate(chunk, start=1):
                     edits[(layer, "resid")] = [_patch_edit(slice(j * b, (j + 1) * b), src[:, layer])]
-                logits = _forward(loaded, ids, mask, 1 + len(chunk), edits, starts=chunk if stagger else None)[:, -1, :]
+                if cache is not None:
+                    logits = _last_token_forward(loaded, ids, mask, 1 + len(chunk), edits, cache)[:, -1, :]
+                else:
+                    logits = _forward(loaded, ids, mask, 1 + len(chunk), edits, starts=chunk if reuse else None)[:, -1, :]
                 _check_finite(logits, [_CLEAN, *(f"with layer {layer} patched" for layer in chunk)], prompts, batch)
                 copies = 1 + len(chunk)
                 scores_own = metrics_from_logits(logits, np.tile(own_ids[batch], copies), candidate_ids)

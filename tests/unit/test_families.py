@@ -23,7 +23,7 @@ from conftest import TINY_WORDS
 
 from circuitgate import CircuitgateError
 from circuitgate.extract import extract, left_pad, tokenize
-from circuitgate.interventions import Target, ablation_sweep, answer_token_ids
+from circuitgate.interventions import Target, ablation_sweep, answer_token_ids, patch_residual
 from circuitgate.models import Shape, adapter_for, load_model, resolve
 from circuitgate.models.adapters import FAMILIES
 from circuitgate.organism.perturb import perturb
@@ -325,6 +325,19 @@ def test_ablation_sweep_matches_hooks(family, loaded, zero_sweep, ablation):
         _assert_metrics(res.ablated[t.id], want, f"{family} {ablation} {t.id}")
         # Not vacuous: every target moves the output.
         assert np.abs(res.ablated[t.id].prob - res.clean.prob).max() > 1e-4, f"{family} {t.id} changes nothing"
+
+
+def test_patching_on_the_clean_run_matches_computing_every_copy(family, loaded):
+    """The last-position forward over the clean batch's cache (each family's own cache layers: Gemma's
+    sliding windows, GPT-2's) against every copy computed at every position."""
+    rng = np.random.default_rng(3)
+    source = rng.normal(size=(len(PROMPTS), loaded.shape.n_layers, loaded.shape.hidden)).astype(np.float32)
+    others = ANSWERS[1:] + ANSWERS[:1]
+    fresh, reused = (patch_residual(loaded, PROMPTS, ANSWERS, source, others, batch_size=3, progress=False,
+                                    reuse=reuse) for reuse in (False, True))
+    for got, want in [(reused.clean, fresh.clean), *zip(reused.own, fresh.own), *zip(reused.other, fresh.other)]:
+        _assert_metrics(got, [{k: float(want.get(k)[i]) for k in ("accuracy", "prob", "logit_diff")}
+                              for i in range(len(PROMPTS))], family)
 
 
 def test_perturbed_weights_equal_zero_ablation(family, model_dir, zero_sweep, tmp_path):

@@ -183,12 +183,12 @@ def test_sweep_matches_hooks(loaded, answers, ablation, batch_size, max_rows, re
 @pytest.mark.parametrize("ablation", ABLATIONS)
 def test_many_targets_per_forward_equal_one_at_a_time(loaded, answers, ablation):
     targets = _targets(loaded.shape)
-    # Every copy computed at every layer (stagger=False): the rows of one forward, nothing left out.
+    # Every copy computed at every layer (reuse=False): the rows of one forward, nothing left out.
     together = ablation_sweep(loaded, PROMPTS, answers, targets, ablation=ablation, batch_size=3, progress=False,
-                              stagger=False)
+                              reuse=False)
     for t in targets:
         alone = ablation_sweep(loaded, PROMPTS, answers, [t], ablation=ablation, batch_size=3, progress=False,
-                               stagger=False)
+                               reuse=False)
         # The same rows, but CPU matmuls block a [16 x 3, T] batch differently from a [2 x 3, T] one: the
         # float32 logits may differ in their last bit (measured: 2.4e-7 relative), never more.
         for got, want in ((together.ablated[t.id], alone.ablated[t.id]), (together.clean, alone.clean)):
@@ -199,13 +199,13 @@ def test_many_targets_per_forward_equal_one_at_a_time(loaded, answers, ablation)
 
 @pytest.mark.parametrize("max_rows", [9, 512])
 @pytest.mark.parametrize("ablation", ABLATIONS)
-def test_staggering_the_copies_changes_nothing(loaded, answers, ablation, max_rows):
+def test_ablations_on_the_clean_run_change_nothing(loaded, answers, ablation, max_rows):
     """Each copy computed only from its target's layer on, the clean copy's rows standing in below it.
     Lower layers then run on fewer rows, another float32 blocking: measured within 1.7e-6 relative on
     prob (2e-4, a log-prob of -8.4) and 1e-6 on logit_diff. max_rows 9: passes of 2 copies; 512: one."""
     targets = _targets(loaded.shape)
     fresh = ablation_sweep(loaded, PROMPTS, answers, targets, ablation=ablation, batch_size=3, max_rows=max_rows,
-                           progress=False, stagger=False)
+                           progress=False, reuse=False)
     staggered = ablation_sweep(loaded, PROMPTS, answers, targets, ablation=ablation, batch_size=3,
                                max_rows=max_rows, progress=False)
     for got, want in [(staggered.clean, fresh.clean),
@@ -215,18 +215,28 @@ def test_staggering_the_copies_changes_nothing(loaded, answers, ablation, max_ro
         np.testing.assert_allclose(got.logit_diff, want.logit_diff, rtol=1e-6, atol=5e-6)
 
 
-def test_staggered_patching_changes_nothing(loaded, answers):
+@pytest.mark.parametrize("path", ["last token", "staggered"])
+def test_patching_on_the_clean_run_changes_nothing(loaded, answers, path, monkeypatch):
+    """A patch computed on the last position only, over the clean batch's keys and values of the
+    others; and, where those cannot be had, each copy from its layer on: both equal every copy
+    computed everywhere, within float32 blocking (as above)."""
+    import circuitgate.interventions as iv
+
+    if path == "staggered":
+        monkeypatch.setattr(iv, "_prefix_cache", lambda *a: None)
     rng = np.random.default_rng(1)
     source = rng.normal(size=(len(PROMPTS), loaded.shape.n_layers, loaded.shape.hidden)).astype(np.float32)
     others = answers[1:] + answers[:1]
-    fresh, staggered = (patch_residual(loaded, PROMPTS, answers, source, others, batch_size=3, progress=False,
-                                       stagger=stagger) for stagger in (False, True))
-    pairs = [(staggered.clean, fresh.clean), (staggered.clean_other, fresh.clean_other),
-             *zip(staggered.own, fresh.own), *zip(staggered.other, fresh.other)]
+    fresh, reused = (patch_residual(loaded, PROMPTS, answers, source, others, batch_size=3, max_rows=6,
+                                    progress=False, reuse=reuse) for reuse in (False, True))
+    pairs = [(reused.clean, fresh.clean), (reused.clean_other, fresh.clean_other),
+             *zip(reused.own, fresh.own), *zip(reused.other, fresh.other)]
     for got, want in pairs:
         np.testing.assert_array_equal(got.accuracy, want.accuracy)
         np.testing.assert_allclose(np.log(got.prob), np.log(want.prob), rtol=0, atol=5e-6)
         np.testing.assert_allclose(got.logit_diff, want.logit_diff, rtol=1e-6, atol=5e-6)
+    moved = [np.abs(m.prob - fresh.clean.prob).max() for m in fresh.own]
+    assert min(moved) > 1e-4  # not vacuous: every layer's patch changes the output
 
 
 def test_copies_out_of_layer_order_are_refused(loaded):
