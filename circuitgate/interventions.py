@@ -360,11 +360,11 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
 def _cached_rows(max_rows: int, shape: Shape) -> int:
     """Rows a last-position pass may hold in the memory ``max_rows`` rows of a full pass take: each row
     carries its own copy of every layer's keys and values (2 x n_kv_heads x head_dim a layer and token),
-    where a full pass holds about SWEEP_WIDTHS x hidden a token of one layer at a time (``plan``)."""
-    from circuitgate.plan import SWEEP_WIDTHS
+    where a full pass holds SWEEP_WIDTHS row widths a token of one layer at a time (``plan``)."""
+    from circuitgate.plan import SWEEP_WIDTHS, row_width
 
     cached = 2 * shape.n_layers * shape.n_kv_heads * shape.head_dim
-    return max(1, int(max_rows * min(1.0, SWEEP_WIDTHS * shape.hidden / cached)))
+    return max(1, int(max_rows * min(1.0, SWEEP_WIDTHS * row_width(shape) / cached)))
 
 
 @torch.no_grad()

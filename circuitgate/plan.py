@@ -204,14 +204,20 @@ def _total(b: int, max_rows: int, items: int, clean: bool) -> int:
     return (items + clean * len(_chunk_sizes(b, max_rows, items))) * b
 
 
+def row_width(shape: Shape) -> int:
+    """The activations of one layer and token that a pass's row holds, in vectors of the model's
+    widths: the residual, the heads' outputs and the MLP neurons."""
+    return shape.hidden + shape.n_heads * shape.head_dim + shape.ffn
+
+
 def _sweep_row_bytes(shape: Shape, vocab: int, dtype_bytes: int, tokens: int, kept: int) -> float:
-    width = shape.hidden + shape.n_heads * shape.head_dim + shape.ffn
+    width = row_width(shape)
     return (tokens * (SWEEP_WIDTHS * width + SWEEP_SCORES * shape.n_heads * tokens) * dtype_bytes
             + kept * LOGIT_COPIES * vocab * 4)
 
 
 def _screen_row_bytes(shape: Shape, vocab: int, dtype_bytes: int, tokens: int) -> float:
-    width = shape.hidden + shape.n_heads * shape.head_dim + shape.ffn
+    width = row_width(shape)
     return (shape.n_layers * tokens * (SCREEN_WIDTHS * width + SCREEN_SCORES * shape.n_heads * tokens) * dtype_bytes
             + LOGIT_COPIES * vocab * 4)
 
@@ -300,8 +306,10 @@ def plan_h5(shape: Shape, *, vocab: int, dtype_bytes: int, weights_bytes: int, s
         sweep_max, screen_max = fitted
     sweep_rows = sum(_total(x.size, sweep_max, n, True) for x in sweep for n in items)
     screen_rows = sum(_total(x.size, screen_max, copies, False) for x in screen)
-    work = (SWEEP_COST * sum(_total(x.size, sweep_max, n, True) * x.tokens for x in sweep for n in items)
-            + SCREEN_COST * sum(_total(x.size, screen_max, copies, False) * x.tokens for x in screen))
+    # The patching runs each batch once less its last token, then one token a row (``patch_residual``).
+    patching = sum(x.size * (x.tokens - 1) + _total(x.size, sweep_max, shape.n_layers, True) for x in sweep)
+    work = (SWEEP_COST * sum(_total(x.size, sweep_max, n, True) * x.tokens for x in sweep for n in items[:-1])
+            + patching + SCREEN_COST * sum(_total(x.size, screen_max, copies, False) * x.tokens for x in screen))
     largest = max(sweep_peak(sweep, sweep_max), screen_peak(screen, screen_max))
     return Plan(
         path=path, device=device, batch_size=batch_size, pairs=max((len(t.prompt) for t in swept), default=0),
