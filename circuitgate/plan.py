@@ -56,9 +56,10 @@ FIT = 0.8
 # What a row costs in rows of the timed forward (one copy of a batch, ``analyses.h5._clean_forward``),
 # measured on smollm2 on one CPU thread: a screen row (forward and backward) of plain attribution
 # patching 2.5x (README, "Real pretrained weights without a hub"); a sweep row in a pass of many copies
-# 0.61x (README, "Performance": one confirmed target against one plain forward of its batch).
+# 0.51x, each copy computed from its target's layer on (``benchmarks/test_screen.py``: one confirmed
+# target against one plain forward of its batch, targets spread over the layers).
 SCREEN_COST = 2.5
-SWEEP_COST = 0.6
+SWEEP_COST = 0.5
 
 
 @dataclass(frozen=True)

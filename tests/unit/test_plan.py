@@ -48,9 +48,9 @@ def test_an_exact_plan_counts_rows_time_and_memory_as_by_hand():
     # copy: batch of 2: (10 + 1) x 2 and (2 + 1) x 2 rows; batch of 1: 11 and 3; per task 42, two tasks 84.
     assert (p.targets, p.pairs, p.sweep_rows, p.screen_rows) == (10, 3, 84, 0)
     assert p.sweep_pass_rows == 22 and p.sweep_max_rows == 2048
-    # Sweep token-rows 2 x (22 x 4 + 11 x 6) = 308 at 0.6 forwards each; the patching, each batch once less
+    # Sweep token-rows 2 x (22 x 4 + 11 x 6) = 308 at 0.5 forwards each; the patching, each batch once less
     # its last token and then one token a row, 2 x (2 x 3 + 6 + 1 x 5 + 3) = 40 at one; 0.01 s each.
-    assert p.seconds == pytest.approx(0.01 * (0.6 * 308 + 40))
+    assert p.seconds == pytest.approx(0.01 * (0.5 * 308 + 40))
     # The fullest pass: 22 rows of 4 tokens (11 rows of 6 tokens hold less).
     assert p.pass_bytes == 22 * sweep_row(4) == 373_120 > 11 * sweep_row(6)
     assert p.peak_bytes == 5000 + PASS_SLACK + 373_120
@@ -68,7 +68,7 @@ def test_the_screen_adds_its_forward_and_backward_rows_at_two_and_a_half_forward
     # the screen.
     sweep = 2 * ((4 + 1) * 2 * 4 + (2 + 1) * 2 * 4 + (4 + 1) * 6 + (2 + 1) * 6)
     patching = 2 * (2 * 3 + (2 + 1) * 2 + 1 * 5 + (2 + 1))
-    assert p.seconds == pytest.approx(0.01 * (0.6 * sweep + patching + 2.5 * 20 * 5))
+    assert p.seconds == pytest.approx(0.01 * (0.5 * sweep + patching + 2.5 * 20 * 5))
     assert p.describe().startswith("attribution screen on 2 pairs (20 forward-and-backward rows")
 
 
