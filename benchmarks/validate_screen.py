@@ -24,7 +24,7 @@ On a real model the exhaustive exact sweep over every single neuron is out of a 
 46,080 neurons at about 0.6 s each per 8 prompts), so ``--neuron-sample N`` measures N neurons drawn
 at random (seeded) exactly and compares the screen with them on that sample, and ``--neuron-layers``
 every neuron of the named layers (a late layer's ablation replays the clean layers below it, so it
-costs a fraction of a forward): every head and sublayer is still measured (the README's smollm2
+costs a fraction of a forward): every head and sublayer is still measured (docs/validation.md's smollm2
 figures are the command above; the random sample of 768 found no neuron with a non-negligible
 effect). ``--pairs known`` keeps the pairs the clean model answers on both tasks (H5's ``pairs:
 known``) and ``--max-pairs`` a stratified subsample of them (H5's ``max_pairs``).

@@ -227,7 +227,7 @@ def _pct(n: int, d: int) -> str:
 
 
 def markdown(report: Report) -> str:
-    """The accuracy table as the README shows it."""
+    """The accuracy table as docs/validation.md shows it."""
     lines = []
     for method in dict.fromkeys(s.method for s in report.scores):
         s = report.summary(method)

@@ -48,7 +48,7 @@ def _organism_build(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    """Exit 0: nothing regressed; 1: something did (the gate's contract, README "Gating a release"); 2: bad input (main)."""
+    """Exit 0: nothing regressed; 1: something did (the gate's contract, docs/gating.md); 2: bad input (main)."""
     from circuitgate.compare import FORMATS, compare, load_document
 
     a, b = load_document(args.a), load_document(args.b)

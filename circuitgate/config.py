@@ -186,7 +186,7 @@ class H5Config:
     # only targets classified; auto: exact up to exact_max targets, the screen beyond. Single neurons
     # are screened too: the top 2 * top_k per skill and neuron_random_fraction of the rest are measured.
     # Their random share is a setting of its own because of its cost: 5% of a 7B model's 530k neurons
-    # is 26k exact ablations, about 0.7 s each per 16 prompts on a CPU at 135M (README, Performance).
+    # is 26k exact ablations, about 0.7 s each per 16 prompts on a CPU at 135M (docs/validation.md, "Speed").
     screen: str = "auto"
     top_k: int = 10
     random_fraction: float = 0.05
@@ -194,7 +194,7 @@ class H5Config:
     # 1: attribution patching; > 1: integrated gradients over screen_groups random groups of units per
     # kind. Measured on the organism at top_k 4: plain attribution patching left 4 of its 14 planted
     # components out of the top, 4 steps 1 (docs/design.md). On smollm2, 2 steps x 8 groups ranked
-    # neurons as well as 4 x 32 at an eighth of the cost (README, "The attribution screen, validated").
+    # neurons as well as 4 x 32 at an eighth of the cost (docs/validation.md, "The attribution screen, validated").
     screen_steps: int = 4
     screen_groups: int = 32
     exact_max: int = 64

@@ -55,7 +55,7 @@ PASS_SLACK = 512 << 20
 FIT = 0.8
 # What a row costs in rows of the timed forward (one copy of a batch, ``analyses.h5._clean_forward``),
 # measured on smollm2 on one CPU thread: a screen row (forward and backward) of plain attribution
-# patching 2.5x (README, "Real pretrained weights without a hub"); a sweep row in a pass of many copies
+# patching 2.5x (docs/validation.md, "Real pretrained weights without a hub"); a sweep row in a pass of many copies
 # 0.51x, each copy computed from its target's layer on (``benchmarks/test_screen.py``: one confirmed
 # target against one plain forward of its batch, targets spread over the layers).
 SCREEN_COST = 2.5

@@ -330,7 +330,7 @@ def h5_layers(components: Mapping[str, Any], min_drop: float | None) -> Figure |
                 right.plot(x[hit], table[hit, 6], "o", ms=7, mfc="none", mec=CLASS_COLOURS[cls], mew=1.6,
                            label=f"{cls} target")
         left.set_title(f"{kind}: drop on each task", fontsize=9)
-        # a neuron set's interaction is net of its random control's (README, H5)
+        # a neuron set's interaction is net of its random control's (docs/hypotheses.md, H5)
         net = " minus its control's" if kind.startswith("neurons") else " (recall − reasoning)"
         right.set_title(f"{kind}: interaction{net}", fontsize=9)
         left.set_ylabel("drop")

@@ -1,5 +1,5 @@
 """The suite scored on the organism family and on damaged copies of the planted organism against their
-known truth: the README's "Verdict accuracy" table, its targets met under paired."""
+known truth: docs/validation.md's "Verdict accuracy" table, its targets met under paired."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_the_suite_meets_its_accuracy_targets_on_the_organisms(organism_family, organism_cache, tmp_path):
-    """The README's table: every member of the family and a damaged copy per planted unit (plus one unit
+    """docs/validation.md's table: every member of the family and a damaged copy per planted unit (plus one unit
     outside the plan), under paired and seed; the targets are paired's."""
     for name in ("organism", "organism-llama", "organism-null"):
         organism_family[name]

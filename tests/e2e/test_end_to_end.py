@@ -209,7 +209,7 @@ def test_seed_h1_on_any_local_directory(tiny_model_dir, tmp_path):
 def test_method_both_on_the_organism_controls_come_out_negative(organism_dir, tmp_path):
     """The organism's controls (the same task under two templates of equal length) are the null control
     of docs/method.md flaw 2: under either method they must not come out specialised, and both
-    methods' verdicts land side by side. The seed method misses three planted units (README, "Verdict
+    methods' verdicts land side by side. The seed method misses three planted units (docs/validation.md, "Verdict
     accuracy"), and exactly those three tests fail."""
     proc = suite("-k", "H1 or H2 or H3", "--method", "both", "--report-dir", str(tmp_path))
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
