@@ -1,4 +1,3 @@
-"""Wiring only: the circuitgate plugin and fixtures. (Torch's thread count is the plugin's --threads:
-docs/design.md, "Command-line contract".)"""
-
-pytest_plugins = ["plugins.verdicts", "fixtures.circuitgate"]
+"""Wiring: none is needed. The plugin and its fixtures register through circuitgate's pytest11 entry
+point once circuitgate is installed (the README's commands install it; pyproject.toml). Torch's thread
+count is the plugin's --threads: docs/design.md, "Command-line contract"."""

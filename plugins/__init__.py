@@ -1,1 +1,184 @@
-"""circuitgate's pytest plugin (registered by the root conftest.py)."""
+"""circuitgate's pytest plugin, as pytest finds it through the pytest11 entry point (pyproject.toml).
+
+This module is what every pytest session in an environment with circuitgate installed imports, so it
+imports nothing heavy: it adds the options (group "circuitgate") and, for a session whose arguments
+reach the hypotheses suite, registers the plugin proper (``circuitgate.plugin.verdicts``). Importing
+that takes seconds (torch, transformers, nnsight), and nnsight mounts a ``save`` attribute on every
+object, which broke another plugin imported after it (anyio's, whose typed attribute sets reject an
+unannotated ``save``); sessions that never touch the suite, circuitgate's own tests among them, are
+spared both.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pytest
+
+HYPOTHESES_DIR = "hypotheses"  # the suite in a checkout, beside conftest.py
+HYPOTHESES_PACKAGE = "circuitgate.hypotheses"  # the suite as installed
+PLUGIN = "circuitgate.plugin.verdicts"
+# The names of circuitgate.models.loading.DTYPES, said here without importing torch
+# (tests/unit/test_packaging.py keeps the two equal).
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+
+
+# -- options ---------------------------------------------------------------------------------------
+# Checked as argparse parses them (a type callable), so a bad value ends the run before any plugin
+# configures. A type callable that raises UsageError (not ArgumentTypeError) gives pytest's one line
+# "ERROR: ..." rather than argparse's usage block.
+def _option_type(name: str, check: Callable[[str], object]) -> Callable[[str], object]:
+    def parse(value: str) -> object:
+        from circuitgate import CircuitgateError
+
+        try:
+            return check(value)
+        except CircuitgateError as e:
+            raise pytest.UsageError(str(e)) from None
+
+    parse.__name__ = name.lstrip("-")  # argparse names the type in its own messages
+    return parse
+
+
+def _one_of(option: str, what: str, values: tuple[str, ...]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        from circuitgate import CircuitgateError
+
+        if value not in values:
+            raise CircuitgateError(f"{option}: unknown {what} {value!r} (known: {', '.join(values)})")
+        return value
+
+    return check
+
+
+def _method(value: str) -> str:
+    from circuitgate.methods import METHODS, canonical_method
+
+    return _one_of("--method", "method", METHODS)(canonical_method(value))
+
+
+def _device(value: str) -> str:
+    _one_of("--device", "device", ("auto", "cpu", "cuda"))(value)
+    if value == "cuda":  # on a machine without one: said before any work (argparse also types the default)
+        from circuitgate.models.loading import resolve_device
+
+        resolve_device(value)
+    return value
+
+
+def _positive_or_auto(option: str, value: str) -> None:
+    from circuitgate import CircuitgateError
+
+    if value != "auto" and not (value.isdigit() and int(value) >= 1):
+        raise CircuitgateError(f"{option} must be a positive integer or auto, got {value!r}")
+
+
+def _batch_size(value: str) -> str:
+    _positive_or_auto("--batch-size", value)
+    return value  # kept as typed: Settings (and manifest.json's settings) hold the string
+
+
+def _threads(value: str) -> str | int:
+    _positive_or_auto("--threads", value)
+    return value if value == "auto" else int(value)
+
+
+def _remote(value: str) -> str:
+    from circuitgate import CircuitgateError
+
+    if value != "local":
+        raise CircuitgateError(f"--remote: unknown value {value!r} (--remote alone runs on NDIF, --remote local "
+                               "through nnsight's local stand-in; a bare --remote goes after the test paths)")
+    return value
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("circuitgate", "circuitgate: hypotheses about a model's internals")
+    group.addoption("--model", default=None,
+                    help="registry alias (see `circuitgate models`), hub id or local directory; default: organism")
+    from circuitgate.methods import METHODS  # light: no torch
+
+    group.addoption("--method", default=None, type=_option_type("--method", _method),
+                    metavar="{" + ",".join(METHODS) + "}",
+                    help="analysis method: paired = the sound default; original (or seed) = the original research "
+                         "method, exactly; both = the two side by side; with --baseline, the baseline's")
+    group.addoption("--prompts", default=None, help="built-in prompt set name or YAML file; default: the model's set")
+    group.addoption("--config", dest="cg_config", default=None, metavar="FILE", help="thresholds as YAML")
+    group.addoption("--device", default="auto", type=_option_type("--device", _device), metavar="{auto,cpu,cuda}",
+                    help="auto: cuda when torch sees one")
+    dtypes = ("auto", *DTYPE_NAMES)
+    group.addoption("--dtype", default="auto", type=_option_type("--dtype", _one_of("--dtype", "dtype", dtypes)),
+                    metavar="{" + ",".join(dtypes) + "}", help="auto: bfloat16 on cuda, float32 on cpu")
+    group.addoption("--batch-size", default="auto", type=_option_type("--batch-size", _batch_size), metavar="N|auto",
+                    help="prompts per forward pass, or auto")
+    group.addoption("--threads", dest="cg_threads", default="auto", type=_option_type("--threads", _threads),
+                    metavar="N|auto",
+                    help="torch CPU threads; auto: 1 on the CPU (stable under contention), torch's own on a GPU")
+    group.addoption("--remote", nargs="?", const=True, default=False, type=_option_type("--remote", _remote),
+                    metavar="local",
+                    help="run the traces on NDIF (a hub model, no local weights; API key from $NDIF_API_KEY); "
+                         "--remote local: through nnsight's local stand-in for that path, on local weights")
+    group.addoption("--report-dir", default=None, help="where reports go; default reports/<model>-<timestamp>/")
+    group.addoption("--h4-model", default=None,
+                    help="the second model H4 compares with (alias, hub id or directory); default: the model's twin")
+    group.addoption("--baseline", default=None, metavar="PATH",
+                    help="a previous verdicts.json (e.g. the released checkpoint's) to gate on: the run is measured "
+                         "with its settings (--config overrides them, named in the header) and fails where a skill, "
+                         "a verdict or a unit regressed (docs/design.md, Gating)")
+
+
+# -- is this session the suite's? -------------------------------------------------------------------
+def _find_spec(name: str) -> importlib.machinery.ModuleSpec | None:
+    """A module's spec, or None for anything that is not an importable dotted name."""
+    try:
+        return importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+
+
+def _locations(spec: importlib.machinery.ModuleSpec | None) -> list[Path]:
+    """Where a package's or module's files are."""
+    if spec is None:
+        return []
+    out = [Path(p) for p in (spec.submodule_search_locations or [])]
+    if spec.origin and spec.has_location and not out:
+        out.append(Path(spec.origin))
+    return [p.resolve() for p in out]
+
+
+def suite_dirs(config: pytest.Config) -> tuple[Path, ...]:
+    """Where the suite lives: ``<rootdir>/hypotheses`` (a checkout, or a copy of the suite) and the
+    installed ``circuitgate.hypotheses`` package (the checkout's own folder in an editable install)."""
+    dirs = [(config.rootpath / HYPOTHESES_DIR).resolve(), *_locations(_find_spec(HYPOTHESES_PACKAGE))]
+    return tuple(dict.fromkeys(d for d in dirs if d.is_dir()))
+
+
+def in_suite(dirs: Iterable[Path], path: Any) -> bool:
+    """Whether a collected path (a directory, a module) is the suite or inside it."""
+    path = Path(path).resolve()
+    return any(path == d or d in path.parents for d in dirs)
+
+
+def reaches_suite(config: pytest.Config, dirs: Iterable[Path]) -> bool:
+    """Whether an argument (a path, a node id, a module under --pyargs, or what pytest took for none:
+    testpaths or the invocation dir) is the suite, inside it, or a directory holding it: ``pytest
+    hypotheses``, ``pytest hypotheses/test_h2_heads.py::test_H2``, ``pytest .``, ``python -m pytest
+    --pyargs circuitgate.hypotheses``; not ``pytest tests``."""
+    dirs = tuple(dirs)
+    for arg in config.args:
+        target = arg.split("::")[0]
+        paths = [(config.invocation_params.dir / target).resolve()]
+        if config.option.pyargs:
+            paths += _locations(_find_spec(target))
+        if any(in_suite(dirs, path) or any(path in d.parents for d in dirs) for path in paths):
+            return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)  # the plugin proper configures in this same call (pytest_configure is historic)
+def pytest_configure(config: pytest.Config) -> None:
+    if reaches_suite(config, suite_dirs(config)):
+        config.pluginmanager.import_plugin(PLUGIN)

@@ -4,8 +4,11 @@ reports, the header and the summary (docs/design.md, "Command-line contract").
 State lives in ``config.stash`` under the keys below (as junitxml keeps its own); nothing here prints:
 output goes through the terminal reporter (the summary) and ``pytest_report_header``.
 
-The plugin acts only for a session that collects the suite in ``<rootdir>/hypotheses/``: ``pytest
-tests`` (circuitgate's own tests) gets no markers, no reports, no thread setting and no header.
+``circuitgate.plugin`` (the pytest11 entry point: the options) registers this module only for a session
+whose arguments reach the suite: ``<rootdir>/hypotheses/`` (a checkout) or the installed
+``circuitgate.hypotheses`` (``python -m pytest --pyargs circuitgate.hypotheses`` from anywhere). Any
+other session (``pytest tests``, another project's tests) never imports it, nor torch. This module loads
+the suite's fixtures.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import json
 import re
 import shlex
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 import torch
@@ -32,15 +35,18 @@ from circuitgate.config import HYPOTHESES
 from circuitgate.documents import manifest, verdicts_document
 from circuitgate.gate import LEGACY_NOTE, SKILLS_KEY
 from circuitgate.ids import SKILLS
-from circuitgate.models.loading import DTYPES, resolve_device, resolve_dtype, weights_sha256
+from circuitgate.models.loading import resolve_device, resolve_dtype, weights_sha256
 from circuitgate.plan import plan_outcome
 from circuitgate.report import render_html
-from circuitgate.methods import canonical_method
-from circuitgate.session import METHODS, Run, Settings
+from circuitgate.session import Run, Settings
+from circuitgate.plugin import HYPOTHESES_DIR, HYPOTHESES_PACKAGE, in_suite, reaches_suite, suite_dirs
 from circuitgate.verdicts import (expected_circuit, jsonable, noise_floor_line, noise_floors, outcome, summary_numbers,
                                  write_json_atomic)
 
+pytest_plugins = ["circuitgate.fixtures.circuitgate"]
+
 RUN_KEY = pytest.StashKey[Run]()
+SUITE_KEY = pytest.StashKey[tuple]()  # the suite's directories (``circuitgate.plugin.suite_dirs``)
 # The session's arguments reach the suite (decided before collection: the junit.xml writer and the
 # input checks must start before the session does). ACTIVE_KEY: the suite was in fact collected.
 REACHES_KEY = pytest.StashKey[bool]()
@@ -64,117 +70,14 @@ FIGURE_ARG = "figure"  # test_H<n>_figure: a reported headline number of the exp
 SKILL_TEST = "test_skill"  # a gate's skill, parametrized by task
 _HYPOTHESIS_TEST = re.compile(r"test_(H\d)(?!\d)")  # test_H2 and its component test test_H2_head
 _HYPOTHESIS_MODULE = re.compile(r"test_(h\d)_", re.IGNORECASE)  # test_h2_heads.py
-HYPOTHESES_DIR = "hypotheses"
 # A bare H1..H5 in -k (a guard only: the matcher below decides what is bare, as pytest parses -k).
 _HYPOTHESIS_TOKEN = re.compile(r"(?<![^\s()])h[1-5](?![^\s()])", re.IGNORECASE)
 CHEAP_HASH_BYTES = 256 << 20  # the header hashes weights this small itself (a second at most)
 
 
-# -- options ---------------------------------------------------------------------------------------
-# Checked as argparse parses them (a type callable), so a bad value ends the run before any plugin
-# configures. A type callable that raises UsageError (not ArgumentTypeError) gives pytest's one line
-# "ERROR: ..." rather than argparse's usage block.
-def _option_type(name: str, check: Callable[[str], object]) -> Callable[[str], object]:
-    def parse(value: str) -> object:
-        try:
-            return check(value)
-        except CircuitgateError as e:
-            raise pytest.UsageError(str(e)) from None
-
-    parse.__name__ = name.lstrip("-")  # argparse names the type in its own messages
-    return parse
-
-
-def _one_of(option: str, what: str, values: tuple[str, ...]) -> Callable[[str], str]:
-    def check(value: str) -> str:
-        if value not in values:
-            raise CircuitgateError(f"{option}: unknown {what} {value!r} (known: {', '.join(values)})")
-        return value
-
-    return check
-
-
-def _method(value: str) -> str:
-    return _one_of("--method", "method", METHODS)(canonical_method(value))
-
-
-def _device(value: str) -> str:
-    _one_of("--device", "device", ("auto", "cpu", "cuda"))(value)
-    resolve_device(value)  # --device cuda on a machine without one: said before any work
-    return value
-
-
-def _batch_size(value: str) -> str:
-    if value != "auto" and not (value.isdigit() and int(value) >= 1):
-        raise CircuitgateError(f"--batch-size must be a positive integer or auto, got {value!r}")
-    return value  # kept as typed: Settings (and manifest.json's settings) hold the string
-
-
-def _threads(value: str) -> str | int:
-    if value != "auto" and not (value.isdigit() and int(value) >= 1):
-        raise CircuitgateError(f"--threads must be a positive integer or auto, got {value!r}")
-    return value if value == "auto" else int(value)
-
-
-def _remote(value: str) -> str:
-    if value != "local":
-        raise CircuitgateError(f"--remote: unknown value {value!r} (--remote alone runs on NDIF, --remote local "
-                               "through nnsight's local stand-in; a bare --remote goes after the test paths)")
-    return value
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("circuitgate", "circuitgate: hypotheses about a model's internals")
-    group.addoption("--model", default=None,
-                    help="registry alias (see `circuitgate models`), hub id or local directory; default: organism")
-    group.addoption("--method", default=None, type=_option_type("--method", _method),
-                    metavar="{" + ",".join(METHODS) + "}",
-                    help="analysis method: paired = the sound default; original (or seed) = the original research "
-                         "method, exactly; both = the two side by side; with --baseline, the baseline's")
-    group.addoption("--prompts", default=None, help="built-in prompt set name or YAML file; default: the model's set")
-    group.addoption("--config", dest="cg_config", default=None, metavar="FILE", help="thresholds as YAML")
-    group.addoption("--device", default="auto", type=_option_type("--device", _device), metavar="{auto,cpu,cuda}",
-                    help="auto: cuda when torch sees one")
-    dtypes = ("auto", *DTYPES)
-    group.addoption("--dtype", default="auto", type=_option_type("--dtype", _one_of("--dtype", "dtype", dtypes)),
-                    metavar="{" + ",".join(dtypes) + "}", help="auto: bfloat16 on cuda, float32 on cpu")
-    group.addoption("--batch-size", default="auto", type=_option_type("--batch-size", _batch_size), metavar="N|auto",
-                    help="prompts per forward pass, or auto")
-    group.addoption("--threads", dest="cg_threads", default="auto", type=_option_type("--threads", _threads),
-                    metavar="N|auto",
-                    help="torch CPU threads; auto: 1 on the CPU (stable under contention), torch's own on a GPU")
-    group.addoption("--remote", nargs="?", const=True, default=False, type=_option_type("--remote", _remote),
-                    metavar="local",
-                    help="run the traces on NDIF (a hub model, no local weights; API key from $NDIF_API_KEY); "
-                         "--remote local: through nnsight's local stand-in for that path, on local weights")
-    group.addoption("--report-dir", default=None, help="where reports go; default reports/<model>-<timestamp>/")
-    group.addoption("--h4-model", default=None,
-                    help="the second model H4 compares with (alias, hub id or directory); default: the model's twin")
-    group.addoption("--baseline", default=None, metavar="PATH",
-                    help="a previous verdicts.json (e.g. the released checkpoint's) to gate on: the run is measured "
-                         "with its settings (--config overrides them, named in the header) and fails where a skill, "
-                         "a verdict or a unit regressed (docs/design.md, Gating)")
-
-
-# -- is this session the suite's? -------------------------------------------------------------------
-def _in_suite(nodeid: str) -> bool:
-    """Node ids are relative to the rootdir, so the suite's all start with ``hypotheses/``."""
-    first = nodeid.split("::", 1)[0]
-    return first == HYPOTHESES_DIR or first.startswith(HYPOTHESES_DIR + "/")
-
-
-def _reaches_suite(config: pytest.Config) -> bool:
-    """Whether an argument (a path, a node id, or what pytest took for none: testpaths or the invocation
-    dir) is the suite, inside it, or a directory holding it: ``pytest hypotheses``,
-    ``pytest hypotheses/test_h2_heads.py::test_H2``, ``pytest .``; not ``pytest tests``."""
-    suite = (config.rootpath / HYPOTHESES_DIR).resolve()
-    if not suite.is_dir():
-        return False
-    for arg in config.args:
-        path = (config.invocation_params.dir / arg.split("::")[0]).resolve()
-        if path == suite or suite in path.parents or path in suite.parents:
-            return True
-    return False
+# -- is this session the suite's? (``circuitgate.plugin`` decides, and loads this module if so) ------
+def _in_suite(config: pytest.Config, path: Path) -> bool:
+    return in_suite(config.stash[SUITE_KEY], path)
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -199,7 +102,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[EMPTY_KEY] = set()
     config.stash[ACTIVE_KEY] = False
     config.stash[PREPARED_KEY] = False
-    reaches = config.stash[REACHES_KEY] = _reaches_suite(config)
+    config.stash[SUITE_KEY] = suite_dirs(config)
+    reaches = config.stash[REACHES_KEY] = reaches_suite(config, config.stash[SUITE_KEY])
     if not reaches or _is_worker(config):
         return
     if getattr(opt, "dist", "no") != "no":
@@ -274,7 +178,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     sha = _cheap_weights_sha256(run)
     weights = f"weights sha256 {sha[:12]}" if sha else "weights sha256 in manifest.json, hashed when loaded"
     device = resolve_device(s.device)
-    command = ["pytest", HYPOTHESES_DIR, "--model", s.model or spec.name, "--method", s.method,
+    suite = ["python", "-m", "pytest", "--pyargs", HYPOTHESES_PACKAGE] if config.option.pyargs else ["pytest", HYPOTHESES_DIR]
+    command = [*suite, "--model", s.model or spec.name, "--method", s.method,
                "--prompts", s.prompts or ps.name, "--device", device, "--dtype", resolve_dtype(s.dtype, device)]
     if s.remote:
         command += ["--remote"] if s.remote is True else ["--remote", s.remote]
@@ -343,16 +248,16 @@ def uncaptured(config: pytest.Config) -> Iterator[None]:
 
 
 def pytest_collectstart(collector: pytest.Collector) -> None:
-    if _in_suite(collector.nodeid):
+    if _in_suite(collector.config, collector.path):
         collector.config.stash[ACTIVE_KEY] = True
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if metafunc.function.__name__ == SKILL_TEST and _in_suite(metafunc.definition.nodeid):
+    if metafunc.function.__name__ == SKILL_TEST and _in_suite(metafunc.config, metafunc.definition.path):
         _parametrize_skills(metafunc)
         return
     match = _HYPOTHESIS_TEST.match(metafunc.function.__name__)
-    if not match or not _in_suite(metafunc.definition.nodeid):
+    if not match or not _in_suite(metafunc.config, metafunc.definition.path):
         return
     config = metafunc.config
     try:
@@ -402,7 +307,7 @@ def _parametrize_skills(metafunc: pytest.Metafunc) -> None:
 
 def hypothesis_of(item: pytest.Item) -> str | None:
     """The hypothesis a suite item tests: from its function (test_H2_head), else its module (test_h2_heads.py)."""
-    if not _in_suite(item.nodeid):
+    if not _in_suite(item.config, item.path):
         return None
     match = _HYPOTHESIS_TEST.match(getattr(item, "originalname", item.name)) or _HYPOTHESIS_MODULE.match(item.path.name)
     hypothesis = match.group(1).upper() if match else None

@@ -6,6 +6,7 @@ project's seed), is still accepted for it, on the command line and in documents 
 """
 
 ANALYSIS_METHODS = ("paired", "original")
+METHODS = (*ANALYSIS_METHODS, "both")  # what --method takes: both runs the two side by side
 METHOD_ALIASES = {"seed": "original"}
 
 

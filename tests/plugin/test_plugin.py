@@ -146,10 +146,18 @@ def test_missing_hub_weights_fail_before_any_test(pytester, suite, monkeypatch, 
 
 
 def test_own_tests_are_untouched_by_the_plugin(pytester):
-    """A session that does not collect hypotheses/ writes no report and needs no model."""
+    """A session that does not collect hypotheses/ writes no report, needs no model, and (in a process
+    of its own) never imports torch or nnsight: the installed entry point stays light for every other
+    project's tests."""
     shutil.copy(REPO / "conftest.py", pytester.path / "conftest.py")
-    pytester.makepyfile(test_plain="def test_ok():\n    assert True\n")
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    pytester.makepyfile(test_plain="""
+        import sys
+
+        def test_ok(pytestconfig):
+            assert pytestconfig.pluginmanager.has_plugin("circuitgate")  # the pytest11 entry point
+            assert "torch" not in sys.modules and "nnsight" not in sys.modules
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert not (pytester.path / "reports").exists()
 
@@ -386,7 +394,7 @@ def test_the_judge_holds_a_figure_to_its_tolerance_under_its_method_only():
 
     from circuitgate.expectations import Expectations, Figure
     from circuitgate.results import HypothesisResult
-    from fixtures.circuitgate import Judge
+    from circuitgate.fixtures.circuitgate import Judge
 
     source = Expectations("the paper", figures={"H3": {"n": Figure(100, rel=0.05)}}, figures_method="original")
     run = SimpleNamespace(expectations=source)

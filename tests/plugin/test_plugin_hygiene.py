@@ -208,7 +208,7 @@ def test_threads_are_set_for_the_session_and_restored(suite, pytester, args, ins
 def test_a_user_error_while_computing_fails_the_test_with_one_line():
     """Raised inside the handler, pytest.fail would print the CircuitgateError too ("During handling
     of the above exception ...")."""
-    from fixtures.circuitgate import _result
+    from circuitgate.fixtures.circuitgate import _result
 
     class Run:
         tested: set = set()
@@ -227,10 +227,14 @@ def test_a_user_error_while_computing_fails_the_test_with_one_line():
 
 
 def test_hypothesis_of_reads_the_function_then_the_module():
-    from plugins.verdicts import hypothesis_of
+    from circuitgate.plugin.verdicts import SUITE_KEY, hypothesis_of
+
+    # The suite is told by where a test's file is: here, the checkout's hypotheses/.
+    config = SimpleNamespace(stash={SUITE_KEY: (REPO / "hypotheses",)})
 
     def item(nodeid, name, path):
-        return SimpleNamespace(nodeid=nodeid, name=name, originalname=re.sub(r"\[.*", "", name), path=Path(path))
+        return SimpleNamespace(nodeid=nodeid, name=name, originalname=re.sub(r"\[.*", "", name), path=REPO / path,
+                               config=config)
 
     assert hypothesis_of(item("hypotheses/test_h2_heads.py::test_H2_head[L07H12]", "test_H2_head[L07H12]",
                               "hypotheses/test_h2_heads.py")) == "H2"

@@ -226,8 +226,10 @@ def test_remote_says_what_is_missing(tiny_qwen_dir: Path, tmp_path: Path, api_ke
     ([], False), (["--remote"], True), (["--remote", "local"], "local"), (["--remote=local"], "local"),
 ])
 def test_the_option_parses(pytester: pytest.Pytester, api_key: None, args: list[str], value: bool | str) -> None:
-    from plugins.verdicts import RUN_KEY
+    from circuitgate.plugin.verdicts import RUN_KEY
 
+    # The suite in the session's reach: only a session that reaches it configures a run.
+    shutil.copytree(REPO / "hypotheses", pytester.path / "hypotheses")
     shutil.copy(REPO / "conftest.py", pytester.path / "conftest.py")
     # no:unraisableexception: its clean-up collects garbage five times, 1.4-2.4 s per config here (measured)
     config = pytester.parseconfigure("-p", "no:cacheprovider", "-p", "no:unraisableexception", *args)
@@ -246,6 +248,7 @@ def test_a_bad_value_or_a_missing_key_is_one_line(pytester: pytest.Pytester, mon
         monkeypatch.delenv("NDIF_API_KEY", raising=False)
     else:
         monkeypatch.setenv("NDIF_API_KEY", key)
+    shutil.copytree(REPO / "hypotheses", pytester.path / "hypotheses")
     shutil.copy(REPO / "conftest.py", pytester.path / "conftest.py")
     result = pytester.runpytest("-p", "no:cacheprovider", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
