@@ -11,6 +11,12 @@ import torch
 
 pytest_plugins = ["pytester"]
 
+# The plugin proper, imported once here for the whole session: pytester's in-process runs drop every
+# module their run imported when it ends, so a second run would import circuitgate afresh while
+# objects of the first (a cached Activations) survive, and fail its type checks. (A session of
+# circuitgate's own tests does not reach the suite, so the entry point alone would not import it.)
+import circuitgate.plugin.verdicts  # noqa: E402,F401
+
 REPO = Path(__file__).resolve().parents[1]
 
 torch.set_num_threads(1)  # 2 threads under CPU contention slow torch 20-100x (docs/nnsight.md, Threads)
