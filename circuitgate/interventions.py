@@ -339,9 +339,17 @@ def _forward(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, copies:
     copy. A remote model has no local layers to wrap, so it computes every copy everywhere."""
     inputs = _inputs(loaded, ids.repeat(copies, 1), mask.repeat(copies, 1))
     stagger = _staggered(loaded, starts, len(ids)) if starts is not None and not loaded.remote else nullcontext()
+    with stagger:
+        return _edited_logits(loaded, inputs, edits, keep)
+
+
+def _edited_logits(loaded: LoadedModel, inputs: dict[str, torch.Tensor], edits: dict[SiteKey, list[Edit]], keep: int,
+                   **kwargs: Any) -> torch.Tensor:
+    """One trace of ``inputs`` (``kwargs`` reach the HF forward) with the edits applied in execution
+    order, and the logits of its last ``keep`` positions."""
     # Written for a remote trace too (docs/nnsight.md, Remote execution): the result is a named, saved
     # copy made inside the block.
-    with stagger, loaded.trace(inputs, logits_to_keep=keep):
+    with loaded.trace(inputs, logits_to_keep=keep, **kwargs):
         for key in sorted(edits, key=_trace_order):
             x = _site_value(loaded, *key)
             for edit in edits[key]:
@@ -400,13 +408,7 @@ def _last_token_forward(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tens
     (``cache``, from ``_prefix_cache``), and one position is computed per copy instead of all of them."""
     inputs = _inputs(loaded, ids[:, -1:].repeat(copies, 1), mask.repeat(copies, 1))
     last = _positions(mask)[:, -1:].repeat(copies, 1).to(loaded.device)
-    with loaded.trace(inputs, logits_to_keep=1, cache=_repeated(cache, copies), use_cache=True, position_ids=last):
-        for key in sorted(edits, key=_trace_order):
-            x = _site_value(loaded, *key)
-            for edit in edits[key]:
-                edit(x)
-        logits = loaded.adapter.logits(loaded.model)[:, -1:, :].clone().save()
-    return logits
+    return _edited_logits(loaded, inputs, edits, 1, cache=_repeated(cache, copies), use_cache=True, position_ids=last)
 
 
 @torch.no_grad()
