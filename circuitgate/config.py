@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -20,6 +21,18 @@ from circuitgate import CircuitgateError
 
 VERDICTS = ("supported", "not_supported", "inconclusive")
 HYPOTHESES = ("H1", "H2", "H3", "H4", "H5")
+# A project's own hypothesis (circuitgate.api, docs/own-hypothesis.md): an identifier, its fixture's
+# name in lower case; never a built-in's in another case ("h2" would read as H2 and be another).
+_OWN_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def check_own_id(hypothesis: Any) -> str:
+    """An own hypothesis's id, or CircuitgateError saying what an id may be."""
+    _check(isinstance(hypothesis, str) and bool(_OWN_ID.match(hypothesis))
+           and hypothesis.upper() not in HYPOTHESES,
+           f"{hypothesis!r} is not an own hypothesis id: letters, digits and '_', starting with a letter, "
+           f"and none of {', '.join(HYPOTHESES)} (e.g. H6)")
+    return hypothesis
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -295,12 +308,18 @@ class Config:
     h5: H5Config = field(default_factory=H5Config)
     paired: PairedConfig = field(default_factory=PairedConfig)
     gate: GateConfig = field(default_factory=GateConfig)
-    # Expected hypothesis verdicts; unset ones come from the model's expectations source.
+    # Expected hypothesis verdicts, H1-H5's and a project's own (H6); unset ones come from the model's
+    # expectations source, an own hypothesis's from its definition (docs/own-hypothesis.md).
     expected: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for h, v in self.expected.items():
-            _check(h in HYPOTHESES, f"expected: unknown hypothesis {h!r} (known: {', '.join(HYPOTHESES)})")
+            if h not in HYPOTHESES:
+                try:
+                    check_own_id(h)
+                except CircuitgateError:
+                    raise CircuitgateError(f"expected: unknown hypothesis {h!r} (known: {', '.join(HYPOTHESES)}, "
+                                           "or an own hypothesis's id such as H6)") from None
             _check(v in VERDICTS, f"expected.{h}: {v!r} is not one of {', '.join(VERDICTS)}")
 
     def to_dict(self) -> dict[str, Any]:

@@ -36,7 +36,7 @@ import numpy as np
 from scipy import stats as sps
 
 from circuitgate import CircuitgateError
-from circuitgate.config import GateConfig, gate_settings
+from circuitgate.config import HYPOTHESES, GateConfig, gate_settings
 from circuitgate.encoding import unpack_bits, unpack_floats
 from circuitgate.ids import SKILLS
 from circuitgate.stats import (Change, change_of_dz, change_of_intervals, change_of_means, change_of_replicates, d_z,
@@ -425,13 +425,18 @@ def compare_entries(a: Mapping[str, Any], b: Mapping[str, Any], cfg: GateConfig,
     for method, ha in ea_all.items():
         hb = eb_all.get(method, {})
         wanted = set(hypotheses) if hypotheses is not None else set(ha) | set(hb)
-        only = sorted((set(ha) ^ set(hb)) & wanted)
+        only = sorted((set(ha) ^ set(hb)) & wanted & set(HYPOTHESES))
         if only and hypotheses is None:
             notes.append(f"{method}: not in both runs, not compared: "
                          + ", ".join(f"{h} ({'A' if h in ha else 'B'} only)" for h in only))
-        floor[method] = noise_floors({h: ha[h] for h in set(ha) & set(hb) & wanted})
+        # A project's own hypotheses (docs/own-hypothesis.md) have no margin for a change of their
+        # units: each run judged them against their own expectations, and the gate leaves them alone.
+        own = sorted(((set(ha) | set(hb)) & wanted) - set(HYPOTHESES))
+        if own:
+            notes.append(f"{method}: own hypotheses are judged by their expectations, not by change: {', '.join(own)}")
+        floor[method] = noise_floors({h: ha[h] for h in (set(ha) & set(hb) & wanted) - set(own)})
         decided: dict[str, Decision] = {}
-        for h in sorted(set(ha) & set(hb) & wanted, key=lambda h: (h == "H4", h)):  # H4 reads H5's decision
+        for h in sorted((set(ha) & set(hb) & wanted) - set(own), key=lambda h: (h == "H4", h)):  # H4 reads H5's decision
             u = judge_units(method, h, ha[h], hb[h], cfg.margins.of(h, metric), cfg, legacy)
             decided[h] = judge_verdict(method, h, ha[h], hb[h], u, skills, decided.get("H5"), legacy)
             hyps.append(decided[h])

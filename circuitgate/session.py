@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 
 from circuitgate import CircuitgateError
-from circuitgate.analyses import analysis
+from circuitgate.analyses import Analysis, analysis_of
 from circuitgate.activations import Activations
 from circuitgate.compare import baseline_prompts, check_baseline, check_shape, load_baseline
 from circuitgate.config import Config, load_config
@@ -72,7 +72,8 @@ class Settings:
 class Run:
     """Settings -> inputs, each made on first use, and results by (method, hypothesis), each computed
     once by the hypothesis's analysis. ``tested``: the hypotheses a selected test asked for (the rest
-    were computed as inputs, as H3 for H5's neurons). ``twin_made``: H4's second model, once made."""
+    were computed as inputs, as H3 for H5's neurons). ``twin_made``: H4's second model, once made.
+    ``own``: the project's own hypotheses this run met, by id (``circuitgate.api.hypothesis``)."""
 
     def __init__(self, settings: Settings, root: Path | None = None, twin: "Run | None" = None) -> None:
         self.settings = settings
@@ -82,6 +83,7 @@ class Run:
         self._results: dict[tuple[str, str], HypothesisResult] = {}
         self._memo: dict[str, Any] = {}
         self.twin_made = twin
+        self.own: dict[str, Analysis] = {}
 
     # -- inputs ----------------------------------------------------------------------------------
     @cached_property
@@ -277,7 +279,7 @@ class Run:
         """A hypothesis's result by ``method`` (default: the run's first), computed once."""
         key = (method or self.settings.methods[0], hypothesis)
         if key not in self._results:
-            self._results[key] = analysis(hypothesis).compute(self, key[0])
+            self._results[key] = analysis_of(self, hypothesis).compute(self, key[0])
         return self._results[key]
 
     def memo(self, key: str, compute: Callable[[], Any]) -> Any:

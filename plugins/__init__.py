@@ -2,7 +2,9 @@
 
 This module is what every pytest session in an environment with circuitgate installed imports, so it
 imports nothing heavy: it adds the options (group "circuitgate") and, for a session whose arguments
-reach the hypotheses suite, registers the plugin proper (``circuitgate.plugin.verdicts``). Importing
+reach the hypotheses suite (circuitgate's own, or a project's own suite named by the ini option
+``circuitgate_suites``: docs/own-hypothesis.md), registers the plugin proper
+(``circuitgate.plugin.verdicts``). Importing
 that takes seconds (torch, transformers, nnsight), and nnsight mounts a ``save`` attribute on every
 object, which broke another plugin imported after it (anyio's, whose typed attribute sets reject an
 unannotated ``save``); sessions that never touch the suite, circuitgate's own tests among them, are
@@ -20,6 +22,7 @@ import pytest
 
 HYPOTHESES_DIR = "hypotheses"  # the suite in a checkout, beside conftest.py
 HYPOTHESES_PACKAGE = "circuitgate.hypotheses"  # the suite as installed
+SUITES_INI = "circuitgate_suites"  # a project's own suites: directories, relative to its ini file
 PLUGIN = "circuitgate.plugin.verdicts"
 # The names of circuitgate.models.loading.DTYPES, said here without importing torch
 # (tests/unit/test_packaging.py keeps the two equal).
@@ -96,6 +99,9 @@ def _remote(value: str) -> str:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(SUITES_INI, type="paths", default=[],
+                  help="circuitgate: directories of the project's own hypotheses (relative to the ini file); "
+                       "a session that reaches one gets circuitgate's fixtures (docs/own-hypothesis.md)")
     group = parser.getgroup("circuitgate", "circuitgate: hypotheses about a model's internals")
     group.addoption("--model", default=None,
                     help="registry alias (see `circuitgate models`), hub id or local directory; default: organism")
@@ -150,9 +156,16 @@ def _locations(spec: importlib.machinery.ModuleSpec | None) -> list[Path]:
 
 
 def suite_dirs(config: pytest.Config) -> tuple[Path, ...]:
-    """Where the suite lives: ``<rootdir>/hypotheses`` (a checkout, or a copy of the suite) and the
-    installed ``circuitgate.hypotheses`` package (the checkout's own folder in an editable install)."""
-    dirs = [(config.rootpath / HYPOTHESES_DIR).resolve(), *_locations(_find_spec(HYPOTHESES_PACKAGE))]
+    """Where the suites live: ``<rootdir>/hypotheses`` (a checkout, or a copy of the suite), the
+    installed ``circuitgate.hypotheses`` package (the checkout's own folder in an editable install),
+    and the project's own suites, the directories its ini file names under ``circuitgate_suites``.
+    A named directory that does not exist is a usage error: a misspelt one would leave the project's
+    hypotheses without fixtures, each failing on a fixture it cannot find."""
+    own = [Path(p).resolve() for p in config.getini(SUITES_INI)]
+    missing = [str(p) for p in own if not p.is_dir()]
+    if missing:
+        raise pytest.UsageError(f"{SUITES_INI}: not a directory: {', '.join(missing)}")
+    dirs = [(config.rootpath / HYPOTHESES_DIR).resolve(), *_locations(_find_spec(HYPOTHESES_PACKAGE)), *own]
     return tuple(dict.fromkeys(d for d in dirs if d.is_dir()))
 
 

@@ -5,7 +5,9 @@ expectations source says of it. A number in verdicts.json under ``hypotheses.H5`
 
 ``session.Run`` holds the inputs (model, prompts, config, baseline) and caches results; it asks the
 registry to compute one. ``expected_verdict``, ``expected_components`` and ``component_ids`` are the
-one place that decides what a test expects: the config, then a baseline, then the source.
+one place that decides what a test expects: the config, then a baseline, then the source. A project's
+own hypothesis (``circuitgate.api``) is an ``Analysis`` of the run (``Run.own``) that is its own
+source; a baseline does not judge it by change (docs/own-hypothesis.md, "In a gate").
 """
 
 from __future__ import annotations
@@ -35,6 +37,17 @@ def analysis(hypothesis: str) -> Analysis:
         raise CircuitgateError(f"unknown hypothesis {hypothesis!r} (known: {', '.join(ANALYSES)})") from None
 
 
+def analysis_of(run: "Run", hypothesis: str) -> Analysis:
+    """A hypothesis's analysis: the run's own hypothesis of that id, else H1-H5's."""
+    return run.own.get(hypothesis) or analysis(hypothesis)
+
+
+def _gated(run: "Run", hypothesis: str) -> bool:
+    """Whether a baseline sets this hypothesis's expectations: H1-H5's. An own hypothesis has no
+    margin for its units' change (docs/gating.md), so it keeps its own expectations in a gate."""
+    return hypothesis in ANALYSES and run.baseline is not None
+
+
 def baseline_entry(run: "Run", hypothesis: str, method: str | None) -> Mapping[str, Any] | None:
     """The baseline's verdicts.json entry of a hypothesis under ``method`` (default: the run's first),
     or None without a baseline or without that hypothesis in it."""
@@ -51,28 +64,28 @@ def expected_verdict(run: "Run", hypothesis: str, method: str | None = None) -> 
     stated = run.config.expected.get(hypothesis)
     if stated:
         return Expected(stated)
-    entry = baseline_entry(run, hypothesis, method)
+    entry = baseline_entry(run, hypothesis, method) if _gated(run, hypothesis) else None
     if entry is not None:
         return from_baseline(entry)
-    return Expected(analysis(hypothesis).source_expectations(run)[0] or "supported")
+    return Expected(analysis_of(run, hypothesis).source_expectations(run)[0] or "supported")
 
 
 def expected_components(run: "Run", hypothesis: str, method: str | None = None) -> dict[str, Expected]:
     """Component id -> expected class: the baseline's (every unit it has), else the source's."""
-    entry = baseline_entry(run, hypothesis, method)
+    entry = baseline_entry(run, hypothesis, method) if _gated(run, hypothesis) else None
     if entry is not None:
         return {cid: from_baseline(c, "class") for cid, c in (entry.get("components") or {}).items()}
-    return {cid: Expected(cls) for cid, cls in analysis(hypothesis).source_expectations(run)[1].items()}
+    return {cid: Expected(cls) for cid, cls in analysis_of(run, hypothesis).source_expectations(run)[1].items()}
 
 
 def component_ids(run: "Run", hypothesis: str) -> list[str]:
     """The components a hypothesis's component tests assert: the baseline's (under every method it
     ran), else those the analysis names from its source (without computing anything)."""
-    if run.baseline is not None:
+    if _gated(run, hypothesis):
         ids = {cid: None for m in run.settings.methods for cid in expected_components(run, hypothesis, m)}
         if ids or any(baseline_entry(run, hypothesis, m) for m in run.settings.methods):
             return list(ids)
-    return analysis(hypothesis).component_ids(run)
+    return analysis_of(run, hypothesis).component_ids(run)
 
 
 def baseline_component_ids(run: "Run", hypothesis: str) -> set[str]:
@@ -145,6 +158,6 @@ def gate_verdict(run: "Run", hypothesis: str, method: str) -> "Decision":
     return run.memo(f"gate verdict {method} {hypothesis}", compute)
 
 
-__all__ = ["ANALYSES", "Analysis", "analysis", "baseline_component_ids", "baseline_entry", "gate_skills", "gate_units",
+__all__ = ["ANALYSES", "Analysis", "analysis", "analysis_of", "baseline_component_ids", "baseline_entry", "gate_skills", "gate_units",
            "gate_verdict", "legacy_baseline", "baseline_neuron_sets", "component_ids", "expected_components",
            "expected_verdict"]

@@ -208,7 +208,7 @@ def test_threads_are_set_for_the_session_and_restored(suite, pytester, args, ins
 def test_a_user_error_while_computing_fails_the_test_with_one_line():
     """Raised inside the handler, pytest.fail would print the CircuitgateError too ("During handling
     of the above exception ...")."""
-    from circuitgate.fixtures.circuitgate import _result
+    from circuitgate.fixtures.circuitgate import result_of
 
     class Run:
         tested: set = set()
@@ -221,7 +221,7 @@ def test_a_user_error_while_computing_fails_the_test_with_one_line():
 
     config = SimpleNamespace(pluginmanager=SimpleNamespace(getplugin=lambda name: None))
     with pytest.raises(pytest.fail.Exception) as info:
-        _result(config, Run(), "H1", "paired")
+        result_of(config, Run(), "H1", "paired")
     assert str(info.value) == "circuitgate: weights are missing" and info.value.__suppress_context__
     assert not info.value.pytrace
 

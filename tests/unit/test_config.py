@@ -196,7 +196,9 @@ def test_malformed_values(tmp_path, text, fragment):
     ("h2: {min_metrics: 6}\n", "h2.min_metrics must be in 1..5"),
     ("h2: {min_metrics: 0}\n", "h2.min_metrics must be in 1..5"),
     ("h2: {min_n: 1}\n", "h2.min_n must be >= 2"),
-    ("expected: {H6: supported}\n", "unknown hypothesis 'H6'"),
+    ("expected: {h2: supported}\n", "unknown hypothesis 'h2'"),  # H2 in another case: a typo, not an own id
+    ("expected: {6-heads: supported}\n", "unknown hypothesis '6-heads'"),
+    ("expected: {H6: passed}\n", "expected.H6: 'passed' is not one of"),
     ("h5: {ablation: shuffle}\n", "h5.ablation must be one of zero, mean, resample"),
     ("h5: {metric: 3}\n", "h5.metric: expected a string"),
     ("h5: {pairs: some}\n", "h5.pairs must be one of known, all, got 'some'"),
@@ -215,6 +217,11 @@ def test_out_of_range_values_are_rejected(tmp_path, text, fragment):
     with pytest.raises(CircuitgateError) as e:
         load_config(write(tmp_path, text))
     assert fragment in str(e.value)
+
+
+def test_expected_takes_an_own_hypothesis():
+    """A project's own hypothesis (docs/own-hypothesis.md) is expected by its id like H1-H5."""
+    assert Config(expected={"H6": "not_supported", "CodeHeads": "supported"}).expected["H6"] == "not_supported"
 
 
 def test_boundaries_that_are_allowed():
