@@ -38,8 +38,9 @@ def analysis(hypothesis: str) -> Analysis:
 
 
 def analysis_of(run: "Run", hypothesis: str) -> Analysis:
-    """A hypothesis's analysis: the run's own hypothesis of that id, else H1-H5's."""
-    return run.own.get(hypothesis) or analysis(hypothesis)
+    """A hypothesis's analysis: the run's own hypothesis of that id, else H1-H5's. (Any run-like
+    object will do: one without own hypotheses has H1-H5's.)"""
+    return getattr(run, "own", {}).get(hypothesis) or analysis(hypothesis)
 
 
 def _gated(run: "Run", hypothesis: str) -> bool:
