@@ -29,8 +29,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from circuitgate.vocabulary import SKILLS
+
 REPO = Path(__file__).resolve().parents[1]
-SKILLS = ("recall", "reasoning")
 
 # Unrelated text for a light fine-tune of a real model: plain sentences that name no country, capital
 # or continent.

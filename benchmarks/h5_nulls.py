@@ -35,8 +35,7 @@ import numpy as np
 
 from circuitgate.causal import classify_targets
 from circuitgate.prompts.make_geography import COMPLETION_REASONING, COMPLETION_RECALL, facts, fill, slug
-
-SKILLS = ("recall", "reasoning")
+from circuitgate.vocabulary import SKILLS
 
 
 def same_task_set(task: str, path: Path) -> Path:

@@ -56,8 +56,7 @@ from circuitgate.organism import ensure_built
 from circuitgate.prompts import load_prompt_set
 from circuitgate.stats import screen_agreement
 from circuitgate.truth import is_organism_dir, read_info
-
-TASKS = ("recall", "reasoning")
+from circuitgate.vocabulary import SKILLS
 TAU_ACCURACY = 0.1  # H5's min_drop: a target hurts a skill when it costs 10% of the items
 
 
@@ -87,7 +86,7 @@ def validated_pairs(loaded: Any, ps: Any, pairs: str, max_pairs: int, seed: int,
     scores = None
     if pairs == "known":
         scores = {side: ablation_sweep(loaded, ps.prompts(side), ps.answers(side), [], candidates=ps.answers(side),
-                                       batch_size=batch_size).clean for side in TASKS}
+                                       batch_size=batch_size).clean for side in SKILLS}
     return chosen_pairs(ps, pairs, max_pairs, seed, scores)
 
 
@@ -140,14 +139,14 @@ def validate_model(model: str, prompts_name: str, *, ablation: str = "zero",
     neuron_layer = np.array([t.layer for t in neurons])
     neuron_index = np.array([t.neurons[0] for t in neurons])
     info = read_info(model_dir) if model_dir is not None and is_organism_dir(model_dir) else None
-    task_prompts = {task: [ps.prompts(task)[i] for i in rows] for task in TASKS}
+    task_prompts = {task: [ps.prompts(task)[i] for i in rows] for task in SKILLS}
     reference = task_prompts["recall"] + task_prompts["reasoning"]  # mean ablation: both tasks alike, as H5
     variants = variants or DEFAULT_VARIANTS
     result: dict[str, Any] = {"model": model, "prompts": prompts_name, "ablation": ablation,
                               "variants": variants, "shape": dataclasses.asdict(loaded.shape),
                               "pairs": {"selection": pairs, "n": len(rows), "of": len(ps.pairs)},
                               "neurons_measured": len(neurons), "neuron_layers": list(neuron_layers), "tasks": {}}
-    for task in TASKS:
+    for task in SKILLS:
         prompts, answers = task_prompts[task], [ps.answers(task)[i] for i in rows]
         common = {"ablation": ablation, "reference": reference, "candidates": answers, "batch_size": batch_size,
                   "progress": progress}

@@ -25,15 +25,11 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from circuitgate import CircuitgateError
-from circuitgate.methods import canonical_method
 from circuitgate.config import Config
 from circuitgate.causal import verdict_from_classes
 from circuitgate.models.adapters import Shape
-from circuitgate.results import CLASSES
+from circuitgate.vocabulary import ACTIVATION_HYPOTHESES, ANALYSIS_METHODS, CLASSES, HYPOTHESES, OTHER_SKILL, canonical_method
 
-SPECIFIC = ("recall", "reasoning")
-OPPOSITE = {"recall": "reasoning", "reasoning": "recall"}
-METHODS = ("paired", "original")
 TARGETS = {"verdicts": 1.0, "h5_classes": 0.95, "planted_found": 0.90}  # under paired (docs/organism.md)
 
 
@@ -72,7 +68,7 @@ class Report:
             "verdicts_right": sum(r == t for r, t in verdicts), "verdicts": len(verdicts),
             "h5_right": sum(r == t for r, t in h5), "h5": len(h5), "h5_per_class": per_class,
             "planted_found": sum(r == t for r, t in planted), "planted": len(planted),
-            "planted_opposite": sum(r == OPPOSITE.get(t) for r, t in planted),
+            "planted_opposite": sum(r == OTHER_SKILL.get(t) for r, t in planted),
         }
 
     def meets_targets(self, method: str = "paired") -> list[str]:
@@ -135,7 +131,7 @@ def _truth_verdicts(info: Mapping[str, Any], shape: Shape, config: Config, twin:
               "H2": config.h2.min_heads.for_size(shape.n_layers * shape.n_heads),
               "H3": config.h3.min_layers.for_size(shape.n_layers)}
     planned = info["plan"]["activation"]
-    for h in ("H1", "H2", "H3"):
+    for h in ACTIVATION_HYPOTHESES:
         if not planned.get(h):
             verdicts[h] = None  # no activation truth: not scored
             continue
@@ -174,7 +170,7 @@ def score(model: str, directory: Path, info: Mapping[str, Any], twin_run: Any, t
     twin = (twin_info, twin_run.shape) if twin_info is not None else None
     truth, classes = _truth_verdicts(info, shape, config, twin)
     out = ModelScore(model, method)
-    for h in ("H1", "H2", "H3", "H4", "H5"):
+    for h in HYPOTHESES:
         if h == "H4" and twin is None:
             continue
         out.verdicts[h] = (run.result(h, method).verdict, truth.get(h))
@@ -188,7 +184,7 @@ def score(model: str, directory: Path, info: Mapping[str, Any], twin_run: Any, t
     return out
 
 
-def measure(methods: Sequence[str] = METHODS, cache: Path | None = None, seed: int = 0,
+def measure(methods: Sequence[str] = ANALYSIS_METHODS, cache: Path | None = None, seed: int = 0,
             workdir: Path | None = None) -> Report:
     """Score the suite on the family and on damaged copies of the planted organism, per method."""
     import time
@@ -238,7 +234,7 @@ def markdown(report: Report) -> str:
                   "|---|---|---|---|---|---|---|---|"]
         for m in report.by_method(method):
             cells = []
-            for h in ("H1", "H2", "H3", "H4", "H5"):
+            for h in HYPOTHESES:
                 run, truth = m.verdicts.get(h, ("-", None))
                 cells.append(run if truth is None else (run if run == truth else f"**{run}** (truth {truth})"))
             right = sum(r == t for _, r, t in m.h5)
@@ -256,9 +252,9 @@ def markdown(report: Report) -> str:
 
 def check_methods(methods: Sequence[str]) -> list[str]:
     methods = [canonical_method(m) for m in methods]
-    bad = [m for m in methods if m not in METHODS]
+    bad = [m for m in methods if m not in ANALYSIS_METHODS]
     if bad:
-        raise CircuitgateError(f"unknown method(s) {', '.join(bad)} (known: {', '.join(METHODS)})")
+        raise CircuitgateError(f"unknown method(s) {', '.join(bad)} (known: {', '.join(ANALYSIS_METHODS)})")
     return list(methods)
 
 

@@ -33,6 +33,7 @@ from circuitgate.stats.depth import Agreement, depth_bins, depth_profile, profil
 from circuitgate.stats.inputs import _check_count, _check_level
 from circuitgate.stats.multiple import fdr_correction
 from circuitgate.stats.wilcoxon import wilcoxon_signed_rank
+from circuitgate.vocabulary import SKILLS
 
 # A drop of exactly tau computed in floats (1.0 - 0.9 = 0.09999999999999998 for tau = 0.1) still hurts.
 _TAU_EPS = 1e-9
@@ -152,9 +153,6 @@ def classify_targets(recall_drop: np.ndarray, reasoning_drop: np.ndarray, *, tau
 
 
 # --- the decisions built on these: H5's verdict, H4's agreement and depth-bin classes ----------------
-
-SKILLS = ("recall", "reasoning")
-
 
 def verdict_from_classes(classes: Mapping[str, str], cfg: H5Config) -> str:
     """Supported when each skill has selective targets: a circuit for recall and one for reasoning."""

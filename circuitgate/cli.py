@@ -11,6 +11,7 @@ from pathlib import Path
 
 from circuitgate import CircuitgateError
 from circuitgate.organism.recipe import VARIANTS
+from circuitgate.vocabulary import ANALYSIS_METHODS
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -144,7 +145,8 @@ def parser() -> argparse.ArgumentParser:
     pt.set_defaults(func=_organism_perturb)
     acc = org_sub.add_parser("accuracy", help="score the suite's verdicts against the organisms' known truth: the "
                                               "family and damaged copies; exit 1 if a target is missed")
-    acc.add_argument("--method", nargs="+", default=["paired", "original"], help="analysis methods to score (seed: original)")
+    acc.add_argument("--method", nargs="+", default=list(ANALYSIS_METHODS),
+                     help="analysis methods to score (seed: original)")
     acc.add_argument("--format", default="markdown", choices=["markdown", "json"])
     acc.add_argument("--cache", type=Path, default=None, help="cache root of the organism builds")
     acc.add_argument("-o", "--output", default=None, help="write here instead of stdout")

@@ -16,9 +16,9 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from circuitgate import CircuitgateError
 from circuitgate.gate import DECISIONS, SKILLS_KEY, Decision, GateReport, compare_entries, gate_config, method_entries
-from circuitgate.methods import canonical_method
 from circuitgate.prompts import renamed_prompts
 from circuitgate.verdicts import COMPARABLE_SCHEMAS, SCHEMA, format_interval, jsonable, noise_floor_line
+from circuitgate.vocabulary import canonical_method
 
 REQUIRED_KEYS = ("schema", "method", "prompts", "hypotheses")
 

@@ -18,9 +18,8 @@ from typing import Any, Mapping
 import yaml
 
 from circuitgate import CircuitgateError
+from circuitgate.vocabulary import ABLATIONS, HYPOTHESES, METRICS, VERDICTS
 
-VERDICTS = ("supported", "not_supported", "inconclusive")
-HYPOTHESES = ("H1", "H2", "H3", "H4", "H5")
 # A project's own hypothesis (circuitgate.api, docs/own-hypothesis.md): an identifier, its fixture's
 # name in lower case; never a built-in's in another case ("h2" would read as H2 and be another).
 _OWN_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -161,8 +160,6 @@ class PairedConfig:
         _check(0 < self.level < 1, f"paired.level must be in (0, 1), got {self.level}")
 
 
-ABLATIONS = ("zero", "mean", "resample")
-METRICS = ("accuracy", "prob", "logit_diff")
 H5_PAIRS = ("known", "all")
 H5_SCREENS = ("auto", "exact", "attribution")
 

@@ -17,15 +17,12 @@ import numpy as np
 import yaml
 
 from circuitgate import CircuitgateError
-from circuitgate.config import HYPOTHESES, VERDICTS, Config, H5Config
+from circuitgate.config import Config, H5Config
 from circuitgate.ids import parse_target
-from circuitgate.methods import canonical_method
 from circuitgate.models.adapters import Shape
 from circuitgate.causal import verdict_from_classes
-from circuitgate.results import CLASSES, combine_classes
-
-SPECIFIC = ("recall", "reasoning")
-FIGURE_METHODS = ("original", "paired")
+from circuitgate.results import combine_classes
+from circuitgate.vocabulary import ANALYSIS_METHODS, CLASSES, HYPOTHESES, SKILLS, VERDICTS, canonical_method
 
 
 def _is_number(x: Any) -> bool:
@@ -91,9 +88,9 @@ class Expectations:
             bad = {c: k for c, k in comps.items() if k not in CLASSES}
             if h not in HYPOTHESES or bad:
                 raise CircuitgateError(f"{self.source}: bad component expectations for {h}: {bad}")
-        if self.figures and self.figures_method not in FIGURE_METHODS:
-            raise CircuitgateError(f"{self.source}: figures need `method:` one of {', '.join(FIGURE_METHODS)}, "
-                                   f"got {self.figures_method!r}")
+        if self.figures and self.figures_method not in ANALYSIS_METHODS:
+            raise CircuitgateError(f"{self.source}: figures need `method:` one of "
+                                   f"{', '.join(sorted(ANALYSIS_METHODS))}, got {self.figures_method!r}")
         bad_h = [h for h in self.figures if h not in HYPOTHESES]
         if bad_h:
             raise CircuitgateError(f"{self.source}: figures for unknown hypotheses {bad_h}")
@@ -147,7 +144,7 @@ def from_ground_truth(info: Mapping[str, Any], shape: Shape, config: Config) -> 
     needed = {"H1": config.h1.min_layers.for_size(n), "H2": config.h2.min_heads.for_size(n * shape.n_heads),
               "H3": config.h3.min_layers.for_size(n)}
     verdicts = {h: "supported" for h, units in components.items()
-                if sum(c in SPECIFIC for c in units.values()) >= needed[h]}
+                if sum(c in SKILLS for c in units.values()) >= needed[h]}
     verdicts["H5"] = verdict_from_classes(targets, config.h5)
     notes = {h: (f"only the {len(units)} units planted to differ in activation are asserted "
                  f"({', '.join(units)}); the other units carry no activation claim")

@@ -15,8 +15,7 @@ import re
 from dataclasses import dataclass
 
 from circuitgate import CircuitgateError
-
-SKILLS = ("recall", "reasoning")
+from circuitgate.vocabulary import SKILLS
 
 
 def layer_id(layer: int) -> str:
@@ -64,7 +63,7 @@ def neuron_target(layer: int, neuron: int) -> str:
 
 
 _TARGET = re.compile(r"^(?P<kind>attn|mlp)-L(?P<layer>\d+)$|^head-L(?P<hlayer>\d+)H(?P<head>\d+)$"
-                     r"|^neurons-L(?P<nlayer>\d+)-(?:B(?P<block>\d+)|(?P<skill>recall|reasoning))"
+                     r"|^neurons-L(?P<nlayer>\d+)-(?:B(?P<block>\d+)|(?P<skill>" + "|".join(SKILLS) + "))"
                      r"(?P<control>-control)?$|^neuron-L(?P<slayer>\d+)N(?P<neuron>\d+)$")
 
 
@@ -87,7 +86,7 @@ def parse_target(target: str) -> TargetId:
     m = _TARGET.match(target)
     if m is None:
         raise CircuitgateError(f"{target!r} is not a target id: attn-L<i>, mlp-L<i>, head-L<i>H<h>, "
-                               f"neurons-L<i>-B<k>, neurons-L<i>-recall|reasoning or neuron-L<i>N<j>")
+                               f"neurons-L<i>-B<k>, neurons-L<i>-{'|'.join(SKILLS)} or neuron-L<i>N<j>")
     if m["kind"]:
         return TargetId(m["kind"], int(m["layer"]))
     if m["hlayer"]:

@@ -31,9 +31,8 @@ from circuitgate import CircuitgateError
 from circuitgate.extract import left_pad, tokenize
 from circuitgate.models.adapters import Shape
 from circuitgate.models.loading import LoadedModel
+from circuitgate.vocabulary import ABLATIONS, METRICS
 
-ABLATIONS = ("zero", "mean", "resample")
-METRICS = ("accuracy", "prob", "logit_diff")
 KINDS = ("attn", "mlp", "head", "neurons")
 
 # The activation each kind of target edits, and the order these run inside a layer: a trace must touch

@@ -7,13 +7,10 @@ A hypothesis analysis returns a ``HypothesisResult``: one verdict plus one ``Com
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from circuitgate.encoding import pack_floats
-
-Verdict = Literal["supported", "not_supported", "inconclusive"]
-ComponentClass = Literal["recall", "reasoning", "mixed", "none"]
-CLASSES: tuple[str, ...] = ("recall", "reasoning", "mixed", "none")
+from circuitgate.vocabulary import ComponentClass, Verdict
 
 
 def combine_classes(classes: Sequence[str]) -> str:

@@ -24,7 +24,7 @@ from circuitgate.compare import baseline_prompts, check_baseline, check_shape, l
 from circuitgate.config import Config, load_config
 from circuitgate.expectations import Expectations, expectations_for
 from circuitgate.models import LoadedModel, ModelSpec, Shape, load_model, model_info, resolve
-from circuitgate.methods import ANALYSIS_METHODS, METHODS, canonical_method
+from circuitgate.vocabulary import ANALYSIS_METHODS, METHODS, canonical_method
 from circuitgate.models.loading import model_directory, resolve_device
 from circuitgate.models.registry import cpu_config
 from circuitgate.organism import ensure_built

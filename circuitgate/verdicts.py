@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from circuitgate.results import HypothesisResult
+from circuitgate.vocabulary import SKILLS
 
 # 2: components carry effect_ci; per-feature numbers sit under `features`.
 # 3: what a gate compares: components' pair_values or replicates and each hypothesis's uncertainty,
@@ -168,9 +169,6 @@ def hypothesis_entry(
     })
 
 
-SPECIFIC = ("recall", "reasoning")
-
-
 @dataclass(frozen=True)
 class Sighting:
     """A unit expected to serve one skill, and what the run made of it."""
@@ -186,7 +184,7 @@ class Sighting:
     def outcome(self) -> str:
         if self.got == self.expected:
             return "found"
-        return "opposite" if self.got in SPECIFIC else "missed"
+        return "opposite" if self.got in SKILLS else "missed"
 
     def describe(self) -> str:
         ci = f" {format_interval(self.effect_ci)}" if self.effect_ci else ""
@@ -202,7 +200,7 @@ def expected_circuit(entries: Mapping[str, Mapping[str, Any]]) -> list[Sighting]
     out = []
     for h, entry in entries.items():
         for cid, c in (entry.get("components") or {}).items():
-            if c.get("expected") in SPECIFIC:
+            if c.get("expected") in SKILLS:
                 ci = c.get("effect_ci")
                 out.append(Sighting(h, cid, c["expected"], c["class"], c.get("effect"),
                                     tuple(ci) if ci and None not in ci else None))

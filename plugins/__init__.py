@@ -20,13 +20,12 @@ from typing import Any, Callable, Iterable
 
 import pytest
 
+from circuitgate.vocabulary import DEVICES, DTYPE_NAMES, METHODS, canonical_method  # light: no torch
+
 HYPOTHESES_DIR = "hypotheses"  # the suite in a checkout, beside conftest.py
 HYPOTHESES_PACKAGE = "circuitgate.hypotheses"  # the suite as installed
 SUITES_INI = "circuitgate_suites"  # a project's own suites: directories, relative to its ini file
 PLUGIN = "circuitgate.plugin.verdicts"
-# The names of circuitgate.models.loading.DTYPES, said here without importing torch
-# (tests/unit/test_packaging.py keeps the two equal).
-DTYPE_NAMES = ("float32", "bfloat16", "float16")
 
 
 # -- options ---------------------------------------------------------------------------------------
@@ -58,13 +57,11 @@ def _one_of(option: str, what: str, values: tuple[str, ...]) -> Callable[[str], 
 
 
 def _method(value: str) -> str:
-    from circuitgate.methods import METHODS, canonical_method
-
     return _one_of("--method", "method", METHODS)(canonical_method(value))
 
 
 def _device(value: str) -> str:
-    _one_of("--device", "device", ("auto", "cpu", "cuda"))(value)
+    _one_of("--device", "device", ("auto", *DEVICES))(value)
     if value == "cuda":  # on a machine without one: said before any work (argparse also types the default)
         from circuitgate.models.loading import resolve_device
 
@@ -105,15 +102,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("circuitgate", "circuitgate: hypotheses about a model's internals")
     group.addoption("--model", default=None,
                     help="registry alias (see `circuitgate models`), hub id or local directory; default: organism")
-    from circuitgate.methods import METHODS  # light: no torch
-
     group.addoption("--method", default=None, type=_option_type("--method", _method),
                     metavar="{" + ",".join(METHODS) + "}",
                     help="analysis method: paired = the sound default; original (or seed) = the original research "
                          "method, exactly; both = the two side by side; with --baseline, the baseline's")
     group.addoption("--prompts", default=None, help="built-in prompt set name or YAML file; default: the model's set")
     group.addoption("--config", dest="cg_config", default=None, metavar="FILE", help="thresholds as YAML")
-    group.addoption("--device", default="auto", type=_option_type("--device", _device), metavar="{auto,cpu,cuda}",
+    group.addoption("--device", default="auto", type=_option_type("--device", _device),
+                    metavar="{" + ",".join(("auto", *DEVICES)) + "}",
                     help="auto: cuda when torch sees one")
     dtypes = ("auto", *DTYPE_NAMES)
     group.addoption("--dtype", default="auto", type=_option_type("--dtype", _one_of("--dtype", "dtype", dtypes)),

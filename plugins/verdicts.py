@@ -31,10 +31,8 @@ from _pytest.mark.expression import Expression
 from circuitgate import CircuitgateError
 from circuitgate.analyses import component_ids, expected_verdict, gate_verdict, legacy_baseline
 from circuitgate.compare import baseline_method
-from circuitgate.config import HYPOTHESES
 from circuitgate.documents import manifest, verdicts_document
 from circuitgate.gate import LEGACY_NOTE, SKILLS_KEY
-from circuitgate.ids import SKILLS
 from circuitgate.models.loading import resolve_device, resolve_dtype, weights_sha256
 from circuitgate.plan import plan_outcome
 from circuitgate.report import render_html
@@ -42,6 +40,7 @@ from circuitgate.session import Run, Settings
 from circuitgate.plugin import HYPOTHESES_DIR, HYPOTHESES_PACKAGE, in_suite, reaches_suite, suite_dirs
 from circuitgate.verdicts import (expected_circuit, jsonable, noise_floor_line, noise_floors, outcome, summary_numbers,
                                  write_json_atomic)
+from circuitgate.vocabulary import HYPOTHESES, SKILLS
 
 pytest_plugins = ["circuitgate.fixtures.circuitgate"]
 

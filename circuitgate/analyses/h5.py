@@ -25,14 +25,15 @@ import numpy as np
 
 from circuitgate import CircuitgateError
 from circuitgate.analyses.base import Analysis
-from circuitgate.causal import SKILLS, classify_targets, verdict_from_classes
-from circuitgate.config import METRICS, GateConfig, H5Config
+from circuitgate.causal import classify_targets, verdict_from_classes
+from circuitgate.config import GateConfig, H5Config
 from circuitgate.ids import control_target, neuron_set_target, neuron_target, parse_target
 from circuitgate.encoding import pack_mask, unpack_mask
 from circuitgate.interventions import Metrics, PatchResult, SweepResult, Target
 from circuitgate.plan import Plan, peak_bytes
 from circuitgate.results import ComponentResult, HypothesisResult
 from circuitgate.stats import noise_floor, resample_rows, stratified_subsample
+from circuitgate.vocabulary import METRICS, SKILLS
 
 if TYPE_CHECKING:
     from circuitgate.session import Run

@@ -371,7 +371,7 @@ def _units(fam: Family, spec: Spec, diff: np.ndarray, values: tuple[np.ndarray, 
          "stability": float(fam.stability[u]),
          "effect_feature": spec.features[top[u]],  # the effect's: the strongest
          "pair_feature": spec.features[top[u]],  # pair_values': the strongest, or a baseline's choice
-         "splits": {k: int(fam.counts[i, u]) for i, k in enumerate(("recall", "reasoning", "mixed"))}},
+         "splits": {k: int(fam.counts[i, u]) for i, k in enumerate(CLASS_NAMES[1:].tolist())}},
         effect_ci=(float(low[u]), float(high[u])), pair_values=strongest[:, u])
         for u, cid in enumerate(ids)}
 

@@ -29,8 +29,9 @@ from circuitgate import CircuitgateError
 from circuitgate.models.adapters import Adapter, Shape, adapter_for
 from circuitgate.models.packaged import converted_directory
 from circuitgate.models.registry import ModelSpec
+from circuitgate.vocabulary import DEVICES, DTYPE_NAMES
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 _CONFIG_PATTERNS = ["*.json", "*.model", "*.txt", "*.tiktoken"]  # config and tokenizer files of a hub repo
 NDIF_API_KEY = "NDIF_API_KEY"  # the environment variable nnsight reads its key from (nnsight.CONFIG)
@@ -74,8 +75,8 @@ def resolve_device(device: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise CircuitgateError("--device cuda was asked for, but torch sees no CUDA device")
-    if device not in ("cpu", "cuda"):
-        raise CircuitgateError(f"unknown device {device!r} (use auto, cpu or cuda)")
+    if device not in DEVICES:
+        raise CircuitgateError(f"unknown device {device!r} (use auto, {' or '.join(DEVICES)})")
     return device
 
 

@@ -21,7 +21,6 @@ from transformers import PreTrainedModel
 from circuitgate.ids import attn_target, block_target, head_target, mlp_target
 from circuitgate.models.adapters import adapter_for
 
-KINDS = ("zero", "mean", "resample")
 # Where each kind of component lives: (module, hooked before or after it).
 SITES = {"head": ("o_proj", "pre"), "neurons": ("down_proj", "pre"), "mlp": ("mlp", "post"), "attn": ("attn", "post")}
 

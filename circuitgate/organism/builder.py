@@ -34,6 +34,7 @@ from circuitgate.organism.recipe import Recipe, recipe_of
 from circuitgate.organism.tokenizer import build_tokenizer
 from circuitgate.organism.world import organism_prompt_set, world_for
 from circuitgate.truth import INFO_FILE, SCHEMA, is_organism_dir
+from circuitgate.vocabulary import SKILLS
 
 try:
     import fcntl
@@ -95,7 +96,7 @@ def _build_into(out: Path, name: str, recipe: Recipe, progress: bool) -> None:
     controls = {
         task: {side: _accuracy(model, tokenizer, [c[side] for c in prompt_set["controls"] if c["task"] == task])
                for side in ("a", "b")}
-        for task in ("recall", "reasoning")
+        for task in SKILLS
     }
     floors = {"recall": recipe.min_recall, "reasoning": recipe.min_reasoning}
     low = [f"{task} {acc:.2f}" for task, acc in clean.items() if acc < floors[task]]

@@ -35,11 +35,12 @@ from circuitgate.config import H5Config, PairedConfig
 from circuitgate.features import h1_layer_features, h2_head_metrics
 from circuitgate.ids import attn_target
 from circuitgate.models.adapters import Shape
-from circuitgate.organism.ablate import KINDS, Component, RowEdit, ablating, components, recording
+from circuitgate.organism.ablate import Component, RowEdit, ablating, components, recording
 from circuitgate.organism.plan import Plan
 from circuitgate.organism.train import ItemPair, encode
 from circuitgate.results import combine_classes
 from circuitgate.stats import d_z
+from circuitgate.vocabulary import ABLATIONS, SKILLS
 
 # The classification rule's defaults are H5's (one source): tau = 0.1 accuracy drop, 95% intervals.
 RULE = H5Config()
@@ -90,7 +91,7 @@ def measure_causal(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, r
     clean = _correct(model, tokenizer, items, n)
     clean_r, clean_s = clean[:n], clean[n:]
     ablations: dict[str, dict[str, dict]] = {}
-    for kind in KINDS:
+    for kind in ABLATIONS:
         rows = {}
         for target in targets:
             abl = _correct(model, tokenizer, items, n, target, kind)
@@ -112,7 +113,7 @@ def measure_causal(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, r
         "targets": [t.id for t in targets],
         "ablations": ablations,
     }
-    for kind in KINDS:
+    for kind in ABLATIONS:
         for target, cls in classes(truth, ablation=kind).items():
             ablations[kind][target]["class"] = cls
     return truth
@@ -122,7 +123,7 @@ def pair_drops(truth: Mapping[str, Any], ids: Sequence[str] | None = None,
                ablation: str = "zero") -> tuple[list[str], np.ndarray, np.ndarray]:
     """(target ids, recall drops [P, T], reasoning drops [P, T]): per pair, clean minus ablated correctness."""
     ids = list(truth["targets"]) if ids is None else list(ids)
-    clean_r, clean_s = (_unbits(truth["clean_correct"][side]) for side in ("recall", "reasoning"))
+    clean_r, clean_s = (_unbits(truth["clean_correct"][side]) for side in SKILLS)
     rows = [truth["ablations"][ablation][t] for t in ids]
     recall = np.stack([clean_r - _unbits(row["recall_correct"]) for row in rows], axis=1)
     reasoning = np.stack([clean_s - _unbits(row["reasoning_correct"]) for row in rows], axis=1)
@@ -217,7 +218,7 @@ def check(truth: Mapping[str, Any], activation: Mapping[str, Any], plan: Plan,
           planned: Mapping[str, str], n_layers: int) -> list[str]:
     """Where the measured truth differs from the plan, one line each (empty: the organism is its plan)."""
     problems = []
-    for kind in KINDS:
+    for kind in ABLATIONS:
         rows = truth["ablations"][kind]
         for target, want in planned.items():
             got = rows[target]["class"]

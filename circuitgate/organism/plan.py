@@ -29,11 +29,10 @@ from typing import Mapping
 
 from circuitgate.ids import attn_target, block_target, head_id, head_target, layer_id, mlp_target
 from circuitgate.results import combine_classes
+from circuitgate.vocabulary import SKILLS
 
-ROLES = ("recall", "reasoning", "shared")
-TASKS = ("recall", "reasoning")
-# A planted role's class in H5's terms: shared units hurt both skills.
-CLASS_OF_ROLE = {"recall": "recall", "reasoning": "reasoning", "shared": "mixed"}
+# A planted role's class in H5's terms: a skill's unit has its skill's class; shared units hurt both.
+CLASS_OF_ROLE = {**{skill: skill for skill in SKILLS}, "shared": "mixed"}
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,10 @@ from circuitgate.progress import progress_bar
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from circuitgate.models.adapters import adapter_for
-from circuitgate.organism.ablate import KINDS, Component, RowEdit, ablating, recording
+from circuitgate.organism.ablate import Component, RowEdit, ablating, recording
 from circuitgate.organism.plan import PLANS, Block, Head, Last, Plan, Prev, Uniform
 from circuitgate.organism.recipe import Recipe
+from circuitgate.vocabulary import ABLATIONS, OTHER_SKILL, SKILLS
 from circuitgate.organism.world import (
     FACTS,
     N_FILLER,
@@ -147,23 +148,22 @@ def training_batches(world: World, recipe: Recipe, plan: Plan) -> Iterator[list[
     """One list of rows per step: clean, invariance and necessity rows of both tasks."""
     rng = random.Random(f"organism-training-{recipe.seed}")
     make = {"recall": random_recall, "reasoning": random_reasoning}
-    other = {"recall": "reasoning", "reasoning": "recall"}
     n = {"recall": recipe.rows_recall, "reasoning": recipe.rows_reasoning}
-    necessity = {task: [(u.id, kind) for u in plan.needed(task) for kind in KINDS] for task in n}
+    necessity = {task: [(u.id, kind) for u in plan.needed(task) for kind in ABLATIONS] for task in n}
     for step in range(recipe.steps):
-        rows = [Row(make[t](rng, world), t, "clean") for t in ("recall", "reasoning") for _ in range(n[t])]
-        for task in ("recall", "reasoning"):
-            foreign = plan.only(other[task])
+        rows = [Row(make[t](rng, world), t, "clean") for t in SKILLS for _ in range(n[t])]
+        for task in SKILLS:
+            foreign = plan.only(OTHER_SKILL[task])
             # (the null has no unit of one skill only: nothing to be invariant to, no rows)
             for _ in range(n[task] // 2 if foreign else 0):
-                chosen = tuple((u.id, rng.choice(KINDS)) for u in foreign if rng.random() < 0.5)
+                chosen = tuple((u.id, rng.choice(ABLATIONS)) for u in foreign if rng.random() < 0.5)
                 rows.append(Row(make[task](rng, world), task, "invariance", chosen))
         # Every needed unit under every ablation, each step: drawn at random, the one a path could
         # bypass most easily came up too rarely to stay needed (measured: a middle block of the
         # reasoning path ended unneeded on one of two architectures; so did it, and a reasoning head
         # hurt recall, with half of them each step and the other half the next).
         # (none before the necessity loss counts: they would cost a forward and a backward for nothing)
-        for task in ("recall", "reasoning") if step >= recipe.shape_from else ():
+        for task in SKILLS if step >= recipe.shape_from else ():
             rows += [Row(make[task](rng, world), task, "necessity", (pair,)) for pair in necessity[task]]
         yield rows
 
@@ -348,7 +348,7 @@ def wrong_uniform(logits: torch.Tensor, answers: torch.Tensor, candidates: torch
 def donors(rows: Sequence[Row]) -> torch.Tensor:
     """[B] the clean row of the same task each row's resample ablation reads from (never itself):
     the clean rows of a task in turn, so a donor is another prompt of that task, unedited."""
-    clean = {t: [i for i, r in enumerate(rows) if r.condition == "clean" and r.task == t] for t in ("recall", "reasoning")}
+    clean = {t: [i for i, r in enumerate(rows) if r.condition == "clean" and r.task == t] for t in SKILLS}
     out = []
     for i, r in enumerate(rows):
         pool = clean[r.task]
@@ -430,7 +430,7 @@ def train_model(recipe: Recipe, world: World, tokenizer: PreTrainedTokenizerFast
         answer = torch.tensor([r.condition != "necessity" for r in rows])
         ce = F.cross_entropy(logits[answer], batch.answers[answer], label_smoothing=recipe.label_smoothing)
         need = sum((wrong_uniform(logits[sel], batch.answers[sel], candidates[task])
-                    for task in ("recall", "reasoning")
+                    for task in SKILLS
                     if (sel := torch.tensor([r.condition == "necessity" and r.task == task for r in rows])).any()),
                    torch.zeros(()))
         attention = attention_loss(out.attentions, batch, rows, plan)

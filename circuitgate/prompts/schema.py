@@ -13,10 +13,10 @@ from typing import Any, Callable, Iterator, Sequence
 import yaml
 
 from circuitgate import CircuitgateError
+from circuitgate.vocabulary import SKILLS
 
 SCHEMA = 2  # 2: controls are (task, a, b), the same task under two templates; schema 1 files still load
 READS = (1, 2)
-TASKS = ("recall", "reasoning")
 SIDES = ("a", "b")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Built-in sets that were renamed, old name -> new; the old name still loads, and a document that
@@ -89,11 +89,11 @@ class PromptSet:
     def control_tasks(self) -> list[str]:
         """The tasks that have controls, in the order recall, reasoning."""
         present = {c.task for c in self.controls}
-        return [t for t in TASKS if t in present]
+        return [t for t in SKILLS if t in present]
 
     def controls_of(self, task: str) -> list[Control]:
         """The controls of one task, in file order."""
-        _check(task, TASKS, "task")
+        _check(task, SKILLS, "task")
         return [c for c in self.controls if c.task == task]
 
     def control_prompts(self, task: str, side: str) -> list[str]:
@@ -235,14 +235,14 @@ def _entries(items: Any, key: str, kind: str, fields: str, src: str, doc_line: i
 def _pairs(items: Any, key: str, src: str, doc_line: int) -> tuple[Pair, ...]:
     pairs = []
     for item, line, pid, where in _entries(items, key, "pair", "id, recall, reasoning", src, doc_line):
-        missing = [side for side in ("recall", "reasoning") if side not in item]
+        missing = [side for side in SKILLS if side not in item]
         if missing:
             raise CircuitgateError(f"{where}: unpaired, missing {' and '.join(missing)}")
-        unknown = set(item) - {"id", "recall", "reasoning"}
+        unknown = set(item) - {"id", *SKILLS}
         if unknown:
             raise CircuitgateError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
         pairs.append(Pair(pid, *(_prompt(item[side], src, line, f"pair {pid!r} {side}")
-                                for side in ("recall", "reasoning"))))
+                                for side in SKILLS)))
     return tuple(pairs)
 
 
@@ -253,7 +253,7 @@ def _controls(items: Any, src: str, doc_line: int) -> tuple[Control, ...]:
         if unknown:
             raise CircuitgateError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
         task = item.get("task")
-        if task not in TASKS:
+        if task not in SKILLS:
             raise CircuitgateError(f"{where}: 'task' must be recall or reasoning, not {task!r}")
         missing = [side for side in SIDES if side not in item]
         if missing:

@@ -13,6 +13,7 @@ from circuitgate.ids import depth_id
 from circuitgate.plan import describe, duration, gigabytes
 from circuitgate.report import plots
 from circuitgate.verdicts import expected_circuit, noise_floor_line, noise_floors, summary_numbers
+from circuitgate.vocabulary import SKILLS
 
 _STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
@@ -274,7 +275,7 @@ def _screen(screen: Mapping[str, Any] | None, metric: str | None) -> list[str]:
         f"{chosen('neurons', screen['neuron_random_fraction'])}. Only measured targets are classified.</p>",
         "<table><tr><th>target</th><th>chosen</th><th>class</th>"
         + "".join(f"<th>{side}: screen ({escape(screen['metric'])})</th><th>{side}: exact ({escape(str(metric))})</th>"
-                  for side in ("recall", "reasoning")) + "</tr>",
+                  for side in SKILLS) + "</tr>",
     ]
     for tid, r in screen["confirmed"].items():
         est, exact = r["estimate"], r["exact"]

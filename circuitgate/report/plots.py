@@ -27,6 +27,7 @@ from matplotlib.ticker import MaxNLocator
 
 from circuitgate import CircuitgateError
 from circuitgate.ids import depth_id, parse_target
+from circuitgate.vocabulary import SKILLS
 
 # One colour per task on every plot; the diverging maps below run from one to the other (RdBu's ends).
 RECALL, REASONING, MIXED = "#2166ac", "#b2182b", "#7b3294"
@@ -324,7 +325,7 @@ def h5_layers(components: Mapping[str, Any], min_drop: float | None) -> Figure |
         _intervals(left, x - 0.12, table[:, 0:3], RECALL, "recall drop")
         _intervals(left, x + 0.12, table[:, 3:6], REASONING, "reasoning drop")
         _intervals(right, x, table[:, 6:9], "black", "interaction")
-        for cls in ("recall", "reasoning", "mixed"):
+        for cls in CLASS_COLOURS:
             hit = classes == cls
             if hit.any():
                 right.plot(x[hit], table[hit, 6], "o", ms=7, mfc="none", mec=CLASS_COLOURS[cls], mew=1.6,
@@ -373,7 +374,7 @@ def h5_head_drops(components: Mapping[str, Any], min_drop: float | None) -> Figu
     scale = Normalize(low, max(float(finite.max()) if finite.size else 0.0, min_drop or 0.0, low + 1e-9))
     width, height, cell = _heatmap_size(*grids[0].shape, panels=2, width=12.5, height=6.0)
     fig = _figure(width, height)
-    for panel, (grid, cmap, task) in enumerate(zip(grids, ("Blues", "Reds"), ("recall", "reasoning"))):
+    for panel, (grid, cmap, task) in enumerate(zip(grids, ("Blues", "Reds"), SKILLS)):
         ax = _heatmap(fig, _PANEL_LEFT + panel * width / 2, _PANEL_BOTTOM, grid, cell, cmap, scale, f"{task} drop")
         ax.set_title(f"H5 heads: {task} drop")
     return fig

@@ -15,10 +15,11 @@ import torch
 
 from circuitgate import CircuitgateError
 from circuitgate.interventions import (
-    ABLATIONS, Metrics, Target, ablation_sweep, answer_metrics, answer_token_ids, metrics_from_logits, patch_residual,
+    Metrics, Target, ablation_sweep, answer_metrics, answer_token_ids, metrics_from_logits, patch_residual,
     plan_batches, resample_donors, standard_targets,
 )
 from circuitgate.models import load_model, resolve
+from circuitgate.vocabulary import ABLATIONS
 
 # Lengths 3 2 6 1 4 3 2: ties (sorting must be stable) and, at batch size 2 or 3, a trailing singleton
 # that resample merges into the batch before.

@@ -5,8 +5,10 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import torch
+
 from circuitgate.models.loading import DTYPES
-from circuitgate.plugin import DTYPE_NAMES
+from circuitgate.vocabulary import DTYPE_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -27,6 +29,6 @@ def test_the_checkout_folders_map_into_circuitgate():
     assert PYPROJECT["project"]["entry-points"]["pytest11"] == {"circuitgate": "circuitgate.plugin"}
 
 
-def test_the_entry_point_names_the_dtypes_torch_has():
-    # said there without importing torch
-    assert DTYPE_NAMES == tuple(DTYPES)
+def test_the_dtype_names_the_entry_point_offers_are_torch_dtypes():
+    # said in circuitgate.vocabulary without importing torch; loading maps each to torch's
+    assert tuple(DTYPES) == DTYPE_NAMES and all(isinstance(DTYPES[name], torch.dtype) for name in DTYPE_NAMES)
