@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from circuitgate.ids import neuron_target, target_kind
 from circuitgate.vocabulary import SKILLS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,7 +107,7 @@ def _picks(baseline: dict[str, Any]) -> tuple[tuple[str, str], tuple[str, str, l
     h5 = baseline["hypotheses"]["H5"]
     comps, summary = h5["components"], h5["summary"]
     heads = [(abs(c["effect"]), t, c["class"]) for t, c in comps.items()
-             if t.startswith("head-") and c["class"] in SKILLS]
+             if target_kind(t) == "head" and c["class"] in SKILLS]
     if not heads:
         raise SystemExit("the baseline has no recall- or reasoning-selective head to zero")
     _, head, head_skill = max(heads)
@@ -114,7 +115,7 @@ def _picks(baseline: dict[str, Any]) -> tuple[tuple[str, str], tuple[str, str, l
 
     sets = []
     for t, c in comps.items():
-        if not t.startswith("neurons-") or c["class"] == "none":
+        if target_kind(t) != "neurons" or c["class"] == "none":
             continue
         rank = (c["class"] in SKILLS, abs(c["effect"]))
         if t in summary.get("neuron_sets", {}):
@@ -122,7 +123,7 @@ def _picks(baseline: dict[str, Any]) -> tuple[tuple[str, str], tuple[str, str, l
         elif t in summary.get("h3_sets", {}):
             rec = summary["h3_sets"][t]
             ffn = baseline["model"]["shape"]["ffn"]
-            sets.append((rank, t, c["class"], [f"neuron-L{rec['layer']}N{j}" for j in unpack_mask(rec["neurons"], ffn)]))
+            sets.append((rank, t, c["class"], [neuron_target(rec["layer"], j) for j in unpack_mask(rec["neurons"], ffn)]))
     if not sets:
         raise SystemExit("the baseline has no neuron set that mattered to zero")
     _, block, block_class, zero = max(sets, key=lambda s: s[0])

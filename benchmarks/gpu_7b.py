@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from circuitgate.attribution import attribution_screen
     from circuitgate.config import H3Config
     from circuitgate.extract import extract, left_pad, tokenize
+    from circuitgate.ids import head_target
     from circuitgate.interventions import Target, ablation_sweep
     from circuitgate.methods.original import analyse_h3
 
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         fig[f"{name}_batch_s"] = timed(lambda: attribution_screen(loaded, texts[:b], answers[:b], steps=steps,
                                                                   groups=groups, batch_size=b, progress=False),
                                        args.device)
-    targets = [Target(f"head-L{i}H0", "head", i, head=0) for i in range(min(8, shape["num_hidden_layers"]))]
+    targets = [Target(head_target(i, 0), "head", i, head=0) for i in range(min(8, shape["num_hidden_layers"]))]
     sweep = timed(lambda: ablation_sweep(loaded, texts[:b], answers[:b], targets, batch_size=b, progress=False),
                   args.device, args.repeat)
     clean = timed(lambda: ablation_sweep(loaded, texts[:b], answers[:b], [], batch_size=b, progress=False),

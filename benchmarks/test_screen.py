@@ -18,6 +18,7 @@ import torch
 
 from circuitgate.attribution import attribution_screen
 from circuitgate.extract import left_pad, tokenize
+from circuitgate.ids import head_target
 from circuitgate.interventions import Target, ablation_sweep
 from gpu_7b import prompts, random_model
 
@@ -67,7 +68,7 @@ def test_screen_against_forward_backward(benchmark, setting):
 
 def test_confirmation_per_target_against_forward(benchmark, setting):
     loaded, texts, answers, forward, _ = setting
-    targets = [Target(f"head-L{i}H0", "head", i, head=0) for i in range(SHAPE["num_hidden_layers"])]
+    targets = [Target(head_target(i, 0), "head", i, head=0) for i in range(SHAPE["num_hidden_layers"])]
     benchmark(lambda: ablation_sweep(loaded, texts, answers, targets, batch_size=B, progress=False))
     if benchmark.disabled:
         return

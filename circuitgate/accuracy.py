@@ -27,6 +27,7 @@ from typing import Any, Iterator, Mapping, Sequence
 from circuitgate import CircuitgateError
 from circuitgate.config import Config
 from circuitgate.causal import verdict_from_classes
+from circuitgate.ids import target_kind
 from circuitgate.models.adapters import Shape
 from circuitgate.vocabulary import ACTIVATION_HYPOTHESES, ANALYSIS_METHODS, CLASSES, HYPOTHESES, OTHER_SKILL, canonical_method
 
@@ -152,7 +153,7 @@ def damaged(source: Path, out: Path, seed: int = 0) -> Iterator[tuple[str, Path]
     info = read_info(source)
     planted = [u["id"] for u in info["plan"]["units"]]
     outside = sorted(t for t, c in info["plan"]["classes"].items()
-                     if c == "none" and t.startswith(("head-", "neurons-")))
+                     if c == "none" and target_kind(t) in ("head", "neurons"))
     for target in [*planted, random.Random(seed).choice(outside)]:
         yield f"{info['name']} -{target}", perturb(source, out / target, [target], force=True, progress=False)
 

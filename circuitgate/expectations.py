@@ -18,7 +18,7 @@ import yaml
 
 from circuitgate import CircuitgateError
 from circuitgate.config import Config, H5Config
-from circuitgate.ids import parse_target
+from circuitgate.ids import attn_target, mlp_target, parse_target, target_kind
 from circuitgate.models.adapters import Shape
 from circuitgate.causal import verdict_from_classes
 from circuitgate.results import combine_classes
@@ -164,10 +164,10 @@ def _causal_profile(info: Mapping[str, Any], shape: Shape, config: Config) -> tu
     from circuitgate.organism.groundtruth import pair_drops
 
     classes = truth_classes(info, config)
-    ids = [t for t in classes if t.startswith(("attn-", "mlp-"))]
+    ids = [t for t in classes if target_kind(t) in ("attn", "mlp")]
     _, recall, reasoning = pair_drops(info["ground_truth"], ids, config.h5.ablation)
     interaction = dict(zip(ids, (recall - reasoning).mean(axis=0)))
-    layers = [combine_classes([classes[f"attn-L{i}"], classes[f"mlp-L{i}"]]) for i in range(shape.n_layers)]
+    layers = [combine_classes([classes[attn_target(i)], classes[mlp_target(i)]]) for i in range(shape.n_layers)]
     return layer_interactions(interaction, shape.n_layers), layers, verdict_from_classes(classes, config.h5)
 
 

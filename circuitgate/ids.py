@@ -34,6 +34,30 @@ def depth_id(k: int) -> str:
     return f"D{k}"
 
 
+_COMPONENT = re.compile(r"^L(?P<layer>\d+)(?:H(?P<head>\d+)|N(?P<neuron>\d+))?$")
+
+
+@dataclass(frozen=True)
+class ComponentId:
+    """A parsed layer, head or neuron id (``kind``): its layer, and its head or neuron index in the layer."""
+
+    kind: str
+    layer: int
+    head: int | None = None
+    neuron: int | None = None
+
+
+def parse_component(cid: str) -> ComponentId:
+    m = _COMPONENT.match(cid)
+    if m is None:
+        raise CircuitgateError(f"{cid!r} is not a component id: L<i>, L<i>H<h> or L<i>N<j>")
+    if m["head"] is not None:
+        return ComponentId("head", int(m["layer"]), head=int(m["head"]))
+    if m["neuron"] is not None:
+        return ComponentId("neuron", int(m["layer"]), neuron=int(m["neuron"]))
+    return ComponentId("layer", int(m["layer"]))
+
+
 def attn_target(layer: int) -> str:
     return f"attn-L{layer}"
 
@@ -80,6 +104,25 @@ class TargetId:
     block: int | None = None
     skill: str | None = None
     control: bool = False
+
+
+def target_kind(target: str) -> str | None:
+    """A target id's kind (attn, mlp, head, neurons or neuron), None for a string that is not a target id."""
+    try:
+        return parse_target(target).kind
+    except CircuitgateError:
+        return None
+
+
+def target_series(target: TargetId) -> str:
+    """A layer target's or neuron set's id with its layer written ``*`` (``attn-L*``, ``neurons-L*-B0``,
+    ``neurons-L*-recall``): the series over depth report.html plots it in."""
+    if target.kind in ("attn", "mlp"):
+        return f"{target.kind}-L*"
+    if target.kind == "neurons":
+        series = f"neurons-L*-{target.skill or f'B{target.block}'}"
+        return control_target(series) if target.control else series
+    raise CircuitgateError(f"a {target.kind} target is not one of a kind per layer: it has no series")
 
 
 def parse_target(target: str) -> TargetId:

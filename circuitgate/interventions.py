@@ -29,6 +29,7 @@ from circuitgate.progress import progress_bar
 
 from circuitgate import CircuitgateError
 from circuitgate.extract import left_pad, tokenize
+from circuitgate.ids import attn_target, head_target, mlp_target
 from circuitgate.models.adapters import Shape
 from circuitgate.models.loading import LoadedModel
 from circuitgate.vocabulary import ABLATIONS, METRICS
@@ -78,9 +79,9 @@ def standard_targets(shape: Shape) -> list[Target]:
     """Every layer's attention and MLP output and every head, by layer: the ids components use."""
     out: list[Target] = []
     for layer in range(shape.n_layers):
-        out.append(Target(f"attn-L{layer}", "attn", layer))
-        out.append(Target(f"mlp-L{layer}", "mlp", layer))
-        out.extend(Target(f"head-L{layer}H{h}", "head", layer, head=h) for h in range(shape.n_heads))
+        out.append(Target(attn_target(layer), "attn", layer))
+        out.append(Target(mlp_target(layer), "mlp", layer))
+        out.extend(Target(head_target(layer, h), "head", layer, head=h) for h in range(shape.n_heads))
     return out
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from circuitgate.analyses.base import Analysis
 from circuitgate.analyses.h5 import clean_scores
 from circuitgate.causal import agreed_classes, agreement_verdict, binned_classes, layer_interactions
-from circuitgate.ids import attn_target, depth_id, head_id, layer_id, mlp_target
+from circuitgate.ids import attn_target, depth_id, head_id, layer_id, mlp_target, target_kind
 from circuitgate.config import H4Config
 from circuitgate.results import ComponentResult, HypothesisResult, combine_classes
 from circuitgate.stats import depth_profile
@@ -45,8 +45,8 @@ def _interactions(h5: HypothesisResult) -> dict[str, float]:
     """Each attention and MLP target's interaction (recall drop minus reasoning drop): exact where it was
     measured, else the attribution screen's estimate of it (docs/design.md, "H5 at scale")."""
     estimates = (h5.summary.get("screen") or {}).get("estimates", {})
-    out = {t: e["recall"] - e["reasoning"] for t, e in estimates.items() if t.startswith(("attn-", "mlp-"))}
-    out.update({t: c.details["interaction"] for t, c in h5.components.items() if t.startswith(("attn-", "mlp-"))})
+    out = {t: e["recall"] - e["reasoning"] for t, e in estimates.items() if target_kind(t) in ("attn", "mlp")}
+    out.update({t: c.details["interaction"] for t, c in h5.components.items() if target_kind(t) in ("attn", "mlp")})
     return out
 
 

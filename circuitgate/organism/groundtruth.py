@@ -33,7 +33,7 @@ from circuitgate.activations import Activations
 from circuitgate.causal import classify_targets
 from circuitgate.config import H5Config, PairedConfig
 from circuitgate.features import h1_layer_features, h2_head_metrics
-from circuitgate.ids import attn_target
+from circuitgate.ids import attn_target, parse_component
 from circuitgate.models.adapters import Shape
 from circuitgate.organism.ablate import Component, RowEdit, ablating, components, recording
 from circuitgate.organism.plan import Plan
@@ -185,17 +185,17 @@ def measure_activation(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFas
     out: dict[str, dict] = {}
     if "H1" in plan.activation:
         dz = _oriented_dz(h1_layer_features(a_r), h1_layer_features(a_s), H1_ORIENTATION)
-        out["H1"] = {lid: {"features": {f: float(v[int(lid[1:])]) for f, v in dz.items()}}
+        out["H1"] = {lid: {"features": {f: float(v[parse_component(lid).layer]) for f, v in dz.items()}}
                      for lid in plan.activation["H1"]}
     if "H2" in plan.activation:
         dz = _oriented_dz(h2_head_metrics(a_r), h2_head_metrics(a_s), H2_ORIENTATION)
-        out["H2"] = {hid: {"features": {f: float(v[int(hid[1:3]), int(hid[4:6])]) for f, v in dz.items()}}
-                     for hid in plan.activation["H2"]}
+        heads = {hid: parse_component(hid) for hid in plan.activation["H2"]}
+        out["H2"] = {hid: {"features": {f: float(v[h.layer, h.head]) for f, v in dz.items()}} for hid, h in heads.items()}
     if "H3" in plan.activation:
         neuron_dz = d_z(a_s.neurons - a_r.neurons)  # [L, F]: larger on reasoning is "reasoning"
         out["H3"] = {}
         for lid in plan.activation["H3"]:
-            layer = int(lid[1:])
+            layer = parse_component(lid).layer
             row = neuron_dz[layer]
             blocks = [b for b in plan.blocks if b.layer == layer]
             planted = np.concatenate([np.arange(b.index * block_size, (b.index + 1) * block_size) for b in blocks])

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from circuitgate.progress import progress_bar
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
+from circuitgate.ids import parse_component
 from circuitgate.models.adapters import adapter_for
 from circuitgate.organism.ablate import Component, RowEdit, ablating, recording
 from circuitgate.organism.plan import PLANS, Block, Head, Last, Plan, Prev, Uniform
@@ -317,7 +318,7 @@ def activation_loss(store: dict[str, torch.Tensor], rows: Sequence[Row], plan: P
                 loss = loss + (d[live] ** 2).mean()
     sign = {"recall": -1.0, "reasoning": 1.0}
     for lid, cls in plan.activation.get("H1", {}).items():
-        x = store[f"resid{int(lid[1:])}"][clean][:, -1]
+        x = store[f"resid{parse_component(lid).layer}"][clean][:, -1]
         for feature in (x.norm(dim=-1), x.mean(dim=-1)):
             loss = loss + F.relu(H1_MARGIN - sign[cls] * _dz(feature, reasoning))
     return loss
@@ -414,7 +415,7 @@ def train_model(recipe: Recipe, world: World, tokenizer: PreTrainedTokenizerFast
                   "reasoning": torch.tensor([vocab[w] for w in world.symbols])}
     record = sorted({b.layer for b in plan.blocks} | ({m.layer for m in plan.mlps} if plan.balanced else set()))
     head_layers = sorted({h.layer for h in plan.heads if h.role != "shared"})
-    resid_layers = sorted(int(lid[1:]) for lid in plan.activation.get("H1", {}))
+    resid_layers = sorted(parse_component(lid).layer for lid in plan.activation.get("H1", {}))
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(recipe, s))
     start = time.perf_counter()

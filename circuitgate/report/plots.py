@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import io
-import re
 from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
@@ -26,7 +25,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from circuitgate import CircuitgateError
-from circuitgate.ids import depth_id, parse_target
+from circuitgate.ids import ComponentId, depth_id, parse_component, parse_target, target_series
 from circuitgate.vocabulary import SKILLS
 
 # One colour per task on every plot; the diverging maps below run from one to the other (RdBu's ends).
@@ -36,10 +35,6 @@ CLASS_COLOURS = {"recall": RECALL, "reasoning": REASONING, "mixed": MIXED}
 CLASS_MARKERS = {"recall": "o", "reasoning": "^", "mixed": "s"}
 MODEL_STYLES = ({"color": "#1b9e77", "marker": "o", "ls": "-"}, {"color": "#555555", "marker": "s", "ls": "--"})
 DPI = 100
-
-_LAYER = re.compile(r"L(\d+)")
-_HEAD = re.compile(r"L(\d+)H(\d+)")
-
 
 def png_data_uri(fig: Figure) -> str:
     """The figure as a base64 ``data:image/png`` URI: the page needs no other file."""
@@ -99,12 +94,19 @@ def _class_patches(classes: Iterable[str]) -> list[Patch]:
     return [Patch(color=c, alpha=0.25, label=f"{k} layer") for k, c in CLASS_COLOURS.items() if k in present]
 
 
+def _component(cid: str) -> ComponentId | None:
+    try:
+        return parse_component(cid)
+    except CircuitgateError:  # not a component id this report knows: left out of the plots
+        return None
+
+
 def _by_layer(components: Mapping[str, Any]) -> dict[int, Mapping[str, Any]]:
-    return {int(m[1]): c for cid, c in components.items() if (m := _LAYER.fullmatch(cid))}
+    return {u.layer: c for cid, c in components.items() if (u := _component(cid)) and u.kind == "layer"}
 
 
 def _by_head(components: Mapping[str, Any]) -> dict[tuple[int, int], Mapping[str, Any]]:
-    return {(int(m[1]), int(m[2])): c for cid, c in components.items() if (m := _HEAD.fullmatch(cid))}
+    return {(u.layer, u.head): c for cid, c in components.items() if (u := _component(cid)) and u.kind == "head"}
 
 
 # -- H1 ------------------------------------------------------------------------------------------
@@ -265,10 +267,10 @@ def h3_fractions(components: Mapping[str, Any], layer_fraction: float | None) ->
 # -- H5 ------------------------------------------------------------------------------------------
 
 
-def _targets(components: Mapping[str, Any]) -> tuple[dict[str, dict[int, Mapping[str, Any]]], dict]:
-    """H5 targets split into layer-indexed series by kind (attn-L*, mlp-L*, neurons-L*-recall, ...) and
-    heads."""
-    series: dict[str, dict[int, Mapping[str, Any]]] = {}
+def _targets(components: Mapping[str, Any]) -> tuple[dict[tuple[str, str], dict[int, Mapping[str, Any]]], dict]:
+    """H5 targets split into layer-indexed series, keyed (series id, kind): (attn-L*, attn),
+    (neurons-L*-recall, neurons), ...; and heads."""
+    series: dict[tuple[str, str], dict[int, Mapping[str, Any]]] = {}
     heads = {}
     for cid, c in components.items():
         try:
@@ -282,8 +284,7 @@ def _targets(components: Mapping[str, Any]) -> tuple[dict[str, dict[int, Mapping
         if t.kind == "head":
             heads[t.layer, t.head] = c
         else:
-            kind = f"{t.kind}-L*" + (f"-{t.skill}" if t.skill else f"-B{t.block}" if t.block is not None else "")
-            series.setdefault(kind, {})[t.layer] = c
+            series.setdefault((target_series(t), t.kind), {})[t.layer] = c
     return series, heads
 
 
@@ -309,7 +310,7 @@ def h5_layers(components: Mapping[str, Any], min_drop: float | None) -> Figure |
     x = np.arange(n)
     fig = _figure(11.0, 0.7 + 2.3 * len(series))
     axes = _grid(fig, len(series), 2, sharex=True, top=0.7, hgap=0.4, wgap=0.85)
-    for (kind, targets), (left, right) in zip(series.items(), axes):
+    for ((name, kind), targets), (left, right) in zip(series.items(), axes):
         # columns: recall drop (mean, low, high), reasoning drop (same), interaction, interaction interval
         table = np.full((n, 9), np.nan)
         classes = np.full(n, "", dtype=object)
@@ -330,10 +331,10 @@ def h5_layers(components: Mapping[str, Any], min_drop: float | None) -> Figure |
             if hit.any():
                 right.plot(x[hit], table[hit, 6], "o", ms=7, mfc="none", mec=CLASS_COLOURS[cls], mew=1.6,
                            label=f"{cls} target")
-        left.set_title(f"{kind}: drop on each task", fontsize=9)
+        left.set_title(f"{name}: drop on each task", fontsize=9)
         # a neuron set's interaction is net of its random control's (docs/hypotheses.md, H5)
-        net = " minus its control's" if kind.startswith("neurons") else " (recall − reasoning)"
-        right.set_title(f"{kind}: interaction{net}", fontsize=9)
+        net = " minus its control's" if kind == "neurons" else " (recall − reasoning)"
+        right.set_title(f"{name}: interaction{net}", fontsize=9)
         left.set_ylabel("drop")
         right.set_ylabel("interaction")
         left.legend(fontsize=7, loc="best")
