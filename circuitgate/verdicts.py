@@ -1,7 +1,8 @@
 """Verdicts: results judged against expectations, and the verdicts.json document (docs/design.md).
 
 A hypothesis passes when its verdict equals the expected one; ``inconclusive`` passes only when it is
-what was expected. A component passes when its class equals the expected class. Against a baseline
+what was expected. A component passes when its class equals the expected class. ``passes`` is that
+rule, the one the judge, verdicts.json's ``passed`` and the terminal summary apply. Against a baseline
 (``--baseline``) a test is judged on change instead, by ``circuitgate.gate`` (docs/design.md,
 "Gating"); an intended change is accepted by re-baselining, not by the gate guessing its direction.
 """
@@ -36,7 +37,7 @@ class Expected:
     baseline: bool = False
 
     def describe(self, got: str) -> str:
-        return "as expected" if got == self.value else f"expected {self.value}"
+        return "as expected" if passes(self.value, got) else f"expected {self.value}"
 
 
 def as_expected(expected: "Expected | str") -> Expected:
@@ -82,19 +83,18 @@ def noise_floor_line(floors: Mapping[str, float], of: str = "") -> str:
             + ", ".join(f"{h} {v:.1f}" for h, v in floors.items()))
 
 
-def outcome(before: str | None, after: str | None) -> str:
-    """The rule for a verdict or a class against its expectation (None: absent): ``same``, ``added``
-    (absent before) or ``regression`` (any change; a unit that was ``none`` may vanish). The judge
-    applies it with the expectation as ``before``; a baseline's is ``circuitgate.gate``'s."""
-    if before == after or (after is None and before == "none"):
-        return "same"
-    return "added" if before is None else "regression"
+def passes(expected: str, got: str | None) -> bool:
+    """The one rule for a verdict or a class against its expectation, as the judge, verdicts.json's
+    ``passed`` and the terminal summary apply it: it passes when it is the expected one (inconclusive
+    included: it passes only where expected); a unit absent from the run (None) passes only where it
+    was expected ``none``. A gate's rule, on change against a baseline, is ``circuitgate.gate``'s."""
+    return got == expected or (got is None and expected == "none")
 
 
 def judge_hypothesis(result: HypothesisResult, expected: Expected | str) -> Judgement:
     expected = as_expected(expected)
     numbers = summary_numbers(result.summary)
-    passed = outcome(expected.value, result.verdict) == "same"
+    passed = passes(expected.value, result.verdict)
     how = expected.describe(result.verdict)
     if passed:
         return Judgement(True, f"{result.hypothesis} {result.verdict} {how} ({numbers})")
@@ -108,7 +108,7 @@ def judge_component(result: HypothesisResult, component: str, expected: Expected
     if c is None:
         # A unit the expectation names that this run does not have (another architecture's layer, an
         # H5 neuron set H3 no longer finds): only a unit that was "none" may vanish.
-        if outcome(expected.value, None) == "same":
+        if passes(expected.value, None):
             return Judgement(True, f"{result.hypothesis} {component} is not in this run; it was none")
         return Judgement(False, f"{result.hypothesis} {component} is not in this run, expected {expected.value}")
     ci = f" {format_interval(c.effect_ci)}" if c.effect_ci is not None else ""
@@ -116,7 +116,7 @@ def judge_component(result: HypothesisResult, component: str, expected: Expected
     p = f", p_adj {c.p_adj:.3g}" if math.isfinite(c.p_adj) else ""
     measured = f"effect {c.effect:+.3g}{ci}{p}"
     how = expected.describe(c.cls)
-    if outcome(expected.value, c.cls) == "same":
+    if passes(expected.value, c.cls):
         return Judgement(True, f"{result.hypothesis} {component} is {c.cls} {how} ({measured})")
     return Judgement(False, f"{result.hypothesis} {component} is {c.cls}, {how} ({measured})")
 
@@ -155,12 +155,12 @@ def hypothesis_entry(
         if cid in component_expectations:
             exp = as_expected(component_expectations[cid])
             entry["expected"] = exp.value
-            entry["passed"] = c.cls == exp.value
+            entry["passed"] = passes(exp.value, c.cls)
         components[cid] = entry
     return jsonable({
         "verdict": result.verdict,
         "expected": expected.value,
-        "passed": result.verdict == expected.value,
+        "passed": passes(expected.value, result.verdict),
         "method": result.method,
         "summary": result.summary,
         "components": components,
@@ -182,7 +182,7 @@ class Sighting:
 
     @property
     def outcome(self) -> str:
-        if self.got == self.expected:
+        if passes(self.expected, self.got):
             return "found"
         return "opposite" if self.got in SKILLS else "missed"
 

@@ -38,7 +38,7 @@ from circuitgate.plan import plan_outcome
 from circuitgate.report import render_html
 from circuitgate.session import Run, Settings
 from circuitgate.plugin import HYPOTHESES_DIR, HYPOTHESES_PACKAGE, in_suite, reaches_suite, suite_dirs
-from circuitgate.verdicts import (expected_circuit, jsonable, noise_floor_line, noise_floors, outcome, summary_numbers,
+from circuitgate.verdicts import (expected_circuit, jsonable, noise_floor_line, noise_floors, passes, summary_numbers,
                                  write_json_atomic)
 from circuitgate.vocabulary import HYPOTHESES, SKILLS
 
@@ -489,7 +489,7 @@ def _summary_lines(tr, run: Run, method: str) -> None:
         if h not in run.tested:  # an input of a selected hypothesis (H3's neurons for H5), not judged
             tr.write_line(f"{h}  {r.verdict:<13} (computed as an input, not tested)  {numbers}")
             continue
-        ok = outcome(expected, r.verdict) == "same"
+        ok = passes(expected, r.verdict)
         if expectation.baseline:
             ok = not gate_verdict(run, h, method).failing(run.config.gate.strict)
         tr.write_line(f"{h}  {r.verdict:<13} {source} {expected:<13} {'PASS' if ok else 'FAIL'}  {numbers}",

@@ -18,6 +18,7 @@ from circuitgate.config import Config, H1Config, H2Config, H5Config, ScaledCount
 from circuitgate.expectations import Expectations, Figure, from_file, from_ground_truth, summary_value
 from circuitgate.models.adapters import Shape
 from circuitgate.results import ComponentResult, HypothesisResult
+from circuitgate.vocabulary import CLASSES, VERDICTS
 from circuitgate.verdicts import (
     Expected,
     from_baseline,
@@ -25,6 +26,7 @@ from circuitgate.verdicts import (
     judge_component,
     judge_hypothesis,
     jsonable,
+    passes,
     read_verdicts,
     write_json_atomic,
 )
@@ -71,6 +73,21 @@ def test_judge_hypothesis_without_counts_in_the_summary():
 @pytest.mark.parametrize("expected", ["supported", "not_supported", "inconclusive"])
 def test_hypothesis_passes_iff_equal(verdict, expected):
     assert judge_hypothesis(result(verdict), expected).passed is (verdict == expected)
+
+
+@pytest.mark.parametrize("got", [*CLASSES, *VERDICTS, None])
+@pytest.mark.parametrize("expected", [*CLASSES, *VERDICTS])
+def test_the_judge_and_verdicts_json_pass_by_one_rule(got, expected):
+    """Equal to the expectation, or absent where ``none`` was expected: the judge's and verdicts.json's
+    ``passed`` agree with ``passes`` (and so with the terminal summary, which applies it)."""
+    assert passes(expected, got) is (got == expected or (got is None and expected == "none"))
+    units = {} if got is None else {"L00": ComponentResult("L00", got, 0.1, 0.5)}
+    r = HypothesisResult("H1", got or "supported", "paired", {}, units)
+    assert judge_component(r, "L00", expected).passed is passes(expected, got)
+    if got is not None:
+        entry = hypothesis_entry(r, expected, {"L00": expected})
+        assert entry["passed"] is entry["components"]["L00"]["passed"] is passes(expected, got)
+        assert judge_hypothesis(r, expected).passed is passes(expected, got)
 
 
 def test_judge_component():
