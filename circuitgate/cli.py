@@ -98,7 +98,7 @@ def _organism_accuracy(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from circuitgate.report import render_html
-    from circuitgate.verdicts import read_verdicts
+    from circuitgate.judging import read_verdicts
 
     src = Path(args.verdicts)
     if not src.is_file():

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Iterator, Mapping
 from circuitgate import CircuitgateError
 from circuitgate.gate import DECISIONS, SKILLS_KEY, Decision, GateReport, compare_entries, gate_config, method_entries
 from circuitgate.prompts import renamed_prompts
-from circuitgate.verdicts import COMPARABLE_SCHEMAS, SCHEMA, format_interval, jsonable, noise_floor_line
+from circuitgate.judging import COMPARABLE_SCHEMAS, SCHEMA, format_interval, jsonable, noise_floor_line
 from circuitgate.vocabulary import canonical_method
 
 REQUIRED_KEYS = ("schema", "method", "prompts", "hypotheses")

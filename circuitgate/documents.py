@@ -14,7 +14,7 @@ import torch
 from circuitgate.analyses import expected_components, expected_verdict
 from circuitgate.analyses.h5 import clean_accuracy, clean_scores
 from circuitgate.encoding import pack_bits
-from circuitgate.verdicts import SCHEMA, hypothesis_entry, jsonable
+from circuitgate.judging import SCHEMA, hypothesis_entry, jsonable
 
 if TYPE_CHECKING:
     from circuitgate.session import Run

@@ -40,7 +40,7 @@ from circuitgate.config import HYPOTHESES, GateConfig, gate_settings
 from circuitgate.encoding import unpack_bits, unpack_floats
 from circuitgate.stats import (Change, change_of_dz, change_of_intervals, change_of_means, change_of_replicates, d_z,
                                fdr_correction)
-from circuitgate.verdicts import SCHEMA, noise_floors
+from circuitgate.judging import SCHEMA, noise_floors
 from circuitgate.vocabulary import SKILLS
 
 DECISIONS = ("regressed", "unresolved", "added", "held")  # the order a report lists them in

@@ -38,8 +38,8 @@ from circuitgate.plan import plan_outcome
 from circuitgate.report import render_html
 from circuitgate.session import Run, Settings
 from circuitgate.plugin import HYPOTHESES_DIR, HYPOTHESES_PACKAGE, in_suite, reaches_suite, suite_dirs
-from circuitgate.verdicts import (expected_circuit, jsonable, noise_floor_line, noise_floors, passes, summary_numbers,
-                                 write_json_atomic)
+from circuitgate.judging import (expected_circuit, jsonable, noise_floor_line, noise_floors, passes, summary_numbers,
+                                write_json_atomic)
 from circuitgate.vocabulary import HYPOTHESES, SKILLS
 
 pytest_plugins = ["circuitgate.fixtures.circuitgate"]

@@ -1,7 +1,8 @@
-"""The hypotheses, one module each: what a hypothesis needs (activations, ablation sweeps, a second
-model), how it is analysed under each method, which components its tests assert and what its
-expectations source says of it. A number in verdicts.json under ``hypotheses.H5`` comes from
-``analyses/h5.py``, and so on: one hop.
+"""The hypotheses: what each needs (activations, ablation sweeps, a second model), how it is analysed
+under each method, which components its tests assert and what its expectations source says of it.
+H1-H3 are one ``base.ActivationAnalysis`` each, whose statistics are the method's (``methods/paired.py``,
+``methods/original.py``); H4 and H5 have a module each. A number in verdicts.json under
+``hypotheses.H5`` comes from ``analyses/h5.py``, one under ``hypotheses.H2`` from ``methods/``: one hop.
 
 ``session.Run`` holds the inputs (model, prompts, config, baseline) and caches results; it asks the
 registry to compute one. ``expected_verdict``, ``expected_components`` and ``component_ids`` are the
@@ -15,19 +16,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping
 
 from circuitgate import CircuitgateError
-from circuitgate.analyses.base import Analysis
-from circuitgate.analyses.h1 import ANALYSIS as H1
-from circuitgate.analyses.h2 import ANALYSIS as H2
-from circuitgate.analyses.h3 import ANALYSIS as H3
+from circuitgate.analyses.base import ActivationAnalysis, Analysis
 from circuitgate.analyses.h4 import ANALYSIS as H4
 from circuitgate.analyses.h5 import ANALYSIS as H5
-from circuitgate.verdicts import Expected, from_baseline
+from circuitgate.judging import Expected, from_baseline
+from circuitgate.vocabulary import ACTIVATION_HYPOTHESES
 
 if TYPE_CHECKING:
     from circuitgate.gate import Decision
     from circuitgate.session import Run
 
-ANALYSES: dict[str, Analysis] = {a.hypothesis: a for a in (H1, H2, H3, H4, H5)}
+ANALYSES: dict[str, Analysis] = {a.hypothesis: a for a in (*map(ActivationAnalysis, ACTIVATION_HYPOTHESES), H4, H5)}
 
 
 def analysis(hypothesis: str) -> Analysis:
@@ -106,7 +105,7 @@ def baseline_neuron_sets(run: "Run") -> dict[str, tuple[int, tuple[int, ...]]] |
 # -- a gate (--baseline): every decision by gate.py's rule, computed once per hypothesis ------------
 def _run_entry(run: "Run", hypothesis: str, method: str) -> dict[str, Any]:
     """The run's verdicts.json entry of a hypothesis, as a gate compares it with the baseline's."""
-    from circuitgate.verdicts import hypothesis_entry
+    from circuitgate.judging import hypothesis_entry
 
     return hypothesis_entry(run.result(hypothesis, method), run.result(hypothesis, method).verdict, {})
 

@@ -31,8 +31,15 @@ class Analysis:
 
 class ActivationAnalysis(Analysis):
     """H1-H3: the two tasks' last-token activations (and, under ``paired``, the template controls'),
-    analysed by the method's statistics (``methods.paired`` / ``methods.original``). H4 and H5 build on
-    these (H5 ablates H3's neurons, H4 compares H1 and H2 profiles), so they follow the method too."""
+    analysed by the method's statistics (``methods.paired`` / ``methods.original``); docs/method.md
+    describes each. H1, layers specialise: activation features per layer (residual norm and mean,
+    attention entropy, MLP magnitude and sparsity; the original method adds concentration), components
+    layers ``L04``. H2, attention heads specialise: five metrics of each head's last-token attention
+    row (entropy, max, focus, spread, Gini), components heads ``L07H01``. H3, MLP neurons are
+    task-specific: every neuron of every layer in one vectorised rank test, per layer the share of
+    task-specific neurons, components layers ``L04``; its masks (``arrays["specific"]``,
+    ``arrays["d"]``) are H5's neuron-set targets. H4 and H5 build on these (H5 ablates H3's neurons,
+    H4 compares H1 and H2 profiles), so they follow the method too."""
 
     def __init__(self, hypothesis: str) -> None:
         self.hypothesis = hypothesis

@@ -12,7 +12,7 @@ from typing import Any, Iterator, Mapping
 from circuitgate.ids import depth_id
 from circuitgate.plan import describe, duration, gigabytes
 from circuitgate.report import plots
-from circuitgate.verdicts import expected_circuit, noise_floor_line, noise_floors, summary_numbers
+from circuitgate.judging import expected_circuit, noise_floor_line, noise_floors, summary_numbers
 from circuitgate.vocabulary import SKILLS
 
 _STYLE = """

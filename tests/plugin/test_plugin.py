@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from circuitgate.verdicts import SCHEMA
+from circuitgate.judging import SCHEMA
 
 REPO = Path(__file__).resolve().parents[2]
 

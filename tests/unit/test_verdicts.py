@@ -19,7 +19,7 @@ from circuitgate.expectations import Expectations, Figure, from_file, from_groun
 from circuitgate.models.adapters import Shape
 from circuitgate.results import ComponentResult, HypothesisResult
 from circuitgate.vocabulary import CLASSES, VERDICTS
-from circuitgate.verdicts import (
+from circuitgate.judging import (
     Expected,
     from_baseline,
     hypothesis_entry,

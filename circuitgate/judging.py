@@ -1,4 +1,4 @@
-"""Verdicts: results judged against expectations, and the verdicts.json document (docs/design.md).
+"""Judging: results judged against expectations, and the verdicts.json document (docs/design.md).
 
 A hypothesis passes when its verdict equals the expected one; ``inconclusive`` passes only when it is
 what was expected. A component passes when its class equals the expected class. ``passes`` is that
