@@ -29,7 +29,8 @@ from circuitgate.config import Config
 from circuitgate.causal import verdict_from_classes
 from circuitgate.ids import target_kind
 from circuitgate.models.adapters import Shape
-from circuitgate.vocabulary import ACTIVATION_HYPOTHESES, ANALYSIS_METHODS, CLASSES, HYPOTHESES, OTHER_SKILL, canonical_method
+from circuitgate.vocabulary import (ACTIVATION_HYPOTHESES, ANALYSIS_METHODS, CLASSES, HYPOTHESES, OTHER_SKILL,
+                                    canonical_method)
 
 TARGETS = {"verdicts": 1.0, "h5_classes": 0.95, "planted_found": 0.90}  # under paired (docs/organism.md)
 

@@ -122,7 +122,7 @@ def target_series(target: TargetId) -> str:
     if target.kind == "neurons":
         series = f"neurons-L*-{target.skill or f'B{target.block}'}"
         return control_target(series) if target.control else series
-    raise CircuitgateError(f"a {target.kind} target is not one of a kind per layer: it has no series")
+    raise CircuitgateError(f"{target.kind} targets are many per layer: they have no series over depth")
 
 
 def parse_target(target: str) -> TargetId:

@@ -190,7 +190,8 @@ def measure_activation(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFas
     if "H2" in plan.activation:
         dz = _oriented_dz(h2_head_metrics(a_r), h2_head_metrics(a_s), H2_ORIENTATION)
         heads = {hid: parse_component(hid) for hid in plan.activation["H2"]}
-        out["H2"] = {hid: {"features": {f: float(v[h.layer, h.head]) for f, v in dz.items()}} for hid, h in heads.items()}
+        out["H2"] = {hid: {"features": {f: float(v[h.layer, h.head]) for f, v in dz.items()}}
+                     for hid, h in heads.items()}
     if "H3" in plan.activation:
         neuron_dz = d_z(a_s.neurons - a_r.neurons)  # [L, F]: larger on reasoning is "reasoning"
         out["H3"] = {}

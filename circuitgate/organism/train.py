@@ -36,7 +36,6 @@ from circuitgate.models.adapters import adapter_for
 from circuitgate.organism.ablate import Component, RowEdit, ablating, recording
 from circuitgate.organism.plan import PLANS, Block, Head, Last, Plan, Prev, Uniform
 from circuitgate.organism.recipe import Recipe
-from circuitgate.vocabulary import ABLATIONS, OTHER_SKILL, SKILLS
 from circuitgate.organism.world import (
     FACTS,
     N_FILLER,
@@ -48,6 +47,7 @@ from circuitgate.organism.world import (
     reasoning_item,
     recall_item,
 )
+from circuitgate.vocabulary import ABLATIONS, OTHER_SKILL, SKILLS
 
 _ARCH = {"qwen2": (Qwen2Config, Qwen2ForCausalLM), "llama": (LlamaConfig, LlamaForCausalLM)}
 SELF_SHARE = 0.2  # of a taught pattern on the position itself: attention there is what H2's "focus" reads
