@@ -1,6 +1,7 @@
 """The project's shared words, each defined once: the hypotheses, the two skills a prompt pair
-contrasts, the classes and verdicts a run gives, the analysis methods, H5's ablations and metrics,
-the devices and dtypes. Every module that checks, orders or loops over one of these takes it from here.
+contrasts, the classes and verdicts a run gives, a template control's sides, the analysis methods,
+H5's ablations and metrics, the devices and dtypes. Every module that checks, orders or loops over
+one of these takes it from here.
 
 It imports nothing but ``typing``: the pytest entry point (``circuitgate.plugin``), which every pytest
 session in an environment with circuitgate installed imports, reads the option values from it without
@@ -26,6 +27,8 @@ ComponentClass = Literal[Skill, "mixed", "none"]
 CLASSES: tuple[str, ...] = get_args(ComponentClass)
 Verdict = Literal["supported", "not_supported", "inconclusive"]
 VERDICTS: tuple[str, ...] = get_args(Verdict)
+# A template control asks one task in two templates, its sides a and b (docs/method.md, "Template controls").
+CONTROL_SIDES = ("a", "b")
 
 # Analysis methods (docs/method.md): ``paired`` the sound default, ``original`` the research method
 # exactly; --method also takes ``both`` (the two side by side) and ``seed``, the original method's

@@ -34,7 +34,7 @@ from circuitgate.organism.recipe import Recipe, recipe_of
 from circuitgate.organism.tokenizer import build_tokenizer
 from circuitgate.organism.world import organism_prompt_set, world_for
 from circuitgate.truth import INFO_FILE, SCHEMA, is_organism_dir
-from circuitgate.vocabulary import SKILLS
+from circuitgate.vocabulary import CONTROL_SIDES, SKILLS
 
 try:
     import fcntl
@@ -95,7 +95,7 @@ def _build_into(out: Path, name: str, recipe: Recipe, progress: bool) -> None:
     # Both sides of the null controls must be answered too, or a control compares a skill with noise.
     controls = {
         task: {side: _accuracy(model, tokenizer, [c[side] for c in prompt_set["controls"] if c["task"] == task])
-               for side in ("a", "b")}
+               for side in CONTROL_SIDES}
         for task in SKILLS
     }
     floors = {"recall": recipe.min_recall, "reasoning": recipe.min_reasoning}

@@ -13,11 +13,10 @@ from typing import Any, Callable, Iterator, Sequence
 import yaml
 
 from circuitgate import CircuitgateError
-from circuitgate.vocabulary import SKILLS
+from circuitgate.vocabulary import CONTROL_SIDES, SKILLS
 
 SCHEMA = 2  # 2: controls are (task, a, b), the same task under two templates; schema 1 files still load
 READS = (1, 2)
-SIDES = ("a", "b")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Built-in sets that were renamed, old name -> new; the old name still loads, and a document that
 # names the old set with the old set's hash reads as the new one (same content, see ``renamed_prompts``).
@@ -98,11 +97,11 @@ class PromptSet:
 
     def control_prompts(self, task: str, side: str) -> list[str]:
         """Side "a" or "b" of the task's controls, in file order."""
-        _check(side, SIDES, "side")
+        _check(side, CONTROL_SIDES, "side")
         return [getattr(c, side).prompt for c in self.controls_of(task)]
 
     def control_answers(self, task: str, side: str) -> list[str]:
-        _check(side, SIDES, "side")
+        _check(side, CONTROL_SIDES, "side")
         return [getattr(c, side).answer for c in self.controls_of(task)]
 
     def control_ids(self, task: str) -> list[str]:
@@ -249,16 +248,16 @@ def _pairs(items: Any, key: str, src: str, doc_line: int) -> tuple[Pair, ...]:
 def _controls(items: Any, src: str, doc_line: int) -> tuple[Control, ...]:
     controls = []
     for item, line, cid, where in _entries(items, "controls", "control", "id, task, a, b", src, doc_line):
-        unknown = set(item) - {"id", "task", "a", "b"}
+        unknown = set(item) - {"id", "task", *CONTROL_SIDES}
         if unknown:
             raise CircuitgateError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
         task = item.get("task")
         if task not in SKILLS:
             raise CircuitgateError(f"{where}: 'task' must be recall or reasoning, not {task!r}")
-        missing = [side for side in SIDES if side not in item]
+        missing = [side for side in CONTROL_SIDES if side not in item]
         if missing:
             raise CircuitgateError(f"{where}: missing {' and '.join(missing)} (a control is one task in two templates)")
-        a, b = (_prompt(item[side], src, line, f"control {cid!r} {side}") for side in SIDES)
+        a, b = (_prompt(item[side], src, line, f"control {cid!r} {side}") for side in CONTROL_SIDES)
         if a.prompt == b.prompt:
             raise CircuitgateError(f"{where}: a and b are the same prompt")
         if a.template is not None and a.template == b.template:
