@@ -21,7 +21,7 @@ import pytest
 from circuitgate import CircuitgateError
 from circuitgate.activations import Activations
 from circuitgate.analyses.base import Analysis
-from circuitgate.config import VERDICTS, Config, check_own_id
+from circuitgate.config import Config, check_own_id
 from circuitgate.features import h1_layer_features as layer_features
 from circuitgate.features import h2_head_metrics as head_metrics
 from circuitgate.ids import attn_target, head_id, head_target, layer_id, mlp_target, neuron_id
@@ -29,7 +29,8 @@ from circuitgate.interventions import KINDS, Target, standard_targets
 from circuitgate.methods.paired import H1_ORIENTATION, H2_ORIENTATION
 from circuitgate.models.adapters import Shape
 from circuitgate.prompts import PromptSet, load_prompt_set
-from circuitgate.results import CLASSES, ComponentResult, HypothesisResult, class_counts
+from circuitgate.results import ComponentResult, HypothesisResult, class_counts
+from circuitgate.vocabulary import CLASSES, SKILLS, VERDICTS
 
 if TYPE_CHECKING:
     from circuitgate.session import Run
@@ -143,7 +144,7 @@ class Model:
             raise CircuitgateError("drops: no targets to ablate")
         reference = ps.prompts("recall") + ps.prompts("reasoning")
         out = []
-        for side in ("recall", "reasoning"):
+        for side in SKILLS:
             sweep = ablation_sweep(run.loaded, ps.prompts(side), ps.answers(side), targets,
                                    ablation=ablation or cfg.ablation, reference=reference, candidates=ps.answers(side),
                                    batch_size=run.batch_size, progress=run.settings.progress,

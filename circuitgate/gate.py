@@ -36,12 +36,12 @@ import numpy as np
 from scipy import stats as sps
 
 from circuitgate import CircuitgateError
-from circuitgate.config import HYPOTHESES, GateConfig, gate_settings
+from circuitgate.config import GateConfig, gate_settings
 from circuitgate.encoding import unpack_bits, unpack_floats
 from circuitgate.stats import (Change, change_of_dz, change_of_intervals, change_of_means, change_of_replicates, d_z,
                                fdr_correction)
 from circuitgate.judging import SCHEMA, noise_floors
-from circuitgate.vocabulary import SKILLS
+from circuitgate.vocabulary import HYPOTHESES, SKILLS
 
 DECISIONS = ("regressed", "unresolved", "added", "held")  # the order a report lists them in
 SKILLS_KEY = "skills"  # the "hypothesis" of the clean-accuracy rows
