@@ -29,7 +29,15 @@ def organism_cache(tmp_path_factory):
     directory to use instead, so that the inner loop can keep one family across sessions (builds are
     keyed by their recipe's hash: a changed recipe is built anew there)."""
     kept = os.environ.get("CIRCUITGATE_TEST_CACHE")
-    root = Path(kept) if kept else tmp_path_factory.mktemp("circuitgate-cache")
+    if kept:
+        root = Path(kept)
+    elif os.environ.get("PYTEST_XDIST_WORKER"):
+        # Under pytest-xdist each worker's basetemp lies in one the run shares: the workers build each
+        # organism once there (the builder's lock makes a second worker wait for the first's build).
+        root = tmp_path_factory.getbasetemp().parent / "circuitgate-cache"
+        root.mkdir(exist_ok=True)
+    else:
+        root = tmp_path_factory.mktemp("circuitgate-cache")
     patch = pytest.MonkeyPatch()
     patch.setenv("CIRCUITGATE_CACHE", str(root))
     yield root

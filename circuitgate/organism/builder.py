@@ -10,6 +10,9 @@ start of the recipe's hash. A build trains into a hidden temp dir beside the tar
 place only when complete, so an interrupted build leaves nothing a later run trusts; a per-target file
 lock keeps two processes from training the same organism twice. A build whose measured ground truth
 is not its plan fails, with the table of what differs, and leaves nothing behind.
+
+A build runs in a process of its own started with ``PINNED_ENV``, so the same recipe gives the same
+weights on any x86-64 CPU (docs/organism.md, "Reproducible builds").
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -42,6 +47,19 @@ except ImportError:  # no flock (Windows): concurrent builders still end safely 
     fcntl = None
 
 log = logging.getLogger(__name__)
+
+# One numeric code path on every x86-64 CPU: MKL's conditional-numerical-reproducibility branch
+# COMPATIBLE (SSE2 without approximate reciprocals, the one branch MKL keeps equal on Intel and
+# non-Intel CPUs) and ATen's default kernels (no AVX2/AVX-512 variants, whose vector widths sum in
+# another order). Without them the AVX2 and AVX-512 paths of one machine gave different weights within
+# 60 training steps; with them, the same hash (docs/organism.md, "Reproducible builds"). Torch reads
+# both once per process, before its first computation, so a build gets a process of its own.
+PINNED_ENV = {"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "default"}
+
+
+def pinned() -> bool:
+    """Whether this process was started with ``PINNED_ENV`` (a build's own process is)."""
+    return all(os.environ.get(k) == v for k, v in PINNED_ENV.items())
 
 def organism_dir(recipe: Recipe, root: Path | None = None) -> Path:
     return cache_root(root) / "organism" / f"{recipe.arch}-{recipe.plan}-{recipe.hash()[:12]}"
@@ -75,6 +93,22 @@ def _accuracy(model, tokenizer, sides: list[dict]) -> float:
 def _table(name: str, problems: list[str]) -> str:
     return (f"organism {name}: the measured ground truth is not the plan ({len(problems)} difference(s)):\n  "
             + "\n  ".join(problems))
+
+
+def build_into(out: Path, name: str, recipe: Recipe, progress: bool) -> None:
+    """Train ``recipe`` and write the organism into ``out``: here when this process is pinned, else in
+    a pinned child process (``circuitgate.organism.pinned``), whose output and progress show as they
+    come and whose one-line error, if any, is raised here."""
+    if pinned():
+        _build_into(out, name, recipe, progress)
+        return
+    error = out / ".build-error"
+    cmd = [sys.executable, "-m", "circuitgate.organism.pinned", name, json.dumps(recipe.to_dict()), str(out), str(error)]
+    done = subprocess.run(cmd + ([] if progress else ["--quiet"]), env={**os.environ, **PINNED_ENV})
+    if error.is_file():
+        raise CircuitgateError(error.read_text())
+    if done.returncode:
+        raise CircuitgateError(f"organism {name}: its build process failed (exit {done.returncode}); its output is above")
 
 
 def _build_into(out: Path, name: str, recipe: Recipe, progress: bool) -> None:
@@ -152,7 +186,7 @@ def build(name: str = "organism", cache_root: Path | None = None, force: bool = 
         tmp.chmod(0o755)  # mkdtemp makes it private; the installed organism is an ordinary shared dir
         try:
             log.info("building organism %s into %s", name, target)
-            _build_into(tmp, name, recipe, progress)
+            build_into(tmp, name, recipe, progress)
             _install(tmp, target, force)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -24,7 +24,7 @@ from circuitgate.organism import (
     recipe_of,
 )
 from circuitgate.organism import groundtruth, train
-from circuitgate.organism.builder import organism_dir
+from circuitgate.organism.builder import PINNED_ENV, organism_dir
 from circuitgate.organism.plan import PLANS
 
 from organisms import RECIPE, SHAPE, pair_items
@@ -133,6 +133,9 @@ def test_ensure_built_reuses_and_rebuild_is_bit_identical(organism_family):
 
 
 def test_interrupted_build_leaves_nothing_trusted(tmp_path, monkeypatch):
+    # Built in this process (as a pinned build process builds), where the interruption can be planted.
+    for key, value in PINNED_ENV.items():
+        monkeypatch.setenv(key, value)
     real = train.training_batches
 
     def interrupted(world, recipe, plan):
@@ -163,3 +166,36 @@ def test_a_build_whose_truth_is_not_its_plan_fails_with_the_table(monkeypatch, t
     assert "reasoning needs attention in" in msg
     target = organism_dir(quick, tmp_path)
     assert not target.exists() and not [p for p in target.parent.iterdir() if ".tmp-" in p.name]
+
+
+_TRAIN = """
+import hashlib, sys
+from dataclasses import replace
+from circuitgate.organism import train
+from circuitgate.organism.recipe import VARIANTS
+from circuitgate.organism.tokenizer import build_tokenizer
+from circuitgate.organism.world import world_for
+recipe = replace(VARIANTS["organism"], steps=20)
+world = world_for(recipe)
+model, _ = train.train_model(recipe, world, build_tokenizer(world), progress=False)
+print(hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parameters())).hexdigest())
+"""
+
+
+def test_pinned_training_gives_the_same_weights_on_every_instruction_set():
+    """The build's environment (PINNED_ENV) makes training independent of the CPU's vector instructions:
+    20 steps trained with MKL and ATen held to their AVX2 code paths give the weights they give on this
+    CPU's own (AVX-512 here: unpinned, the two differ within 60 steps, docs/organism.md)."""
+    import os
+    import subprocess
+    import sys
+
+    def trained(**isa: str) -> str:
+        env = {**os.environ, **PINNED_ENV, **isa}
+        return subprocess.run([sys.executable, "-c", _TRAIN], env=env, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    native = trained()
+    assert len(native) == 64
+    assert trained(MKL_ENABLE_INSTRUCTIONS="AVX2") == native
+    assert trained(MKL_ENABLE_INSTRUCTIONS="SSE4_2") == native
