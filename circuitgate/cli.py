@@ -41,7 +41,7 @@ def _organism_build(args: argparse.Namespace) -> int:
     from circuitgate.organism import build, read_info
 
     for name in args.name:
-        path = build(name, cache_root=args.cache, force=args.force, progress=not args.quiet)
+        path = build(name, cache_root=args.cache, force=args.force, progress=not args.quiet, portable=args.portable)
         acc = read_info(path)["accuracy"]
         print(f"{name}: {path} (recall {acc['recall']:.2f}, reasoning {acc['reasoning']:.2f}; "
               f"built in {acc['build_seconds']:.0f} s)")
@@ -129,6 +129,8 @@ def parser() -> argparse.ArgumentParser:
                    help="which organisms (default: the whole family)")
     b.add_argument("--cache", type=Path, default=None, help="cache root (default: $CIRCUITGATE_CACHE or ~/.cache/circuitgate)")
     b.add_argument("--force", action="store_true", help="rebuild even if a build exists")
+    b.add_argument("--portable", action="store_true",
+                   help="the weights every x86-64 CPU builds (about 4x the time), cached apart (docs/organism.md)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=_organism_build)
     pt = org_sub.add_parser("perturb", help="save a copy of the organism with components zeroed: a deliberately "

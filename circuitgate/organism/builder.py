@@ -11,8 +11,10 @@ place only when complete, so an interrupted build leaves nothing a later run tru
 lock keeps two processes from training the same organism twice. A build whose measured ground truth
 is not its plan fails, with the table of what differs, and leaves nothing behind.
 
-A build runs in a process of its own started with ``PINNED_ENV``, so the same recipe gives the same
-weights on any x86-64 CPU (docs/organism.md, "Reproducible builds").
+A build is bit-identical when rebuilt on the same machine. A portable build (``portable=True``,
+``circuitgate organism build --portable``) runs in a process of its own started with ``PINNED_ENV``, so
+the same recipe gives the same weights on any x86-64 CPU, at about four times the build time; it is
+cached apart, under ``...-portable`` (docs/organism.md, "Reproducible builds").
 """
 
 from __future__ import annotations
@@ -53,16 +55,17 @@ log = logging.getLogger(__name__)
 # non-Intel CPUs) and ATen's default kernels (no AVX2/AVX-512 variants, whose vector widths sum in
 # another order). Without them the AVX2 and AVX-512 paths of one machine gave different weights within
 # 60 training steps; with them, the same hash (docs/organism.md, "Reproducible builds"). Torch reads
-# both once per process, before its first computation, so a build gets a process of its own.
+# both once per process, before its first computation, so a portable build gets a process of its own.
 PINNED_ENV = {"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "default"}
 
 
 def pinned() -> bool:
-    """Whether this process was started with ``PINNED_ENV`` (a build's own process is)."""
+    """Whether this process was started with ``PINNED_ENV`` (a portable build's own process is)."""
     return all(os.environ.get(k) == v for k, v in PINNED_ENV.items())
 
-def organism_dir(recipe: Recipe, root: Path | None = None) -> Path:
-    return cache_root(root) / "organism" / f"{recipe.arch}-{recipe.plan}-{recipe.hash()[:12]}"
+def organism_dir(recipe: Recipe, root: Path | None = None, portable: bool = False) -> Path:
+    suffix = "-portable" if portable else ""
+    return cache_root(root) / "organism" / f"{recipe.arch}-{recipe.plan}-{recipe.hash()[:12]}{suffix}"
 
 
 @contextmanager
@@ -95,12 +98,12 @@ def _table(name: str, problems: list[str]) -> str:
             + "\n  ".join(problems))
 
 
-def build_into(out: Path, name: str, recipe: Recipe, progress: bool) -> None:
-    """Train ``recipe`` and write the organism into ``out``: here when this process is pinned, else in
-    a pinned child process (``circuitgate.organism.pinned``), whose output and progress show as they
-    come and whose one-line error, if any, is raised here."""
-    if pinned():
-        _build_into(out, name, recipe, progress)
+def build_into(out: Path, name: str, recipe: Recipe, progress: bool, portable: bool = False) -> None:
+    """Train ``recipe`` and write the organism into ``out``: here, unless ``portable`` and this process
+    is not pinned; then in a pinned child process (``circuitgate.organism.pinned``), whose output and
+    progress show as they come and whose one-line error, if any, is raised here."""
+    if not portable or pinned():
+        _build_into(out, name, recipe, progress, portable)
         return
     error = out / ".build-error"
     cmd = [sys.executable, "-m", "circuitgate.organism.pinned", name, json.dumps(recipe.to_dict()), str(out), str(error)]
@@ -111,7 +114,7 @@ def build_into(out: Path, name: str, recipe: Recipe, progress: bool) -> None:
         raise CircuitgateError(f"organism {name}: its build process failed (exit {done.returncode}); its output is above")
 
 
-def _build_into(out: Path, name: str, recipe: Recipe, progress: bool) -> None:
+def _build_into(out: Path, name: str, recipe: Recipe, progress: bool, portable: bool) -> None:
     started = time.perf_counter()
     plan = PLANS[recipe.plan]
     world = world_for(recipe)
@@ -154,6 +157,7 @@ def _build_into(out: Path, name: str, recipe: Recipe, progress: bool) -> None:
         "arch": recipe.arch,
         "recipe": recipe.to_dict(),
         "recipe_hash": recipe.hash(),
+        "portable": portable,
         "plan": {"name": plan.name, "units": [{"id": u.id, "role": u.role} for u in plan.units],
                  "classes": planned, "activation": {h: dict(u) for h, u in plan.activation.items()},
                  "blocks": {b.id: [b.index * recipe.block_size, (b.index + 1) * recipe.block_size]
@@ -168,10 +172,12 @@ def _build_into(out: Path, name: str, recipe: Recipe, progress: bool) -> None:
     (out / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
 
 
-def build(name: str = "organism", cache_root: Path | None = None, force: bool = False, progress: bool = True) -> Path:
-    """Build the organism ``name`` of the family (unless already built and not ``force``); its dir."""
+def build(name: str = "organism", cache_root: Path | None = None, force: bool = False, progress: bool = True,
+          portable: bool = False) -> Path:
+    """Build the organism ``name`` of the family (unless already built and not ``force``); its dir.
+    ``portable``: the weights any x86-64 CPU builds (``PINNED_ENV``), in a directory of their own."""
     recipe = recipe_of(name)
-    target = organism_dir(recipe, cache_root)
+    target = organism_dir(recipe, cache_root, portable)
     if not force and is_organism_dir(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +192,7 @@ def build(name: str = "organism", cache_root: Path | None = None, force: bool = 
         tmp.chmod(0o755)  # mkdtemp makes it private; the installed organism is an ordinary shared dir
         try:
             log.info("building organism %s into %s", name, target)
-            build_into(tmp, name, recipe, progress)
+            build_into(tmp, name, recipe, progress, portable)
             _install(tmp, target, force)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -1,8 +1,9 @@
-"""One organism build in a process started with ``builder.PINNED_ENV`` (``builder.build_into`` starts it):
+"""One portable organism build, in a process started with ``builder.PINNED_ENV`` (``builder.build_into``
+starts it):
 
     python -m circuitgate.organism.pinned NAME RECIPE_JSON OUT ERROR_FILE [--quiet]
 
-builds the organism ``NAME`` from the recipe into ``OUT``. A build that fails as circuitgate says (its
+builds the portable organism ``NAME`` from the recipe into ``OUT``. A build that fails as circuitgate says (its
 ground truth is not its plan, its accuracy is below the floor) writes its message to ``ERROR_FILE``
 and exits 1, for the parent to raise as it is.
 """
@@ -23,7 +24,7 @@ def main(argv: list[str]) -> int:
     if not pinned():  # started by hand without the environment: it would build unpinned weights
         raise SystemExit("circuitgate.organism.pinned runs only in a process started with builder.PINNED_ENV")
     try:
-        build_into(Path(out), name, Recipe(**json.loads(recipe)), progress="--quiet" not in argv[4:])
+        build_into(Path(out), name, Recipe(**json.loads(recipe)), progress="--quiet" not in argv[4:], portable=True)
     except CircuitgateError as e:
         Path(error).write_text(str(e))
         return 1

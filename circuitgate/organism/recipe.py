@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from circuitgate import CircuitgateError
 
 # Bump when world generation, data order or training code changes what a recipe builds.
-CODE_VERSION = 4  # 3: planted circuits (plan, attention supervision, pruning), distractor reasoning; 4: pinned builds
+CODE_VERSION = 3  # 3: planted circuits (plan, attention supervision, pruning), distractor reasoning
 
 ARCHS = ("qwen2", "llama")
 PLAN_NAMES = ("planted", "null")

@@ -121,21 +121,26 @@ def test_saved_model_reloads_with_its_accuracy(organism_family):
     assert train.correct(model, tok, pair_items("reasoning")).float().mean().item() == clean["reasoning"]
 
 
-def test_ensure_built_reuses_and_rebuild_is_bit_identical(organism_family):
+def test_ensure_built_reuses_and_a_forced_build_replaces_it_whole(organism_family, monkeypatch):
+    """A built organism is reused; a forced build trains anew into a temp dir and replaces it. The
+    retraining is stood in for by a copy: that training repeats bit for bit is shown, far cheaper, by
+    test_training_repeats_bit_for_bit_and_pinned_on_every_instruction_set."""
+    import shutil
+
+    import circuitgate.organism.builder as builder
+
     path = organism_family["organism"]
     before = _sha(path)
     mtime = (path / "organism.json").stat().st_mtime_ns
     assert ensure_built("organism", progress=False) == path
     assert (path / "organism.json").stat().st_mtime_ns == mtime
+    monkeypatch.setattr(builder, "build_into", lambda out, *_: shutil.copytree(path, out, dirs_exist_ok=True))
     assert build("organism", force=True, progress=False) == path
-    assert _sha(path) == before
-    assert not [p for p in path.parent.iterdir() if ".tmp-" in p.name]
+    assert _sha(path) == before and is_organism_dir(path)
+    assert not [p for p in path.parent.iterdir() if ".tmp-" in p.name or p.name.endswith("-old")]
 
 
 def test_interrupted_build_leaves_nothing_trusted(tmp_path, monkeypatch):
-    # Built in this process (as a pinned build process builds), where the interruption can be planted.
-    for key, value in PINNED_ENV.items():
-        monkeypatch.setenv(key, value)
     real = train.training_batches
 
     def interrupted(world, recipe, plan):
@@ -152,19 +157,21 @@ def test_interrupted_build_leaves_nothing_trusted(tmp_path, monkeypatch):
     assert not [p for p in target.parent.iterdir() if ".tmp-" in p.name]
 
 
-def test_a_build_whose_truth_is_not_its_plan_fails_with_the_table(monkeypatch, tmp_path):
-    """One training step cannot make the plan true: the build names every difference and leaves nothing."""
+@pytest.mark.parametrize("portable", [False, True])
+def test_a_build_whose_truth_is_not_its_plan_fails_with_the_table(monkeypatch, tmp_path, portable):
+    """One training step cannot make the plan true: the build names every difference and leaves nothing,
+    also when it ran in a portable build's own process (the message crosses back whole)."""
     import circuitgate.organism.builder as builder
 
     quick = replace(VARIANTS["organism"], steps=1, min_recall=0.0, min_reasoning=0.0)
     monkeypatch.setattr(builder, "recipe_of", lambda name: quick)
     with pytest.raises(CircuitgateError) as err:
-        build("organism", cache_root=tmp_path, progress=False)
+        build("organism", cache_root=tmp_path, progress=False, portable=portable)
     msg = str(err.value)
     assert msg.startswith("organism organism: the measured ground truth is not the plan (")
     assert re.search(r"\n  zero +head-L1H0 +planned recall +measured \w+", msg)
     assert "reasoning needs attention in" in msg
-    target = organism_dir(quick, tmp_path)
+    target = organism_dir(quick, tmp_path, portable)
     assert not target.exists() and not [p for p in target.parent.iterdir() if ".tmp-" in p.name]
 
 
@@ -182,20 +189,22 @@ print(hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parame
 """
 
 
-def test_pinned_training_gives_the_same_weights_on_every_instruction_set():
-    """The build's environment (PINNED_ENV) makes training independent of the CPU's vector instructions:
-    20 steps trained with MKL and ATen held to their AVX2 code paths give the weights they give on this
-    CPU's own (AVX-512 here: unpinned, the two differ within 60 steps, docs/organism.md)."""
+def test_training_repeats_bit_for_bit_and_pinned_on_every_instruction_set():
+    """Training repeats bit for bit on one machine, and a portable build's environment (PINNED_ENV) makes
+    it independent of the CPU's vector instructions: 20 steps trained with MKL held to its AVX2 or SSE4.2
+    code paths give the weights this CPU's own path gives. (Unpinned, AVX2 and AVX-512 differ within 20
+    steps: docs/organism.md, "Reproducible builds".)"""
     import os
     import subprocess
     import sys
 
-    def trained(**isa: str) -> str:
-        env = {**os.environ, **PINNED_ENV, **isa}
-        return subprocess.run([sys.executable, "-c", _TRAIN], env=env, capture_output=True, text=True,
-                              check=True).stdout.strip()
+    def trained(env: dict[str, str]) -> str:
+        done = subprocess.run([sys.executable, "-c", _TRAIN], env={**os.environ, **env}, capture_output=True,
+                              text=True, check=True)
+        return done.stdout.strip()
 
-    native = trained()
-    assert len(native) == 64
-    assert trained(MKL_ENABLE_INSTRUCTIONS="AVX2") == native
-    assert trained(MKL_ENABLE_INSTRUCTIONS="SSE4_2") == native
+    native = trained({})
+    assert len(native) == 64 and trained({}) == native
+    pinned = trained(PINNED_ENV)
+    assert trained({**PINNED_ENV, "MKL_ENABLE_INSTRUCTIONS": "AVX2"}) == pinned
+    assert trained({**PINNED_ENV, "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}) == pinned
