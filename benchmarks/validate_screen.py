@@ -46,7 +46,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from circuitgate.analyses.h5 import chosen_pairs
+from circuitgate.analyses.h5_targets import chosen_pairs
 from circuitgate.attribution import Attribution, attribution_screen
 from circuitgate.expectations import neuron_sets
 from circuitgate.extract import left_pad, tokenize

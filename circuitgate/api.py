@@ -20,7 +20,7 @@ import pytest
 
 from circuitgate import CircuitgateError
 from circuitgate.activations import Activations
-from circuitgate.analyses.base import Analysis
+from circuitgate.analyses.base import Analysis, Inputs
 from circuitgate.config import Config, check_own_id
 from circuitgate.features import h1_layer_features as layer_features
 from circuitgate.features import h2_head_metrics as head_metrics
@@ -75,27 +75,27 @@ class Model:
     ``circuitgate.interventions``; docs/design.md, "Model access"), so they hold on every supported
     family, remotely too, and activations are cached on disk as H1-H3's are."""
 
-    def __init__(self, run: "Run", method: str) -> None:
-        self._run = run
+    def __init__(self, inputs: Inputs, method: str) -> None:
+        self._inputs = inputs
         self.method = method  # the run's analysis method (paired or original) this result is judged under
 
     @property
     def name(self) -> str:
-        return self._run.spec.name
+        return self._inputs.spec.name
 
     @property
     def shape(self) -> Shape:
-        return self._run.shape
+        return self._inputs.shape
 
     @property
     def config(self) -> Config:
         """The run's settings and thresholds (``--config`` over the defaults)."""
-        return self._run.config
+        return self._inputs.config
 
     @property
     def prompt_set(self) -> PromptSet:
         """The run's prompt set (``--prompts``, else the model's default), matched to its tokenizer."""
-        return self._run.prompt_set
+        return self._inputs.prompt_set
 
     def prompts(self, name_or_file: str | Path) -> PromptSet:
         """Another prompt set (a built-in name or a YAML file), matched to this model's tokenizer
@@ -105,15 +105,15 @@ class Model:
             return ps
         from circuitgate.models.loading import token_counter
 
-        return ps.matched(token_counter(self._run.model_dir))
+        return ps.matched(token_counter(self._inputs.model_dir))
 
     def activations(self, texts: Sequence[str], desc: str = "activations") -> Activations:
         """Last-token activations of ``texts``, row i for text i: residual stream, attention rows,
         MLP neurons (``Activations``)."""
         from circuitgate.extract import cached_extract
 
-        run = self._run
-        return cached_extract(run.loaded, list(texts), run.batch_size, run.settings.progress, desc=desc)
+        inputs = self._inputs
+        return cached_extract(inputs.model, list(texts), inputs.batch_size, inputs.progress, desc=desc)
 
     def sides(self, prompt_set: PromptSet | None = None) -> tuple[Activations, Activations]:
         """(recall, reasoning) activations of a prompt set's pairs (default: the run's); row i is pair i."""
@@ -138,16 +138,16 @@ class Model:
         mean ablation averages over both sides' prompts."""
         from circuitgate.interventions import ablation_sweep
 
-        run, ps, cfg = self._run, prompt_set or self.prompt_set, self.config.h5
+        inputs, ps, cfg = self._inputs, prompt_set or self.prompt_set, self.config.h5
         metric, targets = metric or cfg.metric, list(targets)
         if not targets:
             raise CircuitgateError("drops: no targets to ablate")
         reference = ps.prompts("recall") + ps.prompts("reasoning")
         out = []
         for side in SKILLS:
-            sweep = ablation_sweep(run.loaded, ps.prompts(side), ps.answers(side), targets,
+            sweep = ablation_sweep(inputs.model, ps.prompts(side), ps.answers(side), targets,
                                    ablation=ablation or cfg.ablation, reference=reference, candidates=ps.answers(side),
-                                   batch_size=run.batch_size, progress=run.settings.progress,
+                                   batch_size=inputs.batch_size, progress=inputs.progress,
                                    desc=f"{ps.name} ablations ({side})")
             clean = sweep.clean.get(metric)
             out.append(np.stack([clean - sweep.ablated[t.id].get(metric) for t in targets], axis=1))
@@ -265,22 +265,25 @@ def result(hypothesis: str, verdict: str, components: Mapping[str, ComponentResu
 
 # -- the fixture ---------------------------------------------------------------------------------------
 class OwnAnalysis(Analysis):
-    """An own hypothesis as the run's analyses are: computed by its function, its own expectations source."""
+    """An own hypothesis as the run's analyses are: computed by its function from the run's model, its
+    own expectations source."""
+
+    needs = ("model",)
 
     def __init__(self, hypothesis: str, compute: Callable[[Model], HypothesisResult], expected: str,
                  components: Mapping[str, str]) -> None:
         self.hypothesis, self._compute = hypothesis, compute
         self.expected, self.components = expected, dict(components)
 
-    def compute(self, run: "Run", method: str) -> HypothesisResult:
-        out = self._compute(Model(run, method))
+    def compute(self, inputs: Inputs, method: str) -> HypothesisResult:
+        out = self._compute(Model(inputs, method))
         if not isinstance(out, HypothesisResult) or out.hypothesis != self.hypothesis:
             got = out.hypothesis if isinstance(out, HypothesisResult) else type(out).__name__
             raise CircuitgateError(f"{self.hypothesis}: its function must return the HypothesisResult of "
                                    f"{self.hypothesis} (circuitgate.api.result), got {got}")
         return out
 
-    def source_expectations(self, run: "Run") -> tuple[str | None, Mapping[str, str]]:
+    def source_expectations(self, inputs: Inputs) -> tuple[str | None, Mapping[str, str]]:
         return self.expected, self.components
 
 

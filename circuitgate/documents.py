@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import json
 import platform
 import sys
 from dataclasses import asdict
@@ -12,11 +14,10 @@ from typing import TYPE_CHECKING, Any, Mapping
 import torch
 
 from circuitgate.analyses import expected_components, expected_verdict
-from circuitgate.analyses.h5 import clean_accuracy, clean_scores
-from circuitgate.encoding import pack_bits
 from circuitgate.judging import SCHEMA, hypothesis_entry, jsonable
 
 if TYPE_CHECKING:
+    from circuitgate.config import Config
     from circuitgate.session import Run
 
 PACKAGES = ("circuitgate", "torch", "transformers", "nnsight", "numpy", "scipy", "statsmodels", "pytest")
@@ -32,8 +33,8 @@ def verdicts_document(run: "Run") -> dict[str, Any]:
         "prompts": {"name": ps.name, "sha256": ps.sha256, "n_pairs": len(ps.pairs)},
         # Can the model do the tasks at all? Every pair, whole answers, greedy (docs/design.md, Files);
         # per pair in the prompt set's order, so a gate compares a skill pair by pair.
-        "clean_accuracy": clean_accuracy(run),
-        "clean_correct": {side: pack_bits(m.accuracy == 1) for side, m in clean_scores(run).items()},
+        "clean_accuracy": run.clean.accuracy,
+        "clean_correct": run.clean.correct,
         "expectations": expectations_source(run),
         **({"baseline": {"path": str(run.settings.baseline), "model": run.baseline.get("model")}}
            if run.baseline is not None else {}),
@@ -88,8 +89,8 @@ def _gate_fields(d: Any) -> dict[str, Any]:
 def _entries(run: "Run", method: str) -> dict[str, Any]:
     # What the source leaves unasserted is the source's: a baseline asserts every unit it has.
     notes = {} if run.baseline is not None else run.expectations.notes
-    return {h: {**hypothesis_entry(r, expected_verdict(run, h, method), expected_components(run, h, method),
-                                   notes.get(h)),
+    return {h: {**hypothesis_entry(r, expected_verdict(run.inputs, h, method),
+                                   expected_components(run.inputs, h, method), notes.get(h)),
                 "tested": h in run.tested}
             for h, r in run.results_by(method).items()}
 
@@ -107,6 +108,13 @@ def _h4_model(run: "Run") -> dict[str, Any]:
     if twin is not None and any(h == "H4" for m in run.settings.methods for h in run.results_by(m)):
         return {"h4_model": twin.model_info}
     return {}
+
+
+def config_sha256(config: "Config") -> str:
+    """sha256 of the config as verdicts.json records it, in canonical JSON (sorted keys): a run's
+    document can be checked against the header of another."""
+    text = json.dumps(jsonable(config.to_dict()), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def peak_memory() -> dict[str, Any]:

@@ -53,7 +53,7 @@ LOGIT_COPIES = 4
 # available that the run may fill: the rest is left to the machine's other work.
 PASS_SLACK = 512 << 20
 FIT = 0.8
-# What a row costs in rows of the timed forward (one copy of a batch, ``analyses.h5._clean_forward``),
+# What a row costs in rows of the timed forward (one copy of a batch, ``clean.measure_clean``),
 # measured on smollm2 on one CPU thread: a screen row (forward and backward) of plain attribution
 # patching 2.5x (docs/validation.md, "Real pretrained weights without a hub"); a sweep row in a pass of many copies
 # 0.51x, each copy computed from its target's layer on (``benchmarks/test_screen.py``: one confirmed

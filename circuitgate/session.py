@@ -1,6 +1,8 @@
 """One run of the suite: its settings, its inputs (model, prompts, config, baseline, expectations
-source, activations) and a cache of results. What a hypothesis computes from them is the business of
-its module in ``circuitgate.analyses``; what a run writes, of ``circuitgate.documents``.
+source, activations, clean scores) and a cache of results. What a hypothesis computes from them is the
+business of its module in ``circuitgate.analyses``, which declares what it needs and receives it
+(``analyses.base.Inputs``); the run resolves those needs, in one place, and never hands itself over.
+What a run writes is the business of ``circuitgate.documents``.
 
 Everything is computed lazily and once, so ``-k H2`` computes only what H2 needs. The pytest plugin
 holds one ``Run`` per session; the same object works without pytest.
@@ -11,25 +13,30 @@ from __future__ import annotations
 import datetime as _dt
 import gc
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Collection
 
 import torch
 
-from circuitgate import CircuitgateError
-from circuitgate.analyses import Analysis, analysis_of
+from circuitgate import CircuitgateError, options
+from circuitgate.analyses import analysis_of, baseline_entry, legacy_baseline
+from circuitgate.analyses.base import Analysis, Inputs, Twin, hypotheses_of
 from circuitgate.activations import Activations
+from circuitgate.clean import CleanScores, measure_clean
 from circuitgate.compare import baseline_prompts, check_baseline, check_shape, load_baseline
 from circuitgate.config import Config, load_config
 from circuitgate.expectations import Expectations, expectations_for
 from circuitgate.models import LoadedModel, ModelSpec, Shape, load_model, model_info, resolve
-from circuitgate.vocabulary import ANALYSIS_METHODS, METHODS, canonical_method
+from circuitgate.vocabulary import ANALYSIS_METHODS
 from circuitgate.models.loading import model_directory, resolve_device
 from circuitgate.models.registry import cpu_config
 from circuitgate.organism import ensure_built
 from circuitgate.prompts import PromptSet, default_prompts, load_prompt_set
 from circuitgate.results import HypothesisResult
+
+if TYPE_CHECKING:
+    from circuitgate.gate import Decision
 
 @dataclass(frozen=True)
 class Settings:
@@ -50,18 +57,18 @@ class Settings:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "method", canonical_method(self.method))
-        if self.method not in METHODS:
-            raise CircuitgateError(f"unknown method {self.method!r} (known: {', '.join(METHODS)})")
+        # The options' own checks (``circuitgate.options``), which pytest ran already as it parsed them:
+        # a run made without pytest is checked alike, with the same messages.
+        object.__setattr__(self, "method", options.method(self.method))
+        options.device(self.device)  # --device cuda on a machine without one: say so before any work
+        options.dtype(self.dtype)
+        options.batch_size(self.batch_size)
         from circuitgate.models.loading import REMOTE_VALUES, ndif_api_key
 
-        resolve_device(self.device)  # --device cuda on a machine without one: say so before any work
         if self.remote not in REMOTE_VALUES:
             raise CircuitgateError(f"unknown remote setting {self.remote!r} (use False, True or 'local')")
         if self.remote is True:
             ndif_api_key()  # no key in the environment: say so before any work
-        if self.batch_size != "auto" and not (str(self.batch_size).isdigit() and int(self.batch_size) >= 1):
-            raise CircuitgateError(f"--batch-size must be a positive integer or auto, got {self.batch_size!r}")
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -71,9 +78,10 @@ class Settings:
 
 class Run:
     """Settings -> inputs, each made on first use, and results by (method, hypothesis), each computed
-    once by the hypothesis's analysis. ``tested``: the hypotheses a selected test asked for (the rest
-    were computed as inputs, as H3 for H5's neurons). ``twin_made``: H4's second model, once made.
-    ``own``: the project's own hypotheses this run met, by id (``circuitgate.api.hypothesis``)."""
+    once by the hypothesis's analysis from the inputs it declared. ``tested``: the hypotheses a
+    selected test asked for (the rest were computed as inputs, as H3 for H5's neurons). ``twin_made``:
+    H4's second model, once made. ``own``: the project's own hypotheses this run met, by id
+    (``circuitgate.api.hypothesis``)."""
 
     def __init__(self, settings: Settings, root: Path | None = None, twin: "Run | None" = None) -> None:
         self.settings = settings
@@ -81,7 +89,10 @@ class Run:
         self.started = _dt.datetime.now(_dt.timezone.utc)
         self.tested: set[str] = set()
         self._results: dict[tuple[str, str], HypothesisResult] = {}
-        self._memo: dict[str, Any] = {}
+        self._steps: dict[str, Any] = {}  # hypothesis -> its analysis's cached steps (``Analysis.steps``)
+        self._twin_results: Twin | None = None
+        self._gate_units: dict[tuple[str, str], dict[str, "Decision"]] = {}
+        self._gate_verdicts: dict[tuple[str, str], "Decision"] = {}
         self.twin_made = twin
         self.own: dict[str, Analysis] = {}
 
@@ -239,11 +250,17 @@ class Run:
         """(device, dtype) the model ran with; kept when the model is released."""
         return self.loaded.device, self.loaded.dtype
 
+    @cached_property
+    def clean(self) -> CleanScores:
+        """The clean model's whole answers on every pair (``circuitgate.clean``): the clean accuracy every
+        run reports and what H5 selects and times by; measured once, kept when the model is released."""
+        return measure_clean(self.loaded, self.prompt_set, self.batch_size, self.settings.progress)
+
     def release(self) -> None:
-        """Free the model's weights (H4 does, before it loads the second model); a later use reloads.
-        What the documents need of it (``model_info``, ``placement``) is kept."""
+        """Free the model's weights (before H4's second model loads); a later use reloads. What the
+        documents need of it (``model_info``, ``placement``, ``clean``) is measured first and kept."""
         if "loaded" in self.__dict__:
-            self.__dict__.update(model_info=self.model_info, placement=self.placement)
+            self.__dict__.update(model_info=self.model_info, placement=self.placement, clean=self.clean)
             del self.__dict__["loaded"]
             gc.collect()
             if torch.cuda.is_available():
@@ -274,19 +291,60 @@ class Run:
 
         return batch_size_for(self.settings.batch_size, self.loaded.device)
 
+    # -- what an analysis receives -------------------------------------------------------------------
+    @cached_property
+    def inputs(self) -> Inputs:
+        """The run's inputs as the analyses read them: what the expectations are (``expected_verdict``,
+        ``component_ids``), and the base of each analysis's own ``Inputs``."""
+        return Inputs(partial(self._input, hypotheses=()))
+
+    def _input(self, name: str, hypotheses: Collection[str]) -> Any:
+        """The input ``name`` (``analyses.base.Inputs``), made on first use and kept; ``twin``: the second
+        model's results of ``hypotheses``."""
+        makers = {
+            "spec": lambda: self.spec, "config": lambda: self.config, "prompt_set": lambda: self.prompt_set,
+            "model_dir": lambda: self.model_dir, "shape": lambda: self.shape,
+            "methods": lambda: self.settings.methods, "progress": lambda: self.settings.progress,
+            "baseline": lambda: self.baseline, "expectations": lambda: self.expectations,
+            "twin_spec": lambda: self.twin_spec, "twin_dir": lambda: self.twin.model_dir,
+            "twin_shape": lambda: self.twin.shape,
+            "model": lambda: self.loaded, "batch_size": lambda: self.batch_size,
+            "activations": lambda: self.activations, "control_activations": lambda: self.control_activations,
+            "clean": lambda: self.clean, "twin": lambda: self._twin(tuple(hypotheses)), "own": lambda: self.own,
+        }
+        return makers[name]()
+
+    def _twin(self, hypotheses: tuple[str, ...]) -> Twin:
+        """The second model's results of ``hypotheses`` under every method. This model's are computed
+        first, under every method too, and the model released (its clean scores kept) before the twin
+        loads: each model is loaded once, and only one is in memory at a time."""
+        if self._twin_results is None:
+            for method in self.settings.methods:
+                for h in hypotheses:
+                    self.result(h, method)
+            self.release()
+            twin = self.twin
+            results = {m: {h: twin.result(h, m) for h in hypotheses} for m in self.settings.methods}
+            twin.release()
+            self._twin_results = Twin(twin.spec.name, twin.shape, results)
+        return self._twin_results
+
     # -- results ---------------------------------------------------------------------------------
     def result(self, hypothesis: str, method: str | None = None) -> HypothesisResult:
         """A hypothesis's result by ``method`` (default: the run's first), computed once."""
         key = (method or self.settings.methods[0], hypothesis)
         if key not in self._results:
-            self._results[key] = analysis_of(self, hypothesis).compute(self, key[0])
+            self._results[key] = self._compute(analysis_of(self.inputs, hypothesis), key[0])
         return self._results[key]
 
-    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
-        """An intermediate product an analysis shares across methods (H5's sweeps), computed once."""
-        if key not in self._memo:
-            self._memo[key] = compute()
-        return self._memo[key]
+    def _compute(self, a: Analysis, method: str) -> HypothesisResult:
+        """Resolve what ``a`` needs, the hypotheses first, and compute its result from them."""
+        inputs = Inputs(partial(self._input, hypotheses=hypotheses_of(a.needs)), frozenset(a.needs))
+        if a.hypothesis not in self._steps:
+            self._steps[a.hypothesis] = a.steps(inputs)
+        inputs = inputs.given({}, self._steps[a.hypothesis])
+        needed = a.hypotheses_needed(inputs, method)
+        return a.compute(inputs.given({h: self.result(h, method) for h in needed}, inputs.steps), method)
 
     @property
     def results(self) -> dict[str, HypothesisResult]:
@@ -295,3 +353,49 @@ class Run:
 
     def results_by(self, method: str) -> dict[str, HypothesisResult]:
         return {h: r for (m, h), r in sorted(self._results.items()) if m == method}
+
+    # -- a gate (--baseline): every decision by gate.py's rule, computed once ----------------------------
+    def _entry(self, hypothesis: str, method: str) -> dict[str, Any]:
+        """The run's verdicts.json entry of a hypothesis, as a gate compares it with the baseline's."""
+        from circuitgate.verdicts import hypothesis_entry
+
+        result = self.result(hypothesis, method)
+        return hypothesis_entry(result, result.verdict, {})
+
+    def gate_units(self, hypothesis: str, method: str) -> dict[str, "Decision"]:
+        """unit -> its decision against the baseline (``gate.judge_units``), over all the hypothesis's
+        units at once: the correction needs the whole family."""
+        from circuitgate.gate import judge_units
+
+        key = (hypothesis, method)
+        if key not in self._gate_units:
+            cfg = self.config.gate
+            margin = cfg.margins.of(hypothesis, self.config.h5.metric)
+            decided = judge_units(method, hypothesis,
+                                  baseline_entry(self.inputs, hypothesis, method) or {"components": {}},
+                                  self._entry(hypothesis, method), margin, cfg, legacy_baseline(self.inputs))
+            self._gate_units[key] = {d.unit: d for d in decided}
+        return self._gate_units[key]
+
+    @cached_property
+    def gate_skills(self) -> dict[str, "Decision"]:
+        """task -> its clean-accuracy decision against the baseline (``gate.judge_skills``); empty when
+        the baseline does not record which pairs it answered."""
+        from circuitgate.gate import judge_skills
+
+        mine = {"clean_correct": self.clean.correct}
+        return {d.unit: d for d in judge_skills(self.settings.methods[0], self.baseline, mine, self.config.gate)}
+
+    def gate_verdict(self, hypothesis: str, method: str) -> "Decision":
+        """The hypothesis verdict's decision against the baseline (``gate.judge_verdict``)."""
+        from circuitgate.gate import judge_verdict
+
+        key = (hypothesis, method)
+        if key not in self._gate_verdicts:
+            baseline_h5 = baseline_entry(self.inputs, "H5", method)
+            h5 = self.gate_verdict("H5", method) if hypothesis == "H4" and baseline_h5 else None
+            skills = list(self.gate_skills.values()) if hypothesis == "H5" else []
+            self._gate_verdicts[key] = judge_verdict(
+                method, hypothesis, baseline_entry(self.inputs, hypothesis, method), self._entry(hypothesis, method),
+                list(self.gate_units(hypothesis, method).values()), skills, h5, legacy_baseline(self.inputs))
+        return self._gate_verdicts[key]

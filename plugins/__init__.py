@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterable
 
 import pytest
 
-from circuitgate.vocabulary import DEVICES, DTYPE_NAMES, METHODS, canonical_method  # light: no torch
+from circuitgate import CircuitgateError, options
+from circuitgate.vocabulary import METHODS  # light: no torch
 
 HYPOTHESES_DIR = "hypotheses"  # the suite in a checkout, beside conftest.py
 HYPOTHESES_PACKAGE = "circuitgate.hypotheses"  # the suite as installed
@@ -29,13 +30,12 @@ PLUGIN = "circuitgate.plugin.verdicts"
 
 
 # -- options ---------------------------------------------------------------------------------------
-# Checked as argparse parses them (a type callable), so a bad value ends the run before any plugin
-# configures. A type callable that raises UsageError (not ArgumentTypeError) gives pytest's one line
-# "ERROR: ..." rather than argparse's usage block.
+# Checked as argparse parses them (a type callable), by the engine's one check of each option
+# (``circuitgate.options``), so a bad value ends the run before any plugin configures. A type callable
+# that raises UsageError (not ArgumentTypeError) gives pytest's one line "ERROR: ..." rather than
+# argparse's usage block.
 def _option_type(name: str, check: Callable[[str], object]) -> Callable[[str], object]:
     def parse(value: str) -> object:
-        from circuitgate import CircuitgateError
-
         try:
             return check(value)
         except CircuitgateError as e:
@@ -45,56 +45,6 @@ def _option_type(name: str, check: Callable[[str], object]) -> Callable[[str], o
     return parse
 
 
-def _one_of(option: str, what: str, values: tuple[str, ...]) -> Callable[[str], str]:
-    def check(value: str) -> str:
-        from circuitgate import CircuitgateError
-
-        if value not in values:
-            raise CircuitgateError(f"{option}: unknown {what} {value!r} (known: {', '.join(values)})")
-        return value
-
-    return check
-
-
-def _method(value: str) -> str:
-    return _one_of("--method", "method", METHODS)(canonical_method(value))
-
-
-def _device(value: str) -> str:
-    _one_of("--device", "device", ("auto", *DEVICES))(value)
-    if value == "cuda":  # on a machine without one: said before any work (argparse also types the default)
-        from circuitgate.models.loading import resolve_device
-
-        resolve_device(value)
-    return value
-
-
-def _positive_or_auto(option: str, value: str) -> None:
-    from circuitgate import CircuitgateError
-
-    if value != "auto" and not (value.isdigit() and int(value) >= 1):
-        raise CircuitgateError(f"{option} must be a positive integer or auto, got {value!r}")
-
-
-def _batch_size(value: str) -> str:
-    _positive_or_auto("--batch-size", value)
-    return value  # kept as typed: Settings (and manifest.json's settings) hold the string
-
-
-def _threads(value: str) -> str | int:
-    _positive_or_auto("--threads", value)
-    return value if value == "auto" else int(value)
-
-
-def _remote(value: str) -> str:
-    from circuitgate import CircuitgateError
-
-    if value != "local":
-        raise CircuitgateError(f"--remote: unknown value {value!r} (--remote alone runs on NDIF, --remote local "
-                               "through nnsight's local stand-in; a bare --remote goes after the test paths)")
-    return value
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(SUITES_INI, type="paths", default=[],
                   help="circuitgate: directories of the project's own hypotheses (relative to the ini file); "
@@ -102,24 +52,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("circuitgate", "circuitgate: hypotheses about a model's internals")
     group.addoption("--model", default=None,
                     help="registry alias (see `circuitgate models`), hub id or local directory; default: organism")
-    group.addoption("--method", default=None, type=_option_type("--method", _method),
+    group.addoption("--method", default=None, type=_option_type("--method", options.method),
                     metavar="{" + ",".join(METHODS) + "}",
                     help="analysis method: paired = the sound default; original (or seed) = the original research "
                          "method, exactly; both = the two side by side; with --baseline, the baseline's")
     group.addoption("--prompts", default=None, help="built-in prompt set name or YAML file; default: the model's set")
     group.addoption("--config", dest="cg_config", default=None, metavar="FILE", help="thresholds as YAML")
-    group.addoption("--device", default="auto", type=_option_type("--device", _device),
-                    metavar="{" + ",".join(("auto", *DEVICES)) + "}",
-                    help="auto: cuda when torch sees one")
-    dtypes = ("auto", *DTYPE_NAMES)
-    group.addoption("--dtype", default="auto", type=_option_type("--dtype", _one_of("--dtype", "dtype", dtypes)),
-                    metavar="{" + ",".join(dtypes) + "}", help="auto: bfloat16 on cuda, float32 on cpu")
-    group.addoption("--batch-size", default="auto", type=_option_type("--batch-size", _batch_size), metavar="N|auto",
-                    help="prompts per forward pass, or auto")
-    group.addoption("--threads", dest="cg_threads", default="auto", type=_option_type("--threads", _threads),
+    group.addoption("--device", default="auto", type=_option_type("--device", options.device),
+                    metavar="{" + ",".join(options.DEVICES) + "}", help="auto: cuda when torch sees one")
+    group.addoption("--dtype", default="auto", type=_option_type("--dtype", options.dtype),
+                    metavar="{" + ",".join(options.DTYPES) + "}", help="auto: bfloat16 on cuda, float32 on cpu")
+    group.addoption("--batch-size", default="auto", type=_option_type("--batch-size", options.batch_size),
+                    metavar="N|auto", help="prompts per forward pass, or auto")
+    group.addoption("--threads", dest="cg_threads", default="auto", type=_option_type("--threads", options.threads),
                     metavar="N|auto",
                     help="torch CPU threads; auto: 1 on the CPU (stable under contention), torch's own on a GPU")
-    group.addoption("--remote", nargs="?", const=True, default=False, type=_option_type("--remote", _remote),
+    group.addoption("--remote", nargs="?", const=True, default=False, type=_option_type("--remote", options.remote),
                     metavar="local",
                     help="run the traces on NDIF (a hub model, no local weights; API key from $NDIF_API_KEY); "
                          "--remote local: through nnsight's local stand-in for that path, on local weights")

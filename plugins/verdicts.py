@@ -1,7 +1,7 @@
 """The verdict plugin: options, one Run per session, component parametrisation, markers and `-k H2`,
 reports, the header and the summary (docs/design.md, "Command-line contract").
 
-State lives in ``config.stash`` under the keys below (as junitxml keeps its own); nothing here prints:
+State lives in one ``SuiteSession`` in ``config.stash`` (as junitxml keeps its own); nothing here prints:
 output goes through the terminal reporter (the summary) and ``pytest_report_header``.
 
 ``circuitgate.plugin`` (the pytest11 entry point: the options) registers this module only for a session
@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
-import json
 import re
 import shlex
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -29,38 +28,50 @@ from _pytest.mark import KeywordMatcher
 from _pytest.mark.expression import Expression
 
 from circuitgate import CircuitgateError
-from circuitgate.analyses import component_ids, expected_verdict, gate_verdict, legacy_baseline
+from circuitgate.analyses import component_ids, expected_verdict, legacy_baseline
 from circuitgate.compare import baseline_method
-from circuitgate.documents import manifest, verdicts_document
+from circuitgate.documents import config_sha256, manifest, verdicts_document
 from circuitgate.gate import LEGACY_NOTE, SKILLS_KEY
-from circuitgate.models.loading import resolve_device, resolve_dtype, weights_sha256
+from circuitgate.models.loading import cheap_weights_sha256, resolve_device, resolve_dtype
 from circuitgate.plan import plan_outcome
 from circuitgate.report import render_html
 from circuitgate.session import Run, Settings
 from circuitgate.plugin import HYPOTHESES_DIR, HYPOTHESES_PACKAGE, in_suite, reaches_suite, suite_dirs
-from circuitgate.judging import (expected_circuit, jsonable, noise_floor_line, noise_floors, passes, summary_numbers,
+from circuitgate.judging import (expected_circuit, noise_floor_line, noise_floors, passes, summary_numbers,
                                 write_json_atomic)
 from circuitgate.vocabulary import HYPOTHESES, SKILLS
 
 pytest_plugins = ["circuitgate.fixtures.circuitgate"]
 
-RUN_KEY = pytest.StashKey[Run]()
-SUITE_KEY = pytest.StashKey[tuple]()  # the suite's directories (``circuitgate.plugin.suite_dirs``)
-# The session's arguments reach the suite (decided before collection: the junit.xml writer and the
-# input checks must start before the session does). ACTIVE_KEY: the suite was in fact collected.
-REACHES_KEY = pytest.StashKey[bool]()
-ACTIVE_KEY = pytest.StashKey[bool]()
-PREPARED_KEY = pytest.StashKey[bool]()  # inputs checked and threads set, once
-# Component/figure tests whose source names nothing (no figures for this model): deselected, not
-# reported as skipped "empty parameter set" in every run.
-EMPTY_KEY = pytest.StashKey[set]()
-DOC_KEY = pytest.StashKey[dict]()  # the verdicts.json written at session end; the summary reads it
-# A user error met while parametrising (missing weights, a bad expectations file): raised as a usage
-# error once collection is over. Raised in pytest_generate_tests it would be a collection error of
-# each module, with a traceback, instead of one line and exit status 4.
-COLLECT_ERROR_KEY = pytest.StashKey[str]()
-JUNIT_KEY = pytest.StashKey[LogXML]()  # our junit.xml writer, when the user gave no --junitxml
-THREADS_KEY = pytest.StashKey[int]()  # torch's thread count before --threads, restored at unconfigure
+
+
+@dataclass
+class SuiteSession:
+    """The plugin's state for one pytest session, in ``config.stash`` under ``SESSION_KEY``: the run;
+    the suite's directories (``circuitgate.plugin.suite_dirs``); whether the session's arguments reach
+    the suite (decided before collection: the junit.xml writer and the input checks must start before
+    the session does) and whether it was in fact collected (``active``); whether the inputs were
+    checked and threads set (once); component and figure tests whose source names nothing (no figures
+    for this model: deselected, not reported as skipped "empty parameter set" in every run); a user
+    error met while parametrising (missing weights, a bad expectations file), raised as a usage error
+    once collection is over: raised in pytest_generate_tests it would be a collection error of each
+    module, with a traceback, instead of one line and exit status 4; our junit.xml writer when the
+    user gave no --junitxml; torch's thread count before --threads, restored at unconfigure; the
+    verdicts.json written at session end, which the summary reads."""
+
+    run: Run
+    suite: tuple[Path, ...]
+    reaches: bool
+    active: bool = False
+    prepared: bool = False
+    empty: set[str] = field(default_factory=set)
+    collect_error: str | None = None
+    junit: LogXML | None = None
+    threads_before: int | None = None
+    document: dict | None = None
+
+
+SESSION_KEY = pytest.StashKey[SuiteSession]()
 JUNIT_PLUGIN = "circuitgate-junitxml"
 
 # A component test is named test_H<n>_<kind> and takes one of these arguments: the component id.
@@ -71,12 +82,11 @@ _HYPOTHESIS_TEST = re.compile(r"test_(H\d)(?!\d)")  # test_H2 and its component 
 _HYPOTHESIS_MODULE = re.compile(r"test_(h\d)_", re.IGNORECASE)  # test_h2_heads.py
 # A bare H1..H5 in -k (a guard only: the matcher below decides what is bare, as pytest parses -k).
 _HYPOTHESIS_TOKEN = re.compile(r"(?<![^\s()])h[1-5](?![^\s()])", re.IGNORECASE)
-CHEAP_HASH_BYTES = 256 << 20  # the header hashes weights this small itself (a second at most)
 
 
 # -- is this session the suite's? (``circuitgate.plugin`` decides, and loads this module if so) ------
 def _in_suite(config: pytest.Config, path: Path) -> bool:
-    return in_suite(config.stash[SUITE_KEY], path)
+    return in_suite(config.stash[SESSION_KEY].suite, path)
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -97,13 +107,9 @@ def pytest_configure(config: pytest.Config) -> None:
         run = Run(settings, root=config.rootpath)
     except CircuitgateError as e:
         raise pytest.UsageError(str(e)) from None
-    config.stash[RUN_KEY] = run
-    config.stash[EMPTY_KEY] = set()
-    config.stash[ACTIVE_KEY] = False
-    config.stash[PREPARED_KEY] = False
-    config.stash[SUITE_KEY] = suite_dirs(config)
-    reaches = config.stash[REACHES_KEY] = reaches_suite(config, config.stash[SUITE_KEY])
-    if not reaches or _is_worker(config):
+    suite = suite_dirs(config)
+    session = config.stash[SESSION_KEY] = SuiteSession(run, suite, reaches_suite(config, suite))
+    if not session.reaches or _is_worker(config):
         return
     if getattr(opt, "dist", "no") != "no":
         # pytest-xdist: each worker would load the model and compute every hypothesis it meets over all
@@ -116,10 +122,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _prepare(config: pytest.Config) -> None:
     """Check the inputs before anything slow, and set torch's threads; once per session."""
-    if config.stash[PREPARED_KEY]:
+    session = config.stash[SESSION_KEY]
+    if session.prepared:
         return
-    config.stash[PREPARED_KEY] = True
-    run = config.stash[RUN_KEY]
+    session.prepared = True
+    run = session.run
     try:
         run.config, run.prompt_set, run.baseline, run.report_dir  # each made once: made now to be checked
     except CircuitgateError as e:
@@ -130,7 +137,7 @@ def _prepare(config: pytest.Config) -> None:
         # (docs/nnsight.md, "Threads"). On a GPU the CPU only feeds it: torch's own default.
         threads = 1 if resolve_device(run.settings.device) == "cpu" else None
     if threads is not None:
-        config.stash[THREADS_KEY] = torch.get_num_threads()
+        session.threads_before = torch.get_num_threads()
         torch.set_num_threads(threads)
 
 
@@ -142,7 +149,7 @@ def _start_junit(config: pytest.Config) -> None:
     if getattr(config.option, "xmlpath", None) or not config.pluginmanager.has_plugin("junitxml"):
         return
     xml = LogXML(
-        str(config.stash[RUN_KEY].report_dir / "junit.xml"),
+        str(config.stash[SESSION_KEY].run.report_dir / "junit.xml"),
         config.option.junitprefix,
         config.getini("junit_suite_name"),
         config.getini("junit_logging"),
@@ -151,30 +158,33 @@ def _start_junit(config: pytest.Config) -> None:
         config.getini("junit_log_passing_tests"),
     )
     config.pluginmanager.register(xml, JUNIT_PLUGIN)
-    config.stash[JUNIT_KEY] = xml
+    config.stash[SESSION_KEY].junit = xml
 
 
 def _stop_junit(config: pytest.Config) -> None:
-    xml = config.stash.get(JUNIT_KEY, None)
-    if xml is not None:
-        del config.stash[JUNIT_KEY]
-        config.pluginmanager.unregister(xml)
+    session = config.stash[SESSION_KEY]
+    if session.junit is not None:
+        config.pluginmanager.unregister(session.junit)
+        session.junit = None
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None:  # the options were refused as the plugin configured
+        return
     _stop_junit(config)
-    threads = config.stash.get(THREADS_KEY, None)
-    if threads is not None:  # the process may go on (pytester runs sessions in-process)
-        torch.set_num_threads(threads)
+    if session.threads_before is not None:  # the process may go on (pytester runs sessions in-process)
+        torch.set_num_threads(session.threads_before)
 
 
 # -- the header: how to reproduce the run ------------------------------------------------------------
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
-    if not config.stash.get(REACHES_KEY, False) or _is_worker(config):
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None or not session.reaches or _is_worker(config):
         return None
-    run = config.stash[RUN_KEY]
+    run = session.run
     s, spec, ps = run.settings, run.spec, run.prompt_set
-    sha = _cheap_weights_sha256(run)
+    sha = cheap_weights_sha256(spec)
     weights = f"weights sha256 {sha[:12]}" if sha else "weights sha256 in manifest.json, hashed when loaded"
     device = resolve_device(s.device)
     suite = ["python", "-m", "pytest", "--pyargs", HYPOTHESES_PACKAGE] if config.option.pyargs else ["pytest", HYPOTHESES_DIR]
@@ -197,44 +207,15 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         settings = f"{s.config} over the baseline's settings" if s.config else "the baseline's settings"
     lines = [
         f"circuitgate: model {spec.name} ({weights}), method {s.method}, prompts {ps.name} "
-        f"(sha256 {ps.sha256[:12]}), config {settings} (sha256 {config_sha256(run)[:12]})",
+        f"(sha256 {ps.sha256[:12]}), config {settings} (sha256 {config_sha256(run.config)[:12]})",
         f"circuitgate: reproduce: {shlex.join(command)}",
     ]
     if run.baseline is not None:
         lines.append(f"circuitgate: gate on {s.baseline}: measured as the baseline was, "
                      + ("overridden: " + "; ".join(run.overrides) if run.overrides else "nothing overridden"))
-        if legacy_baseline(run):
+        if legacy_baseline(run.inputs):
             lines.append(f"circuitgate: {s.baseline}: {LEGACY_NOTE}")
     return lines
-
-
-def config_sha256(run: Run) -> str:
-    """sha256 of the config as verdicts.json records it, in canonical JSON (sorted keys): a run's
-    document can be checked against the header of another."""
-    text = json.dumps(jsonable(run.config.to_dict()), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _cheap_weights_sha256(run: Run) -> str | None:
-    """The weights' hash, as loading computes it, when the weights are already on disk and small (a
-    local directory, a built organism); else None: a hub model's is hashed when it loads (a 7B model
-    is ~15 GB to read) and an organism not built yet is built on first use, not by a header."""
-    spec, directory = run.spec, run.spec.path
-    if spec.builtin:
-        from circuitgate.organism import is_organism_dir, recipe_of
-        from circuitgate.organism.builder import organism_dir
-
-        directory = organism_dir(recipe_of(spec.builtin))
-        if not is_organism_dir(directory):
-            return None
-    if directory is None or not directory.is_dir():
-        return None
-    try:
-        if sum(p.stat().st_size for p in directory.iterdir() if p.is_file()) > CHEAP_HASH_BYTES:
-            return None
-        return weights_sha256(directory, progress=False)
-    except (CircuitgateError, OSError):
-        return None
 
 
 # -- collection: parametrisation, markers, -k ---------------------------------------------------------
@@ -248,7 +229,7 @@ def uncaptured(config: pytest.Config) -> Iterator[None]:
 
 def pytest_collectstart(collector: pytest.Collector) -> None:
     if _in_suite(collector.config, collector.path):
-        collector.config.stash[ACTIVE_KEY] = True
+        collector.config.stash[SESSION_KEY].active = True
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -260,12 +241,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if not match or match.group(1) not in HYPOTHESES or not _in_suite(metafunc.config, metafunc.definition.path):
         return
     config = metafunc.config
+    session = config.stash[SESSION_KEY]
     try:
         _prepare(config)  # done in pytest_configure unless the arguments hid the suite from it
     except pytest.UsageError as e:
-        config.stash[COLLECT_ERROR_KEY] = str(e)
+        session.collect_error = str(e)
         return
-    hypothesis, run = match.group(1), config.stash[RUN_KEY]
+    hypothesis, run = match.group(1), session.run
     methods = run.settings.methods
     if len(methods) > 1 and "cg_method" in metafunc.fixturenames:
         # --method both: every hypothesis test once per method; session scope keeps one result each.
@@ -274,17 +256,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if not args:
         return
     ids: list[str] = []
-    if COLLECT_ERROR_KEY not in config.stash:  # one error is enough: the session ends on it
+    if session.collect_error is None:  # one error is enough: the session ends on it
         try:
             with uncaptured(config):
                 if args[0] == FIGURE_ARG:
                     ids = list(run.expectations.figures.get(hypothesis, {}))
                 else:
-                    ids = component_ids(run, hypothesis)
+                    ids = component_ids(run.inputs, hypothesis)
         except CircuitgateError as e:
-            config.stash[COLLECT_ERROR_KEY] = str(e)
+            session.collect_error = str(e)
     if not ids:
-        config.stash[EMPTY_KEY].add(metafunc.definition.nodeid)
+        session.empty.add(metafunc.definition.nodeid)
     # Node ids hold the component only, never the model, so runs on two checkpoints line up.
     metafunc.parametrize(args[0], ids, ids=ids)
 
@@ -293,15 +275,16 @@ def _parametrize_skills(metafunc: pytest.Metafunc) -> None:
     """test_skill[recall], test_skill[reasoning]: a gate's skills, when its baseline recorded which
     pairs it answered; deselected otherwise (there is nothing to compare a skill with)."""
     config = metafunc.config
+    session = config.stash[SESSION_KEY]
     try:
         _prepare(config)
     except pytest.UsageError as e:
-        config.stash[COLLECT_ERROR_KEY] = str(e)
+        session.collect_error = str(e)
         return
-    baseline = config.stash[RUN_KEY].baseline if COLLECT_ERROR_KEY not in config.stash else None
+    baseline = session.run.baseline if session.collect_error is None else None
     tasks = list(SKILLS) if baseline is not None and baseline.get("clean_correct") else []
     if not tasks:
-        config.stash[EMPTY_KEY].add(metafunc.definition.nodeid)
+        session.empty.add(metafunc.definition.nodeid)
     metafunc.parametrize("task", tasks, ids=tasks)
 
 
@@ -353,9 +336,10 @@ def _deselect_by_hypothesis(config: pytest.Config, items: list[pytest.Item]) -> 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's own -k and -m deselection (_pytest/mark)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not config.stash[ACTIVE_KEY]:
+    session = config.stash[SESSION_KEY]
+    if not session.active:
         return
-    empty = config.stash[EMPTY_KEY]
+    empty = session.empty
     deselected = [item for item in items if item.nodeid.split("[")[0] in empty]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
@@ -370,17 +354,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Fail fast, before any test runs, when the model's weights cannot be had."""
     config = session.config
-    if not config.stash[ACTIVE_KEY]:
+    state = config.stash[SESSION_KEY]
+    if not state.active:
         _stop_junit(config)  # the arguments held the suite's directory, but nothing of it was collected
         return
-    if COLLECT_ERROR_KEY in config.stash:
-        raise pytest.UsageError(config.stash[COLLECT_ERROR_KEY])
+    if state.collect_error is not None:
+        raise pytest.UsageError(state.collect_error)
     if not session.items or config.option.collectonly:
         return
     try:
         with uncaptured(config):
-            config.stash[RUN_KEY].model_dir  # found (or built) now, to be checked
-            config.stash[RUN_KEY].check_shape()  # a gate on a model of another shape: refused now
+            state.run.model_dir  # found (or built) now, to be checked
+            state.run.check_shape()  # a gate on a model of another shape: refused now
     except CircuitgateError as e:
         raise pytest.UsageError(str(e)) from None
 
@@ -388,29 +373,29 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 # -- reports and summary -----------------------------------------------------------------------------
 def _has_results(config: pytest.Config) -> bool:
     """Only the process that ran the tests writes (never an xdist worker: docs/design.md)."""
-    run = config.stash.get(RUN_KEY, None)
-    return (run is not None and config.stash.get(ACTIVE_KEY, False) and not _is_worker(config)
-            and bool(run.results))
+    session = config.stash.get(SESSION_KEY, None)
+    return session is not None and session.active and not _is_worker(config) and bool(session.run.results)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     if not _has_results(config):
         return
-    run = config.stash[RUN_KEY]
+    state = config.stash[SESSION_KEY]
+    run = state.run
     out = run.report_dir
-    document = config.stash[DOC_KEY] = verdicts_document(run)
+    document = state.document = verdicts_document(run)
     write_json_atomic(out / "verdicts.json", document)
     write_json_atomic(out / "manifest.json", manifest(run, _dt.datetime.now(_dt.timezone.utc)))
     (out / "report.html").write_text(render_html(document))
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    if not _has_results(config) or DOC_KEY not in config.stash:
+    if not _has_results(config) or config.stash[SESSION_KEY].document is None:
         return
-    run = config.stash[RUN_KEY]
+    run = config.stash[SESSION_KEY].run
     tr = terminalreporter
-    document = config.stash[DOC_KEY]
+    document = config.stash[SESSION_KEY].document
     by_method = document.get("by_method") or {run.settings.methods[0]: document["hypotheses"]}
     clean = document["clean_accuracy"]
     for method in run.settings.methods:
@@ -483,7 +468,7 @@ def _circuit_lines(tr, entries: dict) -> None:
 
 def _summary_lines(tr, run: Run, method: str) -> None:
     for h, r in run.results_by(method).items():
-        expectation = expected_verdict(run, h, method)
+        expectation = expected_verdict(run.inputs, h, method)
         expected, source = expectation.value, "baseline" if expectation.baseline else "expected"
         numbers = summary_numbers(r.summary)
         if h not in run.tested:  # an input of a selected hypothesis (H3's neurons for H5), not judged
@@ -491,6 +476,6 @@ def _summary_lines(tr, run: Run, method: str) -> None:
             continue
         ok = passes(expected, r.verdict)
         if expectation.baseline:
-            ok = not gate_verdict(run, h, method).failing(run.config.gate.strict)
+            ok = not run.gate_verdict(h, method).failing(run.config.gate.strict)
         tr.write_line(f"{h}  {r.verdict:<13} {source} {expected:<13} {'PASS' if ok else 'FAIL'}  {numbers}",
                       green=ok, red=not ok)

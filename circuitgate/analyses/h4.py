@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from circuitgate.analyses.base import Analysis
-from circuitgate.analyses.h5 import clean_scores
+from circuitgate.analyses.base import Analysis, Inputs
 from circuitgate.causal import agreed_classes, agreement_verdict, binned_classes, layer_interactions
 from circuitgate.ids import attn_target, depth_id, head_id, layer_id, mlp_target, target_kind
 from circuitgate.config import H4Config
@@ -28,7 +27,6 @@ from circuitgate.stats import depth_profile
 
 if TYPE_CHECKING:
     from circuitgate.models.registry import ModelSpec
-    from circuitgate.session import Run
 
 PROFILES = ("H1", "H2", "H5")
 
@@ -169,59 +167,61 @@ def missing_twin(model: str, twin: "ModelSpec") -> HypothesisResult | None:
 
 
 # -- on a run ---------------------------------------------------------------------------------------
-def _organism_pair(run: "Run") -> bool:
+def _organism_pair(inputs: Inputs) -> bool:
     """Both H4 models are organisms: H4's expectations come from their two ground truths."""
-    twin = run.twin_spec
-    return run.spec.expectations == "organism" and twin is not None and (
+    twin = inputs.twin_spec
+    return inputs.spec.expectations == "organism" and twin is not None and (
         twin.builtin is not None or twin.expectations == "organism")
 
 
 class H4Analysis(Analysis):
     """H1, H2 and H5 on the model and on its twin of another family (``--h4-model``, else the registry
-    twin), compared by relative depth. The model is released before the twin is loaded: two 7B models
-    need not fit at once."""
+    twin), compared by relative depth. The twin's results are an input (``Inputs.twin``): the session
+    computes this model's first and releases it before it loads the twin, as two 7B models need not
+    fit at once."""
 
     hypothesis = "H4"
+    needs = (*PROFILES, "twin")
 
-    def compute(self, run: "Run", method: str) -> HypothesisResult:
-        if run.twin_spec is None:
-            return no_second_model(run.spec.name)
-        missing = missing_twin(run.spec.name, run.twin_spec)
-        if missing is not None:
-            return missing
-        # Every method's profiles while a model is loaded (--method both asks H4 of each): each model is
-        # then loaded once, and only one is in memory at a time.
-        mine = {m: {h: run.result(h, m) for h in PROFILES} for m in run.settings.methods}
-        clean_scores(run)  # reported by every run: measured before the model is released
-        run.release()
-        twin = run.twin
-        theirs = {m: {h: twin.result(h, m) for h in PROFILES} for m in run.settings.methods}
-        twin.release()
-        return analyse_h4((run.spec.name, twin.spec.name), (mine[method], theirs[method]), (run.shape, twin.shape),
-                          run.config.h4)
+    def _unavailable(self, inputs: Inputs) -> HypothesisResult | None:
+        """H4 without a second model to compare with (none named, or its package not installed)."""
+        if inputs.twin_spec is None:
+            return no_second_model(inputs.spec.name)
+        return missing_twin(inputs.spec.name, inputs.twin_spec)
 
-    def source_expectations(self, run: "Run") -> tuple[str | None, Mapping[str, str]]:
+    def hypotheses_needed(self, inputs: Inputs, method: str) -> tuple[str, ...]:
+        return () if self._unavailable(inputs) is not None else PROFILES
+
+    def compute(self, inputs: Inputs, method: str) -> HypothesisResult:
+        unavailable = self._unavailable(inputs)
+        if unavailable is not None:
+            return unavailable
+        twin = inputs.twin
+        return analyse_h4((inputs.spec.name, twin.name), (inputs.results, twin.results[method]),
+                          (inputs.shape, twin.shape), inputs.config.h4)
+
+    def source_expectations(self, inputs: Inputs) -> tuple[str | None, Mapping[str, str]]:
         """Two organisms: from their two ground truths; otherwise what the source says."""
-        if not _organism_pair(run):
-            return super().source_expectations(run)
+        if not _organism_pair(inputs):
+            return super().source_expectations(inputs)
         from circuitgate.expectations import h4_from_ground_truths
         from circuitgate.organism import read_info
 
-        return h4_from_ground_truths((read_info(run.model_dir), run.shape),
-                                     (read_info(run.twin.model_dir), run.twin.shape), run.config)
+        return h4_from_ground_truths((read_info(inputs.model_dir), inputs.shape),
+                                     (read_info(inputs.twin_dir), inputs.twin_shape), inputs.config)
 
-    def component_ids(self, run: "Run") -> list[str]:
+    def component_ids(self, inputs: Inputs) -> list[str]:
         """The depth bins: for two organisms known from their layer counts alone, so collecting the
         tests neither builds nor loads the second model; otherwise those the source names."""
-        if not _organism_pair(run):
-            return super().component_ids(run)
-        if run.twin_spec.builtin:
+        if not _organism_pair(inputs):
+            return super().component_ids(inputs)
+        if inputs.twin_spec.builtin:
             from circuitgate.organism.recipe import recipe_of
 
-            twin_layers = recipe_of(run.twin_spec.builtin).n_layers
+            twin_layers = recipe_of(inputs.twin_spec.builtin).n_layers
         else:
-            twin_layers = run.twin.shape.n_layers
-        return [depth_id(k) for k in range(min(run.shape.n_layers, twin_layers))]
+            twin_layers = inputs.twin_shape.n_layers
+        return [depth_id(k) for k in range(min(inputs.shape.n_layers, twin_layers))]
 
 
 ANALYSIS = H4Analysis()

@@ -89,6 +89,31 @@ def resolve_dtype(dtype: str, device: str) -> str:
     return dtype
 
 
+CHEAP_HASH_BYTES = 256 << 20  # weights this small are hashed before they load (a second at most)
+
+
+def cheap_weights_sha256(spec: ModelSpec) -> str | None:
+    """The weights' hash, as loading computes it, when the weights are already on disk and small (a
+    local directory, a built organism); else None: a hub model's is hashed when it loads (a 7B model
+    is ~15 GB to read) and an organism not built yet is built on first use, not to be hashed."""
+    directory = spec.path
+    if spec.builtin:
+        from circuitgate.organism import is_organism_dir, recipe_of
+        from circuitgate.organism.builder import organism_dir
+
+        directory = organism_dir(recipe_of(spec.builtin))
+        if not is_organism_dir(directory):
+            return None
+    if directory is None or not directory.is_dir():
+        return None
+    try:
+        if sum(p.stat().st_size for p in directory.iterdir() if p.is_file()) > CHEAP_HASH_BYTES:
+            return None
+        return weights_sha256(directory, progress=False)
+    except (CircuitgateError, OSError):
+        return None
+
+
 def weights_sha256(directory: Path, progress: bool = True) -> str:
     """sha256 over the weight files of a directory (names and bytes, in name order).
 

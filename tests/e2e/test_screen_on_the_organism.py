@@ -33,7 +33,7 @@ def test_every_planted_component_is_confirmed_with_its_class(screened_run):
     screen = h5.summary["screen"]
     assert screen["path"] == "attribution" and screen["method"] == "ig"
     assert (screen["steps"], screen["groups"]) == (4, 32)
-    planted = {cid: e.value for cid, e in expected_components(screened_run, "H5").items() if e.value != "none"}
+    planted = {cid: e.value for cid, e in expected_components(screened_run.inputs, "H5").items() if e.value != "none"}
     assert len(planted) == 14
     found = {cid: h5.components[cid].cls for cid in planted if cid in h5.components}
     assert found == planted
@@ -85,5 +85,5 @@ def test_a_gate_measures_every_target_its_baseline_classified(screened_run, tmp_
     assert set(before) == set(h5.components)
     chosen = {r["chosen"] for r in h5.summary["screen"]["confirmed"].values()}
     assert chosen == {"baseline"}
-    planted = {cid: e.value for cid, e in expected_components(screened_run, "H5").items() if e.value != "none"}
+    planted = {cid: e.value for cid, e in expected_components(screened_run.inputs, "H5").items() if e.value != "none"}
     assert {cid: h5.components[cid].cls for cid in planted} == planted

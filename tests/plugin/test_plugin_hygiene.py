@@ -227,10 +227,10 @@ def test_a_user_error_while_computing_fails_the_test_with_one_line():
 
 
 def test_hypothesis_of_reads_the_function_then_the_module():
-    from circuitgate.plugin.verdicts import SUITE_KEY, hypothesis_of
+    from circuitgate.plugin.verdicts import SESSION_KEY, hypothesis_of
 
     # The suite is told by where a test's file is: here, the checkout's hypotheses/.
-    config = SimpleNamespace(stash={SUITE_KEY: (REPO / "hypotheses",)})
+    config = SimpleNamespace(stash={SESSION_KEY: SimpleNamespace(suite=(REPO / "hypotheses",))})
 
     def item(nodeid, name, path):
         return SimpleNamespace(nodeid=nodeid, name=name, originalname=re.sub(r"\[.*", "", name), path=REPO / path,

@@ -1,4 +1,4 @@
-"""What a gate measures (analyses/h5.py: the baseline's targets, neuron sets and pairs), the compact
+"""What a gate measures (analyses/h5_targets.py: the baseline's targets, neuron sets and pairs), the compact
 encodings verdicts.json stores them in (encoding.py), and the fine-tuned candidates (candidates.py)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from circuitgate import CircuitgateError
-from circuitgate.analyses.h5 import baseline_pairs, gated_targets
+from circuitgate.analyses.h5_targets import baseline_pairs, gated_targets
 from circuitgate.config import Config, load_config
 from circuitgate.encoding import pack_bits, pack_floats, pack_mask, unpack_bits, unpack_floats, unpack_mask
 
@@ -50,7 +50,7 @@ def _run(baseline_h5: dict | None, config: Config = Config(), ids=("a", "b", "c"
     if baseline_h5 is not None:
         baseline = {"schema": 3, "method": "paired", "config": Config().to_dict(),
                     "hypotheses": {"H5": baseline_h5}}
-    return SimpleNamespace(baseline=baseline, config=config, settings=SimpleNamespace(methods=("paired",)),
+    return SimpleNamespace(baseline=baseline, config=config, methods=("paired",),
                            shape=SimpleNamespace(ffn=16), prompt_set=SimpleNamespace(ids=list(ids), name="tiny"))
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from circuitgate.config import H4Config, H5Config
 from circuitgate.analyses.h4 import analyse_h4, layer_profiles, missing_twin, no_second_model
-from circuitgate.analyses.h5 import analyse_h5, neuron_targets
+from circuitgate.analyses.h5 import analyse_h5
+from circuitgate.analyses.h5_targets import neuron_targets
 from circuitgate.causal import bin_classes
 from circuitgate.interventions import Metrics, SweepResult, Target
 from circuitgate.models.adapters import Shape
@@ -192,7 +193,7 @@ class _FakeScreen:
 
 
 def test_screened_takes_the_top_per_skill_a_random_share_of_the_rest_and_the_controls():
-    from circuitgate.analyses.h5 import screened
+    from circuitgate.analyses.h5_targets import screened
     from circuitgate.config import H5Config
     from circuitgate.interventions import Target
 
@@ -229,7 +230,7 @@ class _FakeNeuronScreen:
 
 
 def test_screened_neurons_takes_the_top_per_skill_and_a_random_share_of_the_rest():
-    from circuitgate.analyses.h5 import screened_neurons
+    from circuitgate.analyses.h5_targets import screened_neurons
     from circuitgate.config import H5Config
     from circuitgate.ids import parse_target
 
@@ -288,7 +289,7 @@ def test_a_twin_whose_package_is_missing_makes_h4_inconclusive_saying_how_to_ins
 def test_screen_pairs_and_measured_pairs_are_disjoint_halves_of_the_pool():
     from types import SimpleNamespace
 
-    from circuitgate.analyses.h5 import chosen_pairs, screen_pairs
+    from circuitgate.analyses.h5_targets import chosen_pairs, screen_pairs
     from circuitgate.prompts import load_prompt_set
 
     ps = load_prompt_set("geography-completion")

@@ -226,14 +226,14 @@ def test_remote_says_what_is_missing(tiny_qwen_dir: Path, tmp_path: Path, api_ke
     ([], False), (["--remote"], True), (["--remote", "local"], "local"), (["--remote=local"], "local"),
 ])
 def test_the_option_parses(pytester: pytest.Pytester, api_key: None, args: list[str], value: bool | str) -> None:
-    from circuitgate.plugin.verdicts import RUN_KEY
+    from circuitgate.plugin.verdicts import SESSION_KEY
 
     # The suite in the session's reach: only a session that reaches it configures a run.
     shutil.copytree(REPO / "hypotheses", pytester.path / "hypotheses")
     shutil.copy(REPO / "conftest.py", pytester.path / "conftest.py")
     # no:unraisableexception: its clean-up collects garbage five times, 1.4-2.4 s per config here (measured)
     config = pytester.parseconfigure("-p", "no:cacheprovider", "-p", "no:unraisableexception", *args)
-    assert config.option.remote == value and config.stash[RUN_KEY].settings.remote == value
+    assert config.option.remote == value and config.stash[SESSION_KEY].run.settings.remote == value
 
 
 @pytest.mark.parametrize(("args", "key", "message"), [

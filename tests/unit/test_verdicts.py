@@ -467,8 +467,7 @@ def test_verdict_precedence_is_config_then_baseline_then_source():
     source = Expectations(source="s", verdicts={"H1": "not_supported"}, components={"H2": {"L00H00": "recall"}})
 
     def run(config=Config(), baseline=None):
-        return SimpleNamespace(config=config, baseline=baseline, expectations=source,
-                               settings=SimpleNamespace(methods=("paired",)))
+        return SimpleNamespace(config=config, baseline=baseline, expectations=source, methods=("paired",))
 
     assert expected_verdict(run(), "H1").value == "not_supported"  # the source
     assert expected_verdict(run(), "H2").value == "supported"  # none says: supported
