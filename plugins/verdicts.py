@@ -1,5 +1,6 @@
-"""The verdict plugin: options, one Run per session, component parametrisation, markers and `-k H2`,
-reports, the header and the summary (docs/design.md, "Command-line contract").
+"""The verdict plugin: thin hooks over one Run per session: component parametrisation, markers and
+`-k H2`, reports, the header and the summary, whose lines ``circuitgate.summary`` makes (docs/design.md,
+"Command-line contract").
 
 State lives in one ``SuiteSession`` in ``config.stash`` (as junitxml keeps its own); nothing here prints:
 output goes through the terminal reporter (the summary) and ``pytest_report_header``.
@@ -16,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import re
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -28,17 +28,15 @@ from _pytest.mark import KeywordMatcher
 from _pytest.mark.expression import Expression
 
 from circuitgate import CircuitgateError
-from circuitgate.analyses import component_ids, expected_verdict, legacy_baseline
+from circuitgate.analyses import component_ids
 from circuitgate.compare import baseline_method
-from circuitgate.documents import config_sha256, manifest, verdicts_document
-from circuitgate.gate import LEGACY_NOTE, SKILLS_KEY
-from circuitgate.models.loading import cheap_weights_sha256, resolve_device, resolve_dtype
-from circuitgate.plan import plan_outcome
+from circuitgate.documents import manifest, verdicts_document
+from circuitgate.models.loading import resolve_device
 from circuitgate.report import render_html
 from circuitgate.session import Run, Settings
+from circuitgate.summary import header_lines, summary_lines
 from circuitgate.plugin import HYPOTHESES_DIR, HYPOTHESES_PACKAGE, in_suite, reaches_suite, suite_dirs
-from circuitgate.judging import (expected_circuit, noise_floor_line, noise_floors, passes, summary_numbers,
-                                write_json_atomic)
+from circuitgate.judging import write_json_atomic
 from circuitgate.vocabulary import HYPOTHESES, SKILLS
 
 pytest_plugins = ["circuitgate.fixtures.circuitgate"]
@@ -182,40 +180,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     session = config.stash.get(SESSION_KEY, None)
     if session is None or not session.reaches or _is_worker(config):
         return None
-    run = session.run
-    s, spec, ps = run.settings, run.spec, run.prompt_set
-    sha = cheap_weights_sha256(spec)
-    weights = f"weights sha256 {sha[:12]}" if sha else "weights sha256 in manifest.json, hashed when loaded"
-    device = resolve_device(s.device)
     suite = ["python", "-m", "pytest", "--pyargs", HYPOTHESES_PACKAGE] if config.option.pyargs else ["pytest", HYPOTHESES_DIR]
-    command = [*suite, "--model", s.model or spec.name, "--method", s.method,
-               "--prompts", s.prompts or ps.name, "--device", device, "--dtype", resolve_dtype(s.dtype, device)]
-    if s.remote:
-        command += ["--remote"] if s.remote is True else ["--remote", s.remote]
-    for option, value in (("--config", s.config), ("--h4-model", s.h4_model), ("--baseline", s.baseline),
-                          ("-k", config.option.keyword), ("-m", config.option.markexpr)):
-        if value:
-            command += [option, value]
-    # A registry entry's own settings sit under the file (docs/design.md, Command-line contract).
-    settings = s.config or "defaults"
-    if spec.config:
-        settings = f"{s.config} over {spec.name}'s registry settings" if s.config else f"{spec.name}'s registry settings"
-    if run.cpu_defaults:  # no registry settings, on a CPU: smollm2's CPU-sized H5 (docs/design.md, Runs sized ...)
-        cpu = "the CPU defaults (registry cpu_config: a CPU-sized H5 for a model without registry settings)"
-        settings = f"{s.config} over {cpu}" if s.config else cpu
-    if run.baseline is not None:
-        settings = f"{s.config} over the baseline's settings" if s.config else "the baseline's settings"
-    lines = [
-        f"circuitgate: model {spec.name} ({weights}), method {s.method}, prompts {ps.name} "
-        f"(sha256 {ps.sha256[:12]}), config {settings} (sha256 {config_sha256(run.config)[:12]})",
-        f"circuitgate: reproduce: {shlex.join(command)}",
-    ]
-    if run.baseline is not None:
-        lines.append(f"circuitgate: gate on {s.baseline}: measured as the baseline was, "
-                     + ("overridden: " + "; ".join(run.overrides) if run.overrides else "nothing overridden"))
-        if legacy_baseline(run.inputs):
-            lines.append(f"circuitgate: {s.baseline}: {LEGACY_NOTE}")
-    return lines
+    return header_lines(session.run, suite, config.option.keyword, config.option.markexpr)
 
 
 # -- collection: parametrisation, markers, -k ---------------------------------------------------------
@@ -393,89 +359,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     if not _has_results(config) or config.stash[SESSION_KEY].document is None:
         return
-    run = config.stash[SESSION_KEY].run
-    tr = terminalreporter
-    document = config.stash[SESSION_KEY].document
-    by_method = document.get("by_method") or {run.settings.methods[0]: document["hypotheses"]}
-    clean = document["clean_accuracy"]
-    for method in run.settings.methods:
-        tr.write_sep("=", f"circuitgate verdicts ({run.spec.name}, method {method})")
-        tr.write_line(f"clean accuracy (whole answers, every pair): recall {clean['recall']:.2f}, "
-                      f"reasoning {clean['reasoning']:.2f}")
-        _summary_lines(tr, run, method)
-        plan = by_method[method].get("H5", {}).get("summary", {}).get("plan")
-        if plan:
-            tr.write_line(f"H5 plan: {plan_outcome(plan)}")
-        floors = noise_floors({h: e for h, e in by_method[method].items() if e.get("tested", True)})
-        if floors and run.baseline is None:  # a gate shows its baseline's beside its counts
-            tr.write_line(noise_floor_line(floors))
-        _circuit_lines(tr, by_method[method])
-    if run.baseline is not None:
-        _baseline_lines(tr, run, document["baseline"])
-    tr.write_line(f"report: {Path(run.report_dir) / 'report.html'}")
-
-
-MAX_NAMED = 12  # regressions named in the summary; `circuitgate compare` lists them all
-
-
-def _baseline_lines(tr, run: Run, record: dict) -> None:
-    """The gate: what fails (skills first, each on its line), then the counts beside the noise floor."""
-    names = record["regressions"]
-    what = "regressed or unresolved (gate.strict)" if record["strict"] else "regressed"
-    tr.write_line(f"baseline {run.settings.baseline}: " + (f"{len(names)} {what}" if names else "nothing regressed"),
-                  red=bool(names), green=not names)
-    failing = [d for d in record["decisions"] + record["skills"]
-               if d["decision"] == "regressed" or (record["strict"] and d["decision"] == "unresolved")]
-    shown = sorted({d["name"]: d for d in failing}.values(), key=lambda d: (d["hypothesis"] != SKILLS_KEY,
-                                                                           d["p_adj"] or 1.0))
-    for d in shown[:MAX_NAMED]:
-        tr.write_line(f"  {_decision_line(d)}", red=True)
-    if len(shown) > MAX_NAMED:
-        tr.write_line(f"  and {len(shown) - MAX_NAMED} more (circuitgate compare lists them all)")
-    tr.write_line(f"  {record['counts_line']}")
-    for note in record["notes"]:
-        if note != LEGACY_NOTE:  # the header said it, once
-            tr.write_line(f"  note: {note}")
-
-
-def _decision_line(d: dict) -> str:
-    """One failing decision of verdicts.json's gate record, as the judge names it."""
-    ci = d.get("delta_ci")
-    change = "" if d.get("delta") is None else f", change {d['delta']:+.3g}" + (
-        f" [{ci[0]:+.3g}, {ci[1]:+.3g}]" if ci else "")
-    effect = ""
-    if d.get("hypothesis") != SKILLS_KEY and d.get("effect_before") is not None and d.get("effect_after") is not None:
-        effect = f", effect {d['effect_before']:+.3g} -> {d['effect_after']:+.3g}"
-    return f"{d['name']}: {d['before'] or 'absent'} -> {d['after'] or 'absent'}{effect}{change} ({d['why']})"
-
-
-def _circuit_lines(tr, entries: dict) -> None:
-    """The expected circuit (an organism's planted units), as this run found it, and what the
-    expectations leave unasserted."""
-    sightings = expected_circuit({h: e for h, e in entries.items() if e.get("tested", True)})
-    if not sightings:
-        return
-    found = sum(s.outcome == "found" for s in sightings)
-    tr.write_line(f"expected circuit: {found} of {len(sightings)} units found with their class", bold=True)
-    for h in dict.fromkeys(s.hypothesis for s in sightings):
-        units = [s for s in sightings if s.hypothesis == h]
-        tr.write_line(f"  {h}  " + "; ".join(s.describe() for s in units),
-                      green=all(s.outcome == "found" for s in units), red=any(s.outcome != "found" for s in units))
-    for h, e in entries.items():
-        if e.get("note") and e.get("tested", True):
-            tr.write_line(f"  {h}  not asserted: {e['note']}")
-
-
-def _summary_lines(tr, run: Run, method: str) -> None:
-    for h, r in run.results_by(method).items():
-        expectation = expected_verdict(run.inputs, h, method)
-        expected, source = expectation.value, "baseline" if expectation.baseline else "expected"
-        numbers = summary_numbers(r.summary)
-        if h not in run.tested:  # an input of a selected hypothesis (H3's neurons for H5), not judged
-            tr.write_line(f"{h}  {r.verdict:<13} (computed as an input, not tested)  {numbers}")
-            continue
-        ok = passes(expected, r.verdict)
-        if expectation.baseline:
-            ok = not run.gate_verdict(h, method).failing(run.config.gate.strict)
-        tr.write_line(f"{h}  {r.verdict:<13} {source} {expected:<13} {'PASS' if ok else 'FAIL'}  {numbers}",
-                      green=ok, red=not ok)
+    session = config.stash[SESSION_KEY]
+    for line in summary_lines(session.run, session.document):
+        if line.section:
+            terminalreporter.write_sep("=", line.text)
+        else:
+            terminalreporter.write_line(line.text, **line.markup)
