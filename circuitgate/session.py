@@ -294,8 +294,8 @@ class Run:
     # -- what an analysis receives -------------------------------------------------------------------
     @cached_property
     def inputs(self) -> Inputs:
-        """The run's inputs as the analyses read them: what the expectations are (``expected_verdict``,
-        ``component_ids``), and the base of each analysis's own ``Inputs``."""
+        """The run's inputs, every one readable and no results: what the expectations of a test are read
+        from (``analyses.expected_verdict``, ``component_ids``). An analysis gets its own (``_compute``)."""
         return Inputs(partial(self._input, hypotheses=()))
 
     def _input(self, name: str, hypotheses: Collection[str]) -> Any:
