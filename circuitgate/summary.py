@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 from circuitgate.analyses import expected_verdict, legacy_baseline
 from circuitgate.documents import config_sha256
 from circuitgate.gate import LEGACY_NOTE, SKILLS_KEY
+from circuitgate.judging import expected_circuit, noise_floor_line, noise_floors, passes, summary_numbers
 from circuitgate.models.loading import cheap_weights_sha256, resolve_device, resolve_dtype
 from circuitgate.plan import plan_outcome
-from circuitgate.judging import expected_circuit, noise_floor_line, noise_floors, passes, summary_numbers
 
 if TYPE_CHECKING:
     from circuitgate.session import Run
