@@ -357,7 +357,7 @@ class Run:
     # -- a gate (--baseline): every decision by gate.py's rule, computed once ----------------------------
     def _entry(self, hypothesis: str, method: str) -> dict[str, Any]:
         """The run's verdicts.json entry of a hypothesis, as a gate compares it with the baseline's."""
-        from circuitgate.verdicts import hypothesis_entry
+        from circuitgate.judging import hypothesis_entry
 
         result = self.result(hypothesis, method)
         return hypothesis_entry(result, result.verdict, {})
