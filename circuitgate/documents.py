@@ -9,7 +9,7 @@ import platform
 import sys
 from dataclasses import asdict
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 

@@ -56,7 +56,7 @@ def _tie_groups(differs: torch.Tensor, counted: torch.Tensor | None = None) -> t
     integral: rank2 [rows, m] int64. The tie term [rows] float64 is sum(t^3 - t) over the tie groups of
     the ``counted`` entries [rows, m] (default: all). On the CPU: ``tie_groups_columns``.
     """
-    rows, m = differs.shape[0], differs.shape[1] + 1
+    m = differs.shape[1] + 1
     if differs.device.type == "cpu" and m <= 2 ** 15:
         rank2, tie_term = tie_groups_columns(np.ascontiguousarray(differs.numpy().T),
                                              None if counted is None else np.ascontiguousarray(counted.numpy().T))
@@ -66,7 +66,7 @@ def _tie_groups(differs: torch.Tensor, counted: torch.Tensor | None = None) -> t
 
 def _tie_groups_torch(differs: torch.Tensor, counted: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``_tie_groups`` by cumulative max and min along the rows, where the tensors are (a GPU)."""
-    rows, m = differs.shape[0], differs.shape[1] + 1
+    m = differs.shape[1] + 1
     edge = torch.ones((rows, 1), dtype=torch.bool, device=differs.device)
     starts, ends = torch.cat([edge, differs], dim=1), torch.cat([differs, edge], dim=1)
     idx = torch.arange(m, device=differs.device).expand(rows, m)
