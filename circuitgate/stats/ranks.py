@@ -66,7 +66,7 @@ def _tie_groups(differs: torch.Tensor, counted: torch.Tensor | None = None) -> t
 
 def _tie_groups_torch(differs: torch.Tensor, counted: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``_tie_groups`` by cumulative max and min along the rows, where the tensors are (a GPU)."""
-    m = differs.shape[1] + 1
+    rows, m = differs.shape[0], differs.shape[1] + 1
     edge = torch.ones((rows, 1), dtype=torch.bool, device=differs.device)
     starts, ends = torch.cat([edge, differs], dim=1), torch.cat([differs, edge], dim=1)
     idx = torch.arange(m, device=differs.device).expand(rows, m)
