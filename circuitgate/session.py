@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Collection
 
 import torch
 
-from circuitgate import CircuitgateError, options
+from circuitgate import CircuitgateError, options, twin_cache
 from circuitgate.analyses import analysis_of, baseline_entry, legacy_baseline
 from circuitgate.analyses.base import Analysis, Inputs, Twin, hypotheses_of
 from circuitgate.activations import Activations
@@ -324,10 +324,31 @@ class Run:
                     self.result(h, method)
             self.release()
             twin = self.twin
-            results = {m: {h: twin.result(h, m) for h in hypotheses} for m in self.settings.methods}
-            twin.release()
-            self._twin_results = Twin(twin.spec.name, twin.shape, results)
+            key = twin.kept_key(hypotheses)
+            kept = twin_cache.load(key) if key else None
+            if kept is None:
+                results = {m: {h: twin.result(h, m) for h in hypotheses} for m in self.settings.methods}
+                twin.release()
+                kept = twin_cache.KeptTwin(twin.spec.name, twin.shape, results, twin.model_info)
+                if key:
+                    twin_cache.store(key, kept)
+            else:  # what the documents read of the twin, so that it is never loaded
+                twin.__dict__["model_info"] = dict(kept.model_info)
+            self._twin_results = Twin(kept.name, kept.shape, kept.results)
         return self._twin_results
+
+    def kept_key(self, hypotheses: Collection[str]) -> str | None:
+        """The key this run's results of ``hypotheses`` are kept under as a twin (``circuitgate.twin_cache``);
+        None for a model run remotely, whose weights are not here to hash."""
+        if self.settings.remote is True:
+            return None
+        from circuitgate.documents import config_sha256
+        from circuitgate.models.loading import resolve_dtype, weights_sha256
+
+        device = resolve_device(self.settings.device)
+        model = twin_cache.directory_sha256(self.model_dir, weights_sha256(self.model_dir, self.settings.progress))
+        return twin_cache.twin_key(model, device, resolve_dtype(self.settings.dtype, device), config_sha256(self.config),
+                                   self.prompt_set, self.settings.methods, hypotheses)
 
     # -- results ---------------------------------------------------------------------------------
     def result(self, hypothesis: str, method: str | None = None) -> HypothesisResult:

@@ -22,8 +22,22 @@ REPO = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)  # 2 threads under CPU contention slow torch 20-100x (docs/nnsight.md, Threads)
 
 
+# Under pytest-xdist, the organisms each worker builds as its session starts, before its first test:
+# the family's three builds are the slow tier's longest steps (80-100 s each on one core), and built on
+# first use they ran one after another while the other worker waited for them on the builder's lock.
+# Built here, the two workers build at once; a worker that needs one the other is building waits as before.
+FIRST_BUILDS = {"gw0": ("organism",), "gw1": ("organism-llama", "organism-null")}
+NEEDS_FAMILY = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Whether a selected test builds organisms (after ``-m``/``-k`` deselected theirs)."""
+    config.stash[NEEDS_FAMILY] = any("organism_family" in getattr(item, "fixturenames", ()) for item in items)
+
+
 @pytest.fixture(scope="session", autouse=True)
-def organism_cache(tmp_path_factory):
+def organism_cache(tmp_path_factory, request):
     """Every test session builds into a cache of its own: no test reads or writes the user's
     ``~/.cache/circuitgate`` (subprocesses inherit the variable). ``CIRCUITGATE_TEST_CACHE`` names a
     directory to use instead, so that the inner loop can keep one family across sessions (builds are
@@ -40,6 +54,11 @@ def organism_cache(tmp_path_factory):
         root = tmp_path_factory.mktemp("circuitgate-cache")
     patch = pytest.MonkeyPatch()
     patch.setenv("CIRCUITGATE_CACHE", str(root))
+    if request.config.stash.get(NEEDS_FAMILY, False):
+        from circuitgate.organism import ensure_built
+
+        for name in FIRST_BUILDS.get(os.environ.get("PYTEST_XDIST_WORKER", ""), ()):
+            ensure_built(name, progress=False)
     yield root
     patch.undo()
 

@@ -122,6 +122,11 @@ def weights_sha256(directory: Path, progress: bool = True) -> str:
     files = sorted(p for p in directory.iterdir() if p.name.endswith(_WEIGHT_SUFFIXES) and p.is_file())
     if not files:
         raise CircuitgateError(f"no weight files (*.safetensors, *.bin) in {directory}")
+    # Hashed once per process while the files stay as they were: H4's kept results are keyed by the
+    # twin's hash before it loads (``circuitgate.kept``), and loading it would read a gigabyte again.
+    signature = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if signature in _HASHED:
+        return _HASHED[signature]
     h = hashlib.sha256()
     total = sum(f.stat().st_size for f in files)
     with progress_bar(total=total, desc="hashing weights", unit="B", unit_scale=True, unit_divisor=1024,
@@ -132,7 +137,11 @@ def weights_sha256(directory: Path, progress: bool = True) -> str:
                 for chunk in iter(lambda: fh.read(1 << 24), b""):
                     h.update(chunk)
                     bar.update(len(chunk))
-    return h.hexdigest()
+    _HASHED[signature] = h.hexdigest()
+    return _HASHED[signature]
+
+
+_HASHED: dict[tuple[tuple[str, int, int], ...], str] = {}
 
 
 def weights_present(spec: ModelSpec) -> str:

@@ -12,10 +12,11 @@ pytestmark = pytest.mark.slow
 
 def test_the_suite_meets_its_accuracy_targets_on_the_organisms(organism_family, organism_cache, tmp_path):
     """docs/validation.md's table: every member of the family and a damaged copy per planted unit (plus one unit
-    outside the plan), under paired and seed; the targets are paired's."""
+    outside the plan). The targets are paired's; the table's seed-method rows are measured, not held to a
+    target, so they are left to the command that writes the table (docs/validation.md)."""
     for name in ("organism", "organism-llama", "organism-null"):
         organism_family[name]
-    report = accuracy.measure(("paired", "original"), cache=organism_cache, workdir=tmp_path)
+    report = accuracy.measure(("paired",), cache=organism_cache, workdir=tmp_path)
     assert report.meets_targets("paired") == [], accuracy.markdown(report)
     models = [s.model for s in report.by_method("paired")]
     assert models[:3] == ["organism", "organism-llama", "organism-null"] and len(models) == 3 + 8 + 1

@@ -3,8 +3,10 @@
 The validity tests are the issue's "Done when": under the null the false-positive rate of every
 hypothesis verdict is at most alpha over >= 200 replications; planted effects of a stated size are found
 with power >= 0.9; on a template-confounded null the seed method declares specialisation and the
-paired method does not. Replications use the default paired settings except ``n_boot = 0``: the
-bootstrap only draws the reported intervals, never a verdict.
+paired method does not. Replications use the default paired settings except ``n_boot = 0`` and
+``gate.resamples = 2`` (the fewest it takes): the bootstrap only draws the reported intervals, and
+the resamples only the noise floor and a gate's replicates, never a verdict. The noise floor was three
+quarters of a replication's time (measured: 0.39 s of which 0.29 s in ``resampled``).
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ import numpy as np
 import pytest
 
 from circuitgate import CircuitgateError
-from circuitgate.config import Config, PairedConfig
+from circuitgate.config import Config, GateConfig, PairedConfig
 from circuitgate.methods import original, paired
 from synthetic import Plant, Shape, Template, controls, pairs
 
 ALPHA = PairedConfig().alpha
-FAST = Config(paired=PairedConfig(n_boot=0))
+FAST = Config(paired=PairedConfig(n_boot=0), gate=GateConfig(resamples=2))
 REPS = 200
 
 
