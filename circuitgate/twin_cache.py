@@ -7,8 +7,9 @@ run keeps its results under ``<cache root>/twin-results`` and the next run that 
 thing reads them instead. The key is everything those results are a function of: circuitgate's own
 source and the numeric libraries' versions, the twin's weights and the files beside them (config,
 tokenizer), the device and dtype, the config, the prompts as the twin's tokenizer matched them, and the
-methods and hypotheses. The batch size is not in it: it does not change a result (docs/gating.md,
-harmless changes).
+methods and hypotheses. The batch size is not in it: it moves a result by float rounding at most,
+which a gate counts as harmless (docs/gating.md, "The candidate benchmark": another batch size regresses
+no unit), and the twin is only compared with, never gated.
 
 Files are written to a temporary name and renamed into place, so an interrupted run never leaves one
 a later run would trust; an unreadable file is measured again.
