@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -22,7 +20,7 @@ from circuitgate.progress import progress_bar
 
 from circuitgate import CircuitgateError
 from circuitgate.activations import Activations
-from circuitgate.cache import cache_root
+from circuitgate.cache import atomic_write, cache_root
 from circuitgate.models.loading import LoadedModel
 
 # Bump when what is extracted changes, so stale caches are not trusted.
@@ -144,13 +142,6 @@ def cached_extract(
         except Exception:  # truncated or foreign file: fall through and recompute
             pass
     acts = extract(loaded, texts, batch_size, progress, desc)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, resid=acts.resid, attn=acts.attn, lengths=acts.lengths, neurons=acts.neurons, gate=acts.gate)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        np.savez(fh, resid=acts.resid, attn=acts.attn, lengths=acts.lengths, neurons=acts.neurons, gate=acts.gate)
     return acts

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+from circuitgate.cache import atomic_write
 from circuitgate.results import HypothesisResult
 from circuitgate.vocabulary import SKILLS
 
@@ -208,21 +207,11 @@ def expected_circuit(entries: Mapping[str, Mapping[str, Any]]) -> list[Sighting]
 
 
 def write_json_atomic(path: Path, document: Mapping[str, Any]) -> None:
-    """Write JSON through a temporary file and a rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    # mkstemp makes the file owner-only; a report is shared like any file the user writes.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(document, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON through a temporary file and a rename: readers never see half a file. A report is
+    shared like any file the user writes."""
+    with atomic_write(path, "w", shared=True) as fh:
+        json.dump(document, fh, indent=2)
+        fh.write("\n")
 
 
 def read_verdicts(path: str | Path) -> dict[str, Any]:

@@ -329,12 +329,12 @@ class Run:
             if kept is None:
                 results = {m: {h: twin.result(h, m) for h in hypotheses} for m in self.settings.methods}
                 twin.release()
-                kept = twin_cache.KeptTwin(twin.spec.name, twin.shape, results, twin.model_info)
+                kept = twin_cache.KeptTwin(Twin(twin.spec.name, twin.shape, results), twin.model_info)
                 if key:
                     twin_cache.store(key, kept)
             else:  # what the documents read of the twin, so that it is never loaded
                 twin.__dict__["model_info"] = dict(kept.model_info)
-            self._twin_results = Twin(kept.name, kept.shape, kept.results)
+            self._twin_results = kept.twin
         return self._twin_results
 
     def kept_key(self, hypotheses: Collection[str]) -> str | None:

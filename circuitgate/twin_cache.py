@@ -19,30 +19,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from circuitgate.cache import cache_root
+from circuitgate.cache import atomic_write, cache_root
 
 if TYPE_CHECKING:
-    from circuitgate.models import Shape
+    from circuitgate.analyses.base import Twin
     from circuitgate.prompts import PromptSet
-    from circuitgate.results import HypothesisResult
 
 
 @dataclass(frozen=True)
 class KeptTwin:
-    """What H4 and the documents read of the twin: its results by method and hypothesis, its shape and
-    its model info (name, id, weights hash), so that a kept twin is never loaded."""
+    """What H4 and the documents read of the twin: H4's input (name, shape, results by method and
+    hypothesis) and the model info verdicts.json records (name, id, weights hash), so that a kept twin
+    is never loaded."""
 
-    name: str
-    shape: "Shape"
-    results: Mapping[str, Mapping[str, "HypothesisResult"]]
+    twin: "Twin"
     model_info: Mapping[str, Any]
 
 
@@ -107,13 +103,5 @@ def load(key: str, root: Path | None = None) -> KeptTwin | None:
 
 def store(key: str, kept: KeptTwin, root: Path | None = None) -> None:
     """Keep ``kept`` under ``key``, atomically."""
-    path = _path(key, root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump(kept, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(_path(key, root)) as fh:
+        pickle.dump(kept, fh, protocol=pickle.HIGHEST_PROTOCOL)

@@ -123,7 +123,7 @@ def weights_sha256(directory: Path, progress: bool = True) -> str:
     if not files:
         raise CircuitgateError(f"no weight files (*.safetensors, *.bin) in {directory}")
     # Hashed once per process while the files stay as they were: H4's kept results are keyed by the
-    # twin's hash before it loads (``circuitgate.kept``), and loading it would read a gigabyte again.
+    # twin's hash before it loads (``circuitgate.twin_cache``), and loading it would read a gigabyte again.
     signature = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
     if signature in _HASHED:
         return _HASHED[signature]
