@@ -3,6 +3,7 @@ flaw 1: tests on pair differences; flaw 5: the smallest attainable p)."""
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -28,12 +29,15 @@ class WilcoxonResult(NamedTuple):
     exact: np.ndarray      # bool: the exact distribution was used
 
 
+@functools.lru_cache(maxsize=EXACT_MAX_N)
 def _signed_rank_tables(n: int) -> tuple[np.ndarray, np.ndarray]:
     """P(W+ <= w) and P(W+ >= w), w = 0..n(n+1)/2, for n untied non-zero differences under H0.
 
     The counts of subsets of {1..n} with each rank sum come from the DP "add rank k or not" in Python
     integers, so they are exact; each tail is one correctly rounded int / int division. (scipy sums
     float pmfs and takes 1 - cdf for the upper half, which loses the far tail's relative accuracy.)
+    Kept per n (read-only): building the table was 83% of a call on a [32, 48] family (0.66 of
+    0.79 ms, measured), and the paired method calls the test twice per split of every family.
     """
     top = n * (n + 1) // 2
     counts = [1] + [0] * top
@@ -44,6 +48,7 @@ def _signed_rank_tables(n: int) -> tuple[np.ndarray, np.ndarray]:
     cum = np.cumsum(np.array(counts, dtype=object))  # #(W+ <= w)
     cdf = np.array([c / total for c in cum])
     sf = cdf[::-1].copy()  # the null is symmetric about n(n+1)/4: P(W+ >= w) = P(W+ <= top - w)
+    cdf.flags.writeable = sf.flags.writeable = False
     return cdf, sf
 
 
