@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from circuitgate import CircuitgateError
-from circuitgate.config import Config
+from circuitgate.config import Config, load_config
 from circuitgate.causal import verdict_from_classes
 from circuitgate.ids import target_kind
 from circuitgate.models.adapters import Shape
@@ -161,13 +161,14 @@ def damaged(source: Path, out: Path, seed: int = 0) -> Iterator[tuple[str, Path]
 
 # -- running the suite ------------------------------------------------------------------------------
 def score(model: str, directory: Path, info: Mapping[str, Any], twin_run: Any, twin_info: Mapping[str, Any] | None,
-          method: str, config: Config) -> ModelScore:
-    """Run H1-H5 on ``directory`` (its H4 against ``twin_run``) and score them against ``info``'s truth."""
+          method: str, config: Config, config_file: str | None = None) -> ModelScore:
+    """Run H1-H5 on ``directory`` (its H4 against ``twin_run``, ``config_file`` its YAML or None for the
+    defaults, which ``config`` holds loaded) and score them against ``info``'s truth."""
     from circuitgate.session import Run, Settings
 
     # One twin run serves every model: its results are computed once.
     run = Run(Settings(model=str(directory), method=method, prompts="organism", progress=False,
-                       h4_model=str(twin_run.model_dir)), twin=twin_run)
+                       config=config_file, h4_model=str(twin_run.model_dir)), twin=twin_run)
     shape = run.shape
     twin = (twin_info, twin_run.shape) if twin_info is not None else None
     truth, classes = _truth_verdicts(info, shape, config, twin)
@@ -187,8 +188,9 @@ def score(model: str, directory: Path, info: Mapping[str, Any], twin_run: Any, t
 
 
 def measure(methods: Sequence[str] = ANALYSIS_METHODS, cache: Path | None = None, seed: int = 0,
-            workdir: Path | None = None) -> Report:
-    """Score the suite on the family and on damaged copies of the planted organism, per method."""
+            workdir: Path | None = None, config: str | Path | None = None) -> Report:
+    """Score the suite on the family and on damaged copies of the planted organism, per method;
+    ``config``: a config file every run (and the truth's thresholds) takes, None for the defaults."""
     import time
 
     from circuitgate.organism.builder import ensure_built
@@ -196,7 +198,8 @@ def measure(methods: Sequence[str] = ANALYSIS_METHODS, cache: Path | None = None
     from circuitgate.session import Run, Settings
 
     start = time.perf_counter()
-    config = Config()
+    config_file = None if config is None else str(config)
+    thresholds = load_config(config_file)
     family = {name: ensure_built(name, cache_root=cache, progress=False)
               for name in ("organism", "organism-llama", "organism-null")}
     infos = {name: read_info(path) for name, path in family.items()}
@@ -212,8 +215,9 @@ def measure(methods: Sequence[str] = ANALYSIS_METHODS, cache: Path | None = None
                 twin_name = "organism" if name == "organism-llama" else "organism-llama"
                 if twin_name not in twins:
                     twins[twin_name] = Run(Settings(model=str(family[twin_name]), method=method, prompts="organism",
-                                                    progress=False))
-                scores.append(score(name, path, info, twins[twin_name], infos[twin_name], method, config))
+                                                    config=config_file, progress=False))
+                scores.append(score(name, path, info, twins[twin_name], infos[twin_name], method, thresholds,
+                                    config_file))
         return Report(scores, time.perf_counter() - start)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
