@@ -10,7 +10,7 @@ import torch
 
 import circuitgate.stats
 from circuitgate.stats import benjamini_hochberg, fdr_correction, min_attainable_p, wilcoxon_signed_rank
-from circuitgate.stats.ranks import _tie_groups, _tie_groups_torch
+from circuitgate.stats.ranks import ACCUMULATE_MAX_COLS, _tie_groups, _tie_groups_torch, tie_groups_columns
 
 
 def _reference(row: np.ndarray) -> tuple[np.ndarray, float]:
@@ -44,6 +44,23 @@ def test_tie_groups_count_all_entries_by_default(tie_groups):
     rank2, tie_term = tie_groups(s[:, 1:] != s[:, :-1])
     assert rank2.tolist() == [[3, 3, 6, 10, 10, 10], [2, 4, 6, 8, 10, 12]]
     assert tie_term.tolist() == [(8 - 2) + (27 - 3), 0.0]
+
+
+def test_tie_groups_of_narrow_and_wide_families_are_the_same_integers():
+    """tie_groups_columns scans a few columns with numpy's accumulate and many with a loop over the
+    positions: the wide family's result is its narrow slices' results side by side."""
+    rng = np.random.default_rng(13)
+    for m in (2, 13, 32, 65):
+        z = np.sort(rng.integers(-3, 4, size=(m, 3 * ACCUMULATE_MAX_COLS + 7)), axis=0)
+        differs, counted = z[1:] != z[:-1], rng.random(z.shape) < 0.7
+        for c in (None, counted):
+            wide = tie_groups_columns(differs, c)
+            cuts = range(0, z.shape[1], ACCUMULATE_MAX_COLS)
+            narrow = [tie_groups_columns(differs[:, i: i + ACCUMULATE_MAX_COLS],
+                                         None if c is None else c[:, i: i + ACCUMULATE_MAX_COLS]) for i in cuts]
+            assert wide[0].dtype == narrow[0][0].dtype == np.int32
+            np.testing.assert_array_equal(wide[0], np.concatenate([n[0] for n in narrow], axis=1))
+            np.testing.assert_array_equal(wide[1], np.concatenate([n[1] for n in narrow]))
 
 
 def test_bh_per_family_is_fdr_correction_of_each_family():
