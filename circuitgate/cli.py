@@ -80,7 +80,7 @@ def _organism_accuracy(args: argparse.Namespace) -> int:
     from circuitgate import accuracy
 
     methods = accuracy.check_methods(args.method)
-    report = accuracy.measure(methods, cache=args.cache)
+    report = accuracy.measure(methods, cache=args.cache, config=args.config)
     if args.format == "json":
         text = json.dumps({m: {"summary": report.summary(m), "models": [vars(s) for s in report.by_method(m)]}
                            for m in methods}, indent=2) + "\n"
@@ -151,6 +151,8 @@ def parser() -> argparse.ArgumentParser:
                      help="analysis methods to score (seed: original)")
     acc.add_argument("--format", default="markdown", choices=["markdown", "json"])
     acc.add_argument("--cache", type=Path, default=None, help="cache root of the organism builds")
+    acc.add_argument("--config", type=Path, default=None,
+                     help="a config file (YAML) every run and the truth's thresholds take; default: the defaults")
     acc.add_argument("-o", "--output", default=None, help="write here instead of stdout")
     acc.set_defaults(func=_organism_accuracy)
     c = sub.add_parser("compare", help="B judged against A by the gate's rule (skills, verdicts, units: regressed, "

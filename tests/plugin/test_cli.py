@@ -242,6 +242,14 @@ def test_organism_build_command_reports_the_build_in_the_given_cache(organism_fa
     assert re.fullmatch(rf"organism: {re.escape(str(path))} \(recall 1\.00, reasoning 1\.00; built in \d+ s\)", line), line
 
 
+def test_organism_accuracy_on_a_missing_config_file_says_so_before_any_build(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CIRCUITGATE_CACHE", str(tmp_path / "cache"))
+    missing = tmp_path / "nope.yaml"
+    assert main(["organism", "accuracy", "--config", str(missing)]) == 2
+    assert f"config file not found: {missing}" in one_line_error(capsys)
+    assert not (tmp_path / "cache").exists()
+
+
 def test_organism_build_rejects_unknown_names(capsys):
     with pytest.raises(SystemExit):
         main(["organism", "build", "--name", "organism-x"])
