@@ -161,9 +161,9 @@ def damaged(source: Path, out: Path, seed: int = 0) -> Iterator[tuple[str, Path]
 
 # -- running the suite ------------------------------------------------------------------------------
 def score(model: str, directory: Path, info: Mapping[str, Any], twin_run: Any, twin_info: Mapping[str, Any] | None,
-          method: str, config: Config, config_file: str | None = None) -> ModelScore:
-    """Run H1-H5 on ``directory`` (its H4 against ``twin_run``, ``config_file`` its YAML or None for the
-    defaults, which ``config`` holds loaded) and score them against ``info``'s truth."""
+          method: str, config_file: str | None = None) -> ModelScore:
+    """Run H1-H5 on ``directory`` (its H4 against ``twin_run``; ``config_file``: its YAML, None for the
+    defaults) and score them against ``info``'s truth, judged by the thresholds the run itself used."""
     from circuitgate.session import Run, Settings
 
     # One twin run serves every model: its results are computed once.
@@ -171,7 +171,7 @@ def score(model: str, directory: Path, info: Mapping[str, Any], twin_run: Any, t
                        config=config_file, h4_model=str(twin_run.model_dir)), twin=twin_run)
     shape = run.shape
     twin = (twin_info, twin_run.shape) if twin_info is not None else None
-    truth, classes = _truth_verdicts(info, shape, config, twin)
+    truth, classes = _truth_verdicts(info, shape, run.config, twin)
     out = ModelScore(model, method)
     for h in HYPOTHESES:
         if h == "H4" and twin is None:
@@ -199,7 +199,7 @@ def measure(methods: Sequence[str] = ANALYSIS_METHODS, cache: Path | None = None
 
     start = time.perf_counter()
     config_file = None if config is None else str(config)
-    thresholds = load_config(config_file)
+    load_config(config_file)  # a missing or invalid file: its one line before any build
     family = {name: ensure_built(name, cache_root=cache, progress=False)
               for name in ("organism", "organism-llama", "organism-null")}
     infos = {name: read_info(path) for name, path in family.items()}
@@ -216,8 +216,7 @@ def measure(methods: Sequence[str] = ANALYSIS_METHODS, cache: Path | None = None
                 if twin_name not in twins:
                     twins[twin_name] = Run(Settings(model=str(family[twin_name]), method=method, prompts="organism",
                                                     config=config_file, progress=False))
-                scores.append(score(name, path, info, twins[twin_name], infos[twin_name], method, thresholds,
-                                    config_file))
+                scores.append(score(name, path, info, twins[twin_name], infos[twin_name], method, config_file))
         return Report(scores, time.perf_counter() - start)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

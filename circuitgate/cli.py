@@ -152,7 +152,7 @@ def parser() -> argparse.ArgumentParser:
     acc.add_argument("--format", default="markdown", choices=["markdown", "json"])
     acc.add_argument("--cache", type=Path, default=None, help="cache root of the organism builds")
     acc.add_argument("--config", type=Path, default=None,
-                     help="a config file (YAML) every run and the truth's thresholds take; default: the defaults")
+                     help="a config file (YAML) every run and the truth's thresholds take (default: none)")
     acc.add_argument("-o", "--output", default=None, help="write here instead of stdout")
     acc.set_defaults(func=_organism_accuracy)
     c = sub.add_parser("compare", help="B judged against A by the gate's rule (skills, verdicts, units: regressed, "

@@ -36,8 +36,8 @@ def tie_groups_columns(differs: np.ndarray, counted: np.ndarray | None = None) -
         starts[1:] = differs
         ends = np.ones((m, cols), dtype=bool)  # ... and ends at j where entry j + 1 differs from j
         ends[:-1] = differs
-        first = np.maximum.accumulate(np.where(starts, position, 0).astype(np.int32), axis=0)
-        last = np.minimum.accumulate(np.where(ends, position, m - 1).astype(np.int32)[::-1], axis=0)[::-1]
+        first = np.maximum.accumulate(np.where(starts, position, 0), axis=0)  # int32: position's dtype
+        last = np.minimum.accumulate(np.where(ends, position, m - 1)[::-1], axis=0)[::-1]
     else:
         first = np.empty((m, cols), dtype=np.int32)
         last = np.empty((m, cols), dtype=np.int32)
