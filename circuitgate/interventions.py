@@ -314,11 +314,9 @@ def _staggered(loaded: LoadedModel, starts: Sequence[int], b: int) -> Iterator[N
     so the rows a layer computes are always a prefix of the batch and the edits' row slices hold."""
     from bisect import bisect_right
 
-    from circuitgate.models.adapters import _get
-
     if any(a > c for a, c in zip(starts, starts[1:])):
         raise ValueError(f"copies must be ordered by their first edited layer, got {list(starts)}")
-    layers = _get(loaded.hf, loaded.adapter.layers_path)
+    layers = loaded.adapter.layers(loaded.hf)
     originals = list(layers)
     total = b * (1 + len(starts))
     for i, layer in enumerate(originals):

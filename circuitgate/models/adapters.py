@@ -52,11 +52,15 @@ class Adapter:
         ``nn.Linear`` weight [out, in], rows of a GPT-2 ``Conv1D`` weight [in, out]."""
         return (slice(None),) * self.weight_input_axis + (inputs,)
 
+    def layers(self, model: Any) -> Any:
+        """The decoder layers' ModuleList: a layer can be swapped for a stand-in."""
+        return _get(model, self.layers_path)
+
     def layer(self, model: Any, i: int) -> Any:
-        return _get(model, self.layers_path)[i]
+        return self.layers(model)[i]
 
     def n_layers(self, model: Any) -> int:
-        return len(_get(model, self.layers_path))
+        return len(self.layers(model))
 
     # Modules (HF modules, or nnsight envoys of them): torch hooks and traces both start here.
     def attention_module(self, model: Any, i: int) -> Any:

@@ -23,7 +23,8 @@ organism whose truth is not its plan.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ from circuitgate.causal import classify_targets
 from circuitgate.config import H5Config, PairedConfig
 from circuitgate.features import h1_layer_features, h2_head_metrics
 from circuitgate.ids import attn_target, parse_component
-from circuitgate.models.adapters import Shape
+from circuitgate.models.adapters import Shape, adapter_for
 from circuitgate.organism.ablate import Component, RowEdit, ablating, components, recording
 from circuitgate.organism.plan import Plan
 from circuitgate.organism.train import ItemPair, encode
@@ -64,6 +65,35 @@ def targets_of(shape: Shape, block_size: int, block_layers: Sequence[int]) -> li
 
 
 # -- causal ---------------------------------------------------------------------------------------
+class _Replay(torch.nn.Module):
+    """A decoder layer below the ablated one: it returns its output in the clean run of the same batch
+    instead of computing it again (an ablation changes nothing below its layer, so that output is the
+    very tensor the layer would compute)."""
+
+    def __init__(self, output: torch.Tensor) -> None:
+        super().__init__()
+        self.output = output
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self.output
+
+
+@contextmanager
+def _replaying(model: PreTrainedModel, outputs: Sequence[torch.Tensor]) -> Iterator[None]:
+    """The first ``len(outputs)`` decoder layers replaced by ``_Replay`` of their clean outputs: a
+    target's ablation computes only its own layer and those above (about 40% less of the organism's
+    truth to compute), with the same numbers."""
+    layers = adapter_for(model.config.model_type).layers(model)
+    originals = [layers[i] for i in range(len(outputs))]
+    for i, output in enumerate(outputs):
+        layers[i] = _Replay(output)
+    try:
+        yield
+    finally:
+        for i, layer in enumerate(originals):
+            layers[i] = layer
+
+
 @torch.no_grad()
 def _correct(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, items: Sequence[ItemPair], n_recall: int,
              component: Component | None = None, kind: str = "zero") -> torch.Tensor:
@@ -88,13 +118,17 @@ def measure_causal(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, r
     torch.set_num_threads(1)
     model.eval()
     items, n = [*recall, *reasoning], len(recall)
-    clean = _correct(model, tokenizer, items, n)
+    layers = range(adapter_for(model.config.model_type).n_layers(model))
+    with recording(model, [], resid_layers=layers) as store:
+        clean = _correct(model, tokenizer, items, n)
+    outputs = [store[f"resid{layer}"] for layer in layers]
     clean_r, clean_s = clean[:n], clean[n:]
     ablations: dict[str, dict[str, dict]] = {}
     for kind in ABLATIONS:
         rows = {}
         for target in targets:
-            abl = _correct(model, tokenizer, items, n, target, kind)
+            with _replaying(model, outputs[:target.layer]):
+                abl = _correct(model, tokenizer, items, n, target, kind)
             abl_r, abl_s = abl[:n], abl[n:]
             rows[target.id] = {
                 "recall": abl_r.float().mean().item(),
