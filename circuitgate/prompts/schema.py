@@ -137,7 +137,12 @@ def _closest(a: Prompt, b: Prompt, n: dict[str, int]) -> tuple[Prompt, Prompt]:
     return replace(a, prompt=a.wordings[i], variants=()), replace(b, prompt=b.wordings[j], variants=())
 
 
-class _LineLoader(yaml.SafeLoader):
+# libyaml's parser where PyYAML has it: the same documents and marks, about 7x faster (geography.yaml
+# 0.34 s -> 0.05 s; a run reads its prompt set twice).
+_SafeLoader = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
+
+
+class _LineLoader(_SafeLoader):
     """A YAML loader whose mappings remember the line they start on, for error messages."""
 
 
