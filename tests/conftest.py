@@ -31,9 +31,32 @@ FIRST_BUILDS = {"gw0": ("organism",), "gw1": ("organism-llama", "organism-null")
 NEEDS_FAMILY = pytest.StashKey[bool]()
 
 
+# The files pytest-xdist hands out first (--dist loadfile gives a worker its next file as it runs out),
+# heaviest first, so that the last files to go out are short and the two workers end together. Those
+# that need organism-llama or organism-null come after work enough for gw1 to have built them. By
+# default xdist hands files out by their number of tests, most first: the heavy files, few tests each,
+# went out last, and one worker ran 150 s longer than the other (docs/validation.md, "The test suite").
+HEAVY_FIRST = ("e2e/test_screen_validation.py", "e2e/test_real_weights.py", "e2e/test_screen_on_the_organism.py",
+               "validity/test_paired_method.py", "e2e/test_end_to_end.py", "e2e/test_family.py",
+               "e2e/test_accuracy_on_the_family.py", "e2e/test_wheel.py", "plugin/test_plugin.py",
+               "unit/test_benchmarks.py")
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: hand files out in collection order
+        config.option.loadscopereorder = False
+
+
+def _rank(item) -> int:
+    path = item.path.relative_to(Path(__file__).parent).as_posix()
+    return HEAVY_FIRST.index(path) if path in HEAVY_FIRST else len(HEAVY_FIRST)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
-    """Whether a selected test builds organisms (after ``-m``/``-k`` deselected theirs)."""
+    """The heavy files first (``HEAVY_FIRST``), the rest in their order; whether a selected test builds
+    organisms (after ``-m``/``-k`` deselected theirs)."""
+    items.sort(key=_rank)
     config.stash[NEEDS_FAMILY] = any("organism_family" in getattr(item, "fixturenames", ()) for item in items)
 
 
