@@ -117,10 +117,10 @@ def pytest_configure(config: pytest.Config) -> None:
                                 "each hypothesis is computed once per session, in one process; run it without -n")
     _prepare(config)
     _start_junit(config)
-    _freeze_imports()
+    freeze_imports()
 
 
-def _freeze_imports() -> None:
+def freeze_imports() -> None:
     """Leave the objects the imports made out of every later garbage collection, once per process.
 
     torch, transformers and nnsight leave about half a million objects that live as long as the process,
